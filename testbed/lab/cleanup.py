@@ -1,0 +1,40 @@
+"""Tear down runs from their registry records: a lab's own ``down()``, ``testbed lab down RUN`` and
+``testbed cleanup`` for runs whose owner died (SIGKILL, power cut of the terminal, OOM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from testbed.lab.nodes import make_backend
+from testbed.lab.registry import Registry, RunRecord
+
+
+@dataclass
+class Removal:
+    run_id: str
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def remove_run(registry: Registry, record: RunRecord) -> Removal:
+    """Remove every resource of ``record``, newest first; forget the record only if all are gone."""
+    result = Removal(record.run_id)
+    backend = make_backend(record.backend, registry)
+    for resource in reversed(record.resources):
+        try:
+            if backend.remove_leftover(resource):
+                result.removed.append(f"{resource.kind} {resource.name}")
+        except Exception as exc:  # keep going: one stuck resource must not leak the others
+            result.failed.append(f"{resource.kind} {resource.name}: {exc}")
+    if not result.failed:
+        registry.forget(record.run_id)
+    return result
+
+
+def stale_runs(registry: Registry, include_kept: bool = False) -> list[RunRecord]:
+    """Runs whose owner process is gone (kept labs only with ``include_kept``)."""
+    return [r for r in registry.runs() if not r.owner_alive() and (include_kept or not r.kept)]
+
+
+def cleanup(registry: Registry, include_kept: bool = False) -> list[Removal]:
+    return [remove_run(registry, record) for record in stale_runs(registry, include_kept)]

@@ -1,0 +1,178 @@
+"""``Lab``: bring a scenario's network up and always take it down again.
+
+Teardown runs on success, on any exception (also one in the middle of set-up), on Ctrl-C and on
+SIGTERM/SIGHUP; a second signal during teardown is ignored so teardown completes. What cannot be
+cleaned up in-process (SIGKILL) is left listed in the registry for ``testbed cleanup``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from testbed.errors import CapabilityError, Interrupted, LabError
+from testbed.lab import links
+from testbed.lab.cleanup import remove_run
+from testbed.lab.nodes import Node, make_backend
+from testbed.lab.registry import Registry, RunRecord
+from testbed.lab.topology import AddressPlan, plan_addresses
+from testbed.scenario.model import Scenario
+
+_TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"received {signal.Signals(signum).name}")
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP unwind like Ctrl-C (only possible on the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in _TERMINATING_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Teardown must finish: a second Ctrl-C or SIGTERM is ignored while inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = (signal.SIGINT, *_TERMINATING_SIGNALS)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in caught}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def switch_name(link: str) -> str:
+    """The node that holds a segment's bridge; '_' cannot occur in user node names, so no clash."""
+    return f"sw_{link}"
+
+
+class Lab:
+    """The emulated network of one scenario. Use as ``with Lab(scenario) as lab: ...``."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        backend: str | None = None,
+        registry: Registry | None = None,
+        keep: bool = False,
+        purpose: str = "lab",
+    ):
+        self.scenario = scenario
+        self.registry = registry or Registry()
+        self.backend_name = backend or scenario.backend
+        self.keep = keep
+        self.purpose = purpose
+        self.plan: AddressPlan = plan_addresses(scenario.topology)
+        self.nodes: dict[str, Node] = {}
+        self.run: RunRecord | None = None
+        self.netlink = links.Netlink()
+        self.up_seconds: float | None = None
+        self._signals = None
+
+    @property
+    def run_id(self) -> str:
+        if self.run is None:
+            raise LabError("the lab is not up")
+        return self.run.run_id
+
+    def node(self, name: str) -> Node:
+        return self.nodes[name]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Lab:
+        self._signals = signals_raise()
+        self._signals.__enter__()
+        try:
+            self.up()
+        except BaseException:
+            self._signals.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if not self.keep:
+                self.down()
+        finally:
+            if self._signals is not None:
+                self._signals.__exit__(None, None, None)
+                self._signals = None
+
+    def up(self) -> None:
+        """Create nodes, wire segments, set addresses and routes. On any failure, undo what was done."""
+        if os.geteuid() != 0:
+            raise CapabilityError("building a lab needs root (network namespaces); run with sudo")
+        started = time.perf_counter()
+        self.run = self.registry.new_run(self.purpose, self.backend_name, kept=self.keep)
+        try:
+            backend = make_backend(self.backend_name, self.registry)
+            for name, kind in self.plan.nodes.items():
+                self.nodes[name] = backend.create_node(self.run, name, kind)
+            for segment in self.plan.segments.values():
+                if segment.switched:
+                    self.nodes[switch_name(segment.name)] = backend.create_node(
+                        self.run, switch_name(segment.name), "switch")
+            for node in self.nodes.values():
+                links.bring_up_loopback(self.netlink, node)
+            for segment in self.plan.segments.values():
+                switch = self.nodes.get(switch_name(segment.name)) if segment.switched else None
+                links.wire_segment(self.netlink, segment, self.nodes, switch)
+            links.configure_addresses(self.netlink, self.plan, self.nodes)
+            self.run.info = self.describe()
+            self.registry.save(self.run)
+        except BaseException:
+            self.down()
+            raise
+        self.up_seconds = time.perf_counter() - started
+
+    def down(self) -> None:
+        """Remove every node this lab created, then its registry entry. Safe to call more than once."""
+        if self.run is None:
+            return
+        with signals_ignored():
+            self.netlink.close()
+            self.nodes.clear()
+            record = self.registry.load(self.run.run_id) or self.run
+            removal = remove_run(self.registry, record)
+            if removal.failed:
+                raise LabError(f"teardown of run {record.run_id} incomplete ({'; '.join(removal.failed)}); "
+                               "run `testbed cleanup`")
+            self.run = None
+
+    # ------------------------------------------------------------ description
+
+    def describe(self) -> dict[str, Any]:
+        """Nodes, their namespaces and addresses: what `testbed lab up` prints and `lab exec` needs."""
+        return {
+            "scenario": self.scenario.name,
+            "backend": self.backend_name,
+            "nodes": {
+                name: {
+                    "kind": node.kind,
+                    "netns": str(node.netns_path),
+                    "interfaces": {i.ifname: str(i.address) for i in self.plan.node_interfaces(name)},
+                }
+                for name, node in self.nodes.items()
+            },
+        }

@@ -1,0 +1,65 @@
+"""A UDP reachability probe between two nodes: proves a datagram crosses the lab and counts the hops.
+
+The receiver asks for each datagram's IP TTL (IP_RECVTTL); the sender sends with TTL 64, so
+``64 - ttl`` is the number of routers the datagram crossed.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.lab import netns
+
+SEND_TTL = 64
+IP_RECVTTL = 12  # <linux/in.h>; Python 3.11 does not export it
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    source: str
+    destination: str
+    address: str
+    received: bool
+    ttl: int | None
+
+    @property
+    def hops(self) -> int | None:
+        """Routers crossed (TTL decrements); None when nothing arrived."""
+        return None if self.ttl is None else SEND_TTL - self.ttl
+
+
+def udp_probe(source_ns: Path, destination_ns: Path, address: str, *, source: str = "", destination: str = "",
+              timeout: float = 2.0, payload: bytes = b"voip-testbed probe") -> ProbeResult:
+    """Send one datagram from ``source_ns`` to ``address`` (an address inside ``destination_ns``)."""
+
+    def make_receiver() -> socket.socket:
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        receiver.bind((address, 0))
+        return receiver
+
+    def make_sender() -> socket.socket:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, SEND_TTL)
+        return sender
+
+    receiver = netns.run_in(destination_ns, make_receiver)
+    sender = netns.run_in(source_ns, make_sender)
+    with receiver, sender:
+        port = receiver.getsockname()[1]
+        receiver.settimeout(timeout)
+        for _ in range(3):  # the first datagram may wait for ARP on each hop; resend once or twice
+            sender.sendto(payload, (address, port))
+            try:
+                data, ancillary, _flags, _peer = receiver.recvmsg(2048, socket.CMSG_SPACE(4))
+            except TimeoutError:
+                continue
+            if data != payload:
+                continue
+            ttl = next((struct.unpack("i", value[:4])[0] for level, kind, value in ancillary
+                        if level == socket.IPPROTO_IP and kind == socket.IP_TTL), None)
+            return ProbeResult(source, destination, address, True, ttl)
+    return ProbeResult(source, destination, address, False, None)

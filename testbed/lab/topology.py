@@ -1,0 +1,160 @@
+"""The address plan: subnets, interface addresses and routes derived from a scenario's topology.
+
+Pure computation, no kernel calls, so the plan can be printed, tested and stored with a run.
+Routes are per destination subnet along the shortest path through router nodes (hosts never forward),
+so any tree or mesh of routers works, not only client-router-gateway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass, field
+
+from testbed.errors import ScenarioError
+from testbed.scenario.model import Topology
+
+
+@dataclass(frozen=True)
+class Interface:
+    node: str
+    link: str
+    ifname: str
+    address: ipaddress.IPv4Interface
+    mtu: int
+
+
+@dataclass(frozen=True)
+class Route:
+    node: str
+    destination: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    ifname: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One topology link: a veth pair, or a bridge in a switch node when it has more than two endpoints."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+    endpoints: tuple[str, ...]
+    mtu: int
+
+    @property
+    def switched(self) -> bool:
+        return len(self.endpoints) > 2
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    nodes: dict[str, str]  # node -> kind
+    segments: dict[str, Segment]
+    interfaces: list[Interface]
+    routes: list[Route] = field(default_factory=list)
+
+    def interface(self, node: str, link: str) -> Interface:
+        for interface in self.interfaces:
+            if interface.node == node and interface.link == link:
+                return interface
+        raise KeyError(f"node {node!r} has no interface on link {link!r}")
+
+    def address(self, node: str, link: str | None = None) -> ipaddress.IPv4Address:
+        """The node's address on ``link``, or on its first link."""
+        for interface in self.interfaces:
+            if interface.node == node and (link is None or interface.link == link):
+                return interface.address.ip
+        raise KeyError(f"node {node!r} has no address" + (f" on link {link!r}" if link else ""))
+
+    def node_interfaces(self, node: str) -> list[Interface]:
+        return [i for i in self.interfaces if i.node == node]
+
+    def node_routes(self, node: str) -> list[Route]:
+        return [r for r in self.routes if r.node == node]
+
+
+def _allocate_subnets(topology: Topology) -> dict[str, ipaddress.IPv4Network]:
+    fixed = {name: link.subnet for name, link in topology.links.items() if link.subnet is not None}
+    pool = topology.address_pool.subnets(new_prefix=max(topology.subnet_prefix, topology.address_pool.prefixlen))
+    result: dict[str, ipaddress.IPv4Network] = {}
+    for name, link in topology.links.items():
+        if link.subnet is not None:
+            result[name] = link.subnet
+            continue
+        for candidate in pool:
+            if not any(candidate.overlaps(taken) for taken in fixed.values()):
+                if candidate.num_addresses - 2 < len(link.endpoints):
+                    raise ScenarioError([f"topology.subnet_prefix /{topology.subnet_prefix} is too small "
+                                         f"for the {len(link.endpoints)} endpoints of link {name!r}"])
+                result[name] = candidate
+                break
+        else:
+            raise ScenarioError([f"topology.address_pool {topology.address_pool} has no room for link {name!r}"])
+    return result
+
+
+def _assign_addresses(topology: Topology, name: str, subnet: ipaddress.IPv4Network) -> dict[str, ipaddress.IPv4Address]:
+    """Routers take the lowest host addresses (.1, .2, ...), hosts follow from .10 where room allows."""
+    link = topology.links[name]
+    taken = dict(link.addresses)
+    hosts = list(subnet.hosts())
+    free = [a for a in hosts if a not in taken.values()]
+    routers = [n for n in link.endpoints if topology.nodes[n].kind == "router" and n not in taken]
+    others = [n for n in link.endpoints if topology.nodes[n].kind != "router" and n not in taken]
+    for node in routers:
+        taken[node] = free.pop(0)
+    from_ten = [a for a in free if int(a) - int(subnet.network_address) >= 10]
+    host_pool = from_ten if len(from_ten) >= len(others) else free
+    for node in others:
+        taken[node] = host_pool.pop(0)
+    return taken
+
+
+def _routes(topology: Topology, segments: dict[str, Segment], interfaces: list[Interface]) -> list[Route]:
+    address = {(i.node, i.link): i for i in interfaces}
+    node_links: dict[str, list[str]] = {n: [] for n in topology.nodes}
+    for segment in segments.values():
+        for endpoint in segment.endpoints:
+            node_links[endpoint].append(segment.name)
+    routes: list[Route] = []
+    for source in topology.nodes:
+        # breadth-first over (node) reached via first hop; only routers are expanded past the source
+        first_hop: dict[str, tuple[str, str]] = {}  # node -> (gateway node, link from source)
+        reached_links = set(node_links[source])
+        queue: deque[str] = deque()
+        for link in node_links[source]:
+            for neighbour in segments[link].endpoints:
+                if neighbour != source and neighbour not in first_hop:
+                    first_hop[neighbour] = (neighbour, link)
+                    queue.append(neighbour)
+        while queue:
+            node = queue.popleft()
+            if topology.nodes[node].kind != "router":
+                continue
+            for link in node_links[node]:
+                if link not in reached_links:
+                    reached_links.add(link)
+                    gateway, via = first_hop[node]
+                    routes.append(Route(source, segments[link].subnet, address[(gateway, via)].address.ip,
+                                        address[(source, via)].ifname))
+                for neighbour in segments[link].endpoints:
+                    if neighbour != source and neighbour not in first_hop:
+                        first_hop[neighbour] = first_hop[node]
+                        queue.append(neighbour)
+    return routes
+
+
+def plan_addresses(topology: Topology) -> AddressPlan:
+    """Give every segment a subnet, every endpoint an address and every node routes to all subnets."""
+    subnets = _allocate_subnets(topology)
+    segments: dict[str, Segment] = {}
+    interfaces: list[Interface] = []
+    for name, link in topology.links.items():
+        segment = Segment(name, subnets[name], tuple(link.endpoints), link.mtu)
+        segments[name] = segment
+        addresses = _assign_addresses(topology, name, segment.subnet)
+        for node in link.endpoints:
+            interfaces.append(Interface(node, name, name, ipaddress.IPv4Interface(
+                f"{addresses[node]}/{segment.subnet.prefixlen}"), link.mtu))
+    routes = _routes(topology, segments, interfaces)
+    return AddressPlan({n: spec.kind for n, spec in topology.nodes.items()}, segments, interfaces, routes)

@@ -1,0 +1,149 @@
+"""Load scenario and router template files into validated models, with errors a person can act on.
+
+Every problem becomes one line: ``FILE:LINE: field.path: what is wrong (what is allowed)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from testbed.errors import ScenarioError
+from testbed.scenario.model import Scenario
+from testbed.scenario.references import check_references
+from testbed.scenario.router_template import RouterTemplate
+from testbed.scenario.yamlsource import YamlDocument, format_loc, load_yaml
+
+BUILTIN_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = error.get("input")
+    if error["type"] in ("missing",):
+        return "required field is missing"
+    if error["type"].endswith("_type") or error["type"] in ("literal_error", "enum", "string_pattern_mismatch"):
+        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+        return f"{message} (got {shown})"
+    return message
+
+
+def validate(doc: YamlDocument, model: type[Model], base_loc: tuple[str | int, ...] = ()) -> Model:
+    """Validate ``doc.data`` as ``model``; all problems are raised together as one ScenarioError."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(part for part in error["loc"] if part not in ("function-before", "function-after"))
+            message = _describe(error)
+            unknown = re.match(r"unknown key '([^']+)'", message)
+            if unknown:  # point at the key itself, not at its section
+                loc = loc + (unknown[1],)
+                message = message.replace(f"unknown key {unknown[1]!r}", "unknown key", 1)
+            line = doc.line_of(base_loc + loc)
+            where = f"{doc.path}:{line}" if line else str(doc.path)
+            problems.append(f"{where}: {format_loc(loc)}: {message}")
+        raise ScenarioError(problems) from None
+
+
+def deep_merge(base: Any, overrides: Any) -> Any:
+    """Mappings merge key by key; anything else in ``overrides`` replaces what ``base`` had."""
+    if isinstance(base, dict) and isinstance(overrides, dict):
+        merged = dict(base)
+        for key, value in overrides.items():
+            merged[key] = deep_merge(base.get(key), value)
+        return merged
+    return copy.deepcopy(overrides)
+
+
+def template_search_path(scenario_file: Path) -> list[Path]:
+    """Where ``router.template: NAME`` is looked up: next to the scenario, then the shipped library."""
+    paths = [scenario_file.parent / "routers", scenario_file.parent.parent / "routers", BUILTIN_SCENARIOS / "routers"]
+    unique: list[Path] = []
+    for path in paths:
+        if path.resolve() not in [p.resolve() for p in unique]:
+            unique.append(path)
+    return unique
+
+
+def find_template(name: str, scenario_file: Path) -> Path | None:
+    for directory in template_search_path(scenario_file):
+        candidate = directory / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def available_templates(scenario_file: Path) -> list[str]:
+    return sorted({p.stem for d in template_search_path(scenario_file) if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def load_template(path: Path, overrides: dict[str, Any] | None = None) -> RouterTemplate:
+    """Load one router template file, with a scenario's overrides merged in first."""
+    doc = load_yaml(path)
+    if overrides:
+        doc.data = deep_merge(doc.data, overrides)
+    return validate(doc, RouterTemplate)
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A validated scenario and everything it refers to, ready for the lab and the runner."""
+
+    path: Path
+    scenario: Scenario
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    variant_templates: dict[str, RouterTemplate] = field(default_factory=dict, repr=False, compare=False)
+    timeline_templates: dict[str, RouterTemplate] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def variant_names(self) -> list[str]:
+        return list(self.scenario.variants) or ["default"]
+
+    def variant(self, name: str) -> Scenario:
+        """The scenario as this variant sees it: the variant's router and link settings merged in."""
+        if name == "default" and not self.scenario.variants:
+            return self.scenario
+        if name not in self.scenario.variants:
+            raise ScenarioError([f"{self.path}: no variant {name!r} (variants: {', '.join(self.variant_names)})"])
+        variant = self.raw["variants"][name] or {}
+        data = copy.deepcopy(self.raw)
+        for key in ("router", "links"):
+            if key in variant:
+                data[key] = deep_merge(data.get(key, {}), variant[key])
+        return Scenario.model_validate(data)
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Read, validate and cross-check a scenario and the router templates it names."""
+    path = Path(path)
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ScenarioError([f"{path}:1: a scenario is a mapping of sections (name, topology, links, ...)"])
+    scenario = validate(doc, Scenario)
+    problems = list(check_references(scenario, doc, lambda name: find_template(name, path),
+                                     available_templates(path)))
+    if problems:
+        raise ScenarioError(problems)
+    loaded = LoadedScenario(path=path, scenario=scenario, raw=doc.data)
+    for variant_name in loaded.variant_names:
+        router = loaded.variant(variant_name).router
+        loaded.variant_templates[variant_name] = load_template(_existing(router.template, path), router.overrides)
+    for event in scenario.timeline:
+        if event.template:
+            loaded.timeline_templates[event.template] = load_template(_existing(event.template, path))
+    return loaded
+
+
+def _existing(template: str, scenario_file: Path) -> Path:
+    found = find_template(template, scenario_file)
+    if found is None:  # check_references reports this with a line number; this guards direct callers
+        raise ScenarioError([f"{scenario_file}: router template {template!r} not found"])
+    return found

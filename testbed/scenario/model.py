@@ -1,0 +1,274 @@
+"""The typed scenario: what a user writes in ``scenarios/*.yaml``, validated field by field.
+
+Cross-references (a link naming an unknown node, a call between nodes that do not exist) are checked
+afterwards by ``references.py``, so each model here only knows its own fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from testbed.scenario.types import Dscp, Duration, Name, Percent, Rate, Size, Strict
+
+SCHEMA_VERSION = 1
+
+# ---------------------------------------------------------------- topology
+
+
+class NodeSpec(Strict):
+    """One node of the lab. ``host`` nodes end traffic; ``router`` nodes forward it."""
+
+    kind: Literal["host", "router"] = "host"
+    description: str = ""
+
+
+class LinkSpec(Strict):
+    """An L2 segment. Two endpoints make a veth pair; more make a bridge (a switch node) they all join."""
+
+    endpoints: list[Name] = Field(min_length=2, max_length=32)
+    subnet: ipaddress.IPv4Network | None = Field(
+        default=None, description="overrides the automatic address plan, e.g. 192.168.1.0/24")
+    addresses: dict[Name, ipaddress.IPv4Address] = Field(
+        default_factory=dict, description="per endpoint address overrides inside the subnet")
+    mtu: int = Field(default=1500, ge=576, le=9000)
+
+
+def _default_nodes() -> dict[str, NodeSpec]:
+    return {"client": NodeSpec(), "router": NodeSpec(kind="router"), "gateway": NodeSpec()}
+
+
+def _default_links() -> dict[str, LinkSpec]:
+    return {"lan": LinkSpec(endpoints=["client", "router"]), "wan": LinkSpec(endpoints=["router", "gateway"])}
+
+
+class Topology(Strict):
+    """Nodes and the segments between them. Omitted: client --lan-- router --wan-- gateway."""
+
+    nodes: dict[Name, NodeSpec] = Field(default_factory=_default_nodes)
+    links: dict[Name, LinkSpec] = Field(default_factory=_default_links)
+    address_pool: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("198.18.0.0/16"),
+        description="automatic subnets are carved from here (RFC 2544 benchmarking range by default)")
+    subnet_prefix: int = Field(default=24, ge=16, le=30)
+
+    @model_validator(mode="after")
+    def _nodes_present(self) -> Topology:
+        if not self.nodes:
+            raise ValueError("a topology needs at least two nodes")
+        return self
+
+
+# ---------------------------------------------------------------- link impairments
+
+JitterDistribution = Literal["uniform", "normal", "pareto", "paretonormal"]
+
+
+class LossSpec(Strict):
+    """Packet loss: ``2%`` (random), or a model with its parameters (netem's names in the docs)."""
+
+    model: Literal["random", "gilbert_elliott", "four_state"] = "random"
+    rate: Percent | None = Field(default=None, description="random: loss probability")
+    correlation: Percent = Field(default=0, description="random: correlation with the previous packet")
+    p: Percent | None = Field(default=None, description="gilbert_elliott: good -> bad transition")
+    r: Percent | None = Field(default=None, description="gilbert_elliott: bad -> good transition")
+    loss_bad: Percent = Field(default=100, description="gilbert_elliott: loss in the bad state (1-h)")
+    loss_good: Percent = Field(default=0, description="gilbert_elliott: loss in the good state (1-k)")
+    p13: Percent | None = Field(default=None, description="four_state: good reception -> burst loss")
+    p31: Percent | None = Field(default=None, description="four_state: burst loss -> good reception")
+    p32: Percent = Field(default=0, description="four_state: burst loss -> burst reception")
+    p23: Percent = Field(default=100, description="four_state: burst reception -> burst loss")
+    p14: Percent = Field(default=0, description="four_state: good reception -> isolated loss")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_percentage(cls, data: Any) -> Any:
+        if isinstance(data, (str, int, float)) and not isinstance(data, bool):
+            return {"model": "random", "rate": data}
+        return data
+
+    @model_validator(mode="after")
+    def _parameters_match_model(self) -> LossSpec:
+        needed = {"random": ("rate",), "gilbert_elliott": ("p", "r"), "four_state": ("p13", "p31")}[self.model]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"loss model {self.model!r} needs {', '.join(missing)}")
+        return self
+
+
+class Impairment(Strict):
+    """What one direction of a link does to packets (the egress of one endpoint)."""
+
+    rate: Rate | None = None
+    burst: Size | None = Field(default=None, description="shaper bucket; default sized for the rate")
+    delay: Duration = 0
+    jitter: Duration = 0
+    jitter_distribution: JitterDistribution = "normal"
+    delay_correlation: Percent = 0
+    loss: LossSpec | None = None
+    reorder: Percent = 0
+    reorder_correlation: Percent = 0
+    duplicate: Percent = 0
+    corrupt: Percent = 0
+    queue_limit: PositiveInt | None = Field(default=None, le=100_000, description="packets")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Impairment:
+        if self.delay > 60:
+            raise ValueError(f"delay {self.delay:g}s is more than the 60s allowed")
+        if self.jitter > 0 and self.jitter > self.delay and self.jitter_distribution != "pareto":
+            # netem clips negative delays to 0, which silently distorts the distribution
+            raise ValueError("jitter is larger than delay; negative delays would be clipped")
+        if self.reorder > 0 and self.delay == 0:
+            raise ValueError("reorder needs a delay (packets are reordered by sending some without it)")
+        return self
+
+    def needs_netem(self) -> bool:
+        """True when anything beyond plain rate shaping and queue length is asked for."""
+        return bool(self.delay or self.jitter or self.loss or self.reorder or self.duplicate or self.corrupt)
+
+
+# links: {link name: {sending endpoint: Impairment}}
+LinkImpairments = dict[Name, dict[Name, Impairment]]
+
+# ---------------------------------------------------------------- router
+
+
+class RouterSpec(Strict):
+    """Which router node runs which QoS template, and which of its links face the WAN and the LAN."""
+
+    node: Name | None = Field(default=None, description="default: the only node of kind router")
+    template: str = Field(default="fifo", pattern=r"^[A-Za-z0-9_.-]+$",
+                          description="a file in scenarios/routers/ (without .yaml)")
+    wan: Name | None = Field(default=None, description="upstream link; default: the link named 'wan'")
+    lan: Name | None = Field(default=None, description="downstream link; default: the link named 'lan'")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="fields replaced in the template")
+
+
+# ---------------------------------------------------------------- workload
+
+Codec = Literal["opus", "pcmu", "pcma", "g722"]
+
+
+class CallSpec(Strict):
+    """One or more identical bidirectional calls between a client node and a gateway node."""
+
+    name: Name | None = None
+    from_: Name = Field(default="client", alias="from")
+    to: Name = "gateway"
+    codec: Codec = "opus"
+    dscp: Dscp = 46
+    start: Duration = 0
+    duration: Duration = 10
+    setup_timeout: Duration = 10
+    count: int = Field(default=1, ge=1, le=200)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("a call lasts more than 0s")
+        return value
+
+
+class TrafficSpec(Strict):
+    """Cross traffic between two nodes: bulk TCP, constant-rate UDP, or on/off UDP bursts."""
+
+    name: Name
+    kind: Literal["tcp_bulk", "udp_cbr", "udp_onoff"]
+    from_: Name = Field(alias="from")
+    to: Name
+    flows: int = Field(default=1, ge=1, le=64)
+    rate: Rate | None = Field(default=None, description="udp kinds: sending rate")
+    packet_size: Size = Field(default=1200, description="udp kinds: datagram payload")
+    dscp: Dscp = 0
+    start: Duration = 0
+    stop: Duration | None = None
+    on: Duration | None = Field(default=None, description="udp_onoff: burst length")
+    off: Duration | None = Field(default=None, description="udp_onoff: pause length")
+
+    @model_validator(mode="after")
+    def _kind_parameters(self) -> TrafficSpec:
+        if self.kind != "tcp_bulk" and self.rate is None:
+            raise ValueError(f"{self.kind} traffic needs a rate, e.g. rate: 5mbit")
+        if self.kind == "udp_onoff" and (self.on is None or self.off is None):
+            raise ValueError("udp_onoff traffic needs 'on' and 'off' durations")
+        if not 28 <= self.packet_size <= 65_507:
+            raise ValueError(f"packet_size {self.packet_size} is outside 28..65507 bytes")
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError("stop must come after start")
+        return self
+
+
+class TimelineEvent(Strict):
+    """Something that happens at ``at`` seconds into a variant's run."""
+
+    at: Duration
+    action: Literal["start_traffic", "stop_traffic", "set_link", "set_router_template"]
+    traffic: Name | None = None
+    link: Name | None = None
+    impairments: dict[Name, Impairment] | None = Field(
+        default=None, description="set_link: new impairment per sending endpoint")
+    template: str | None = None
+
+    @model_validator(mode="after")
+    def _action_parameters(self) -> TimelineEvent:
+        required = {
+            "start_traffic": ("traffic",), "stop_traffic": ("traffic",),
+            "set_link": ("link", "impairments"), "set_router_template": ("template",),
+        }[self.action]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"action {self.action!r} needs {', '.join(missing)}")
+        return self
+
+
+class VariantSpec(Strict):
+    """A variant of the scenario, e.g. the same network with another router template."""
+
+    description: str = ""
+    router: RouterSpec | None = None
+    links: LinkImpairments | None = None
+
+
+Metric = Literal["mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter", "setup_time"]
+
+
+class Threshold(Strict):
+    """A pass/fail rule for CI: a metric's bound, or a variant's required gain over another."""
+
+    metric: Metric
+    min: float | None = None
+    max: float | None = None
+    variant: Name | None = None
+    call: Name | None = None
+    over: Name | None = Field(default=None, description="gain rule: compare 'variant' with this variant")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Threshold:
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs min or max")
+        if self.over is not None and self.variant is None:
+            raise ValueError("a gain rule ('over') needs 'variant'")
+        return self
+
+
+# ---------------------------------------------------------------- the whole file
+
+
+class Scenario(Strict):
+    """A whole scenario file."""
+
+    name: Name
+    description: str = ""
+    backend: Literal["netns", "docker"] = "netns"
+    topology: Topology = Field(default_factory=Topology)
+    links: LinkImpairments = Field(default_factory=dict)
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    calls: list[CallSpec] = Field(default_factory=list)
+    traffic: list[TrafficSpec] = Field(default_factory=list)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    variants: dict[Name, VariantSpec] = Field(default_factory=dict)
+    thresholds: list[Threshold] = Field(default_factory=list)

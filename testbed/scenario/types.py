@@ -1,0 +1,69 @@
+"""Pydantic field types for the units of ``testbed.units``, with a JSON Schema editors can check."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+from testbed import units
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,14}$"
+Name = Annotated[
+    str,
+    Field(pattern=NAME_PATTERN, description="lower-case letters, digits and '-', at most 15, starting with a letter"),
+]
+
+Rate = Annotated[
+    int,
+    BeforeValidator(units.parse_rate),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kmgKMG]?(bit|bps)|[kmgKMG])(/s)?$",
+                    "description": f"bits per second, {units.RATE_EXAMPLES}"}),
+]
+Duration = Annotated[
+    float,
+    BeforeValidator(units.parse_duration),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(us|µs|ms|s|sec|min)$"},
+                              {"const": 0}],
+                    "description": f"a duration, {units.DURATION_EXAMPLES}"}),
+]
+Percent = Annotated[
+    float,
+    BeforeValidator(units.parse_percent),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*%$"}, {"const": 0}],
+                    "description": f"a percentage, {units.PERCENT_EXAMPLES}"}),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(units.parse_size),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmM]i?[bB]|[bB])?$"},
+                              {"type": "integer", "minimum": 0}],
+                    "description": f"bytes, {units.SIZE_EXAMPLES}"}),
+]
+Dscp = Annotated[
+    int,
+    BeforeValidator(units.parse_dscp),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 63},
+                              {"enum": sorted(units.DSCP_NAMES)}],
+                    "description": "a DSCP value 0-63 or a name such as EF, AF41, CS3"}),
+]
+
+
+class Strict(BaseModel):
+    """A section of a scenario file: unknown keys are errors that suggest the nearest allowed key."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        allowed = [field.alias or name for name, field in cls.model_fields.items()]
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown key {key!r}{hint} (allowed: {', '.join(allowed)})")
+        return data

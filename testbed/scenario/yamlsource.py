@@ -1,0 +1,93 @@
+"""Read YAML into plain Python data while remembering the line of every value.
+
+PyYAML silently keeps the last of two equal keys (two nodes both named ``client``); this reader
+rejects them, and records each value's line so errors can say ``office.yaml:14``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from testbed.errors import ScenarioError
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class YamlDocument:
+    """Parsed data of one file plus the line (1-based) where each field path starts."""
+
+    path: Path
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Path_) -> int | None:
+        """The line of ``loc``, or of its nearest parent that has one."""
+        for end in range(len(loc), -1, -1):
+            line = self.lines.get(tuple(loc[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+def format_loc(loc: tuple[str | int, ...]) -> str:
+    """('links', 'wan', 'router', 'rate') -> ``links.wan.router.rate``; list items as ``calls[0]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _construct(node: yaml.Node, loc: Path_, doc: YamlDocument, loader: yaml.SafeLoader) -> Any:
+    doc.lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                raise _error(doc, key_node, "a mapping key must be a plain name")
+            key = str(key) if not isinstance(key, str) else key
+            if key in result:
+                first = doc.lines.get(loc + (key,))
+                raise _error(doc, key_node, f"duplicate key {key!r} (first defined on line {first})")
+            doc.lines[loc + (key,)] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, loc + (key,), doc, loader)
+            doc.lines[loc + (key,)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, loc + (index,), doc, loader) for index, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _error(doc: YamlDocument, node: yaml.Node, message: str) -> ScenarioError:
+    return ScenarioError([f"{doc.path}:{node.start_mark.line + 1}: {message}"])
+
+
+def load_yaml(path: Path) -> YamlDocument:
+    """Parse ``path``; raises ScenarioError (exit 2) for unreadable files and YAML syntax errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([f"{path}: cannot read: {exc}"]) from None
+    doc = YamlDocument(path=path, data=None)
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise ScenarioError([f"{path}: the file is empty"])
+        doc.data = _construct(root, (), doc, loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError([f"{where}: YAML syntax error: {problem}"]) from None
+    finally:
+        loader.dispose()
+    return doc
