@@ -40,6 +40,8 @@ DSCP_NAMES: dict[str, int] = {
 def _split(text: object, what: str, examples: str) -> tuple[float, str]:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError(f"{text!r} is not a {what}; write it with a unit, {examples}")
+    if str(text).strip().startswith("-"):
+        raise ValueError(f"{text!r} is negative; a {what} must be positive, {examples}")
     match = re.fullmatch(_NUMBER + r"\s*(?P<unit>[a-zA-Zµ%/]*)", str(text).strip())
     if not match:
         raise ValueError(f"{text!r} is not a {what}; write it with a unit, {examples}")

@@ -28,8 +28,8 @@ def _describe(error: dict[str, Any]) -> str:
     value = error.get("input")
     if error["type"] in ("missing",):
         return "required field is missing"
-    if error["type"].endswith("_type") or error["type"] in ("literal_error", "enum", "string_pattern_mismatch"):
-        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    shown = repr(value) if not isinstance(value, (dict, list)) else f"a {type(value).__name__}"
+    if error["type"] != "value_error" and repr(value) not in message and "unknown key" not in message:
         return f"{message} (got {shown})"
     return message
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from testbed.scenario.types import Dscp, Duration, Name, Percent, Rate, Size, Strict
+from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
 SCHEMA_VERSION = 1
 
@@ -155,7 +155,7 @@ Codec = Literal["opus", "pcmu", "pcma", "g722"]
 class CallSpec(Strict):
     """One or more identical bidirectional calls between a client node and a gateway node."""
 
-    name: Name | None = None
+    name: Label | None = None
     from_: Name = Field(default="client", alias="from")
     to: Name = "gateway"
     codec: Codec = "opus"
@@ -176,7 +176,7 @@ class CallSpec(Strict):
 class TrafficSpec(Strict):
     """Cross traffic between two nodes: bulk TCP, constant-rate UDP, or on/off UDP bursts."""
 
-    name: Name
+    name: Label
     kind: Literal["tcp_bulk", "udp_cbr", "udp_onoff"]
     from_: Name = Field(alias="from")
     to: Name
@@ -207,7 +207,7 @@ class TimelineEvent(Strict):
 
     at: Duration
     action: Literal["start_traffic", "stop_traffic", "set_link", "set_router_template"]
-    traffic: Name | None = None
+    traffic: Label | None = None
     link: Name | None = None
     impairments: dict[Name, Impairment] | None = Field(
         default=None, description="set_link: new impairment per sending endpoint")
@@ -242,9 +242,9 @@ class Threshold(Strict):
     metric: Metric
     min: float | None = None
     max: float | None = None
-    variant: Name | None = None
-    call: Name | None = None
-    over: Name | None = Field(default=None, description="gain rule: compare 'variant' with this variant")
+    variant: Label | None = None
+    call: Label | None = None
+    over: Label | None = Field(default=None, description="gain rule: compare 'variant' with this variant")
 
     @model_validator(mode="after")
     def _bounded(self) -> Threshold:
@@ -261,7 +261,7 @@ class Threshold(Strict):
 class Scenario(Strict):
     """A whole scenario file."""
 
-    name: Name
+    name: Label
     description: str = ""
     backend: Literal["netns", "docker"] = "netns"
     topology: Topology = Field(default_factory=Topology)
@@ -270,5 +270,5 @@ class Scenario(Strict):
     calls: list[CallSpec] = Field(default_factory=list)
     traffic: list[TrafficSpec] = Field(default_factory=list)
     timeline: list[TimelineEvent] = Field(default_factory=list)
-    variants: dict[Name, VariantSpec] = Field(default_factory=dict)
+    variants: dict[Label, VariantSpec] = Field(default_factory=dict)
     thresholds: list[Threshold] = Field(default_factory=list)

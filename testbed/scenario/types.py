@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from testbed import units
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,14}$"
-Name = Annotated[
-    str,
-    Field(pattern=NAME_PATTERN, description="lower-case letters, digits and '-', at most 15, starting with a letter"),
-]
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+def _check_name(value: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise ValueError(f"{value!r} is not a valid node or link name: use lower-case letters, digits and '-', "
+                         "at most 15 characters, starting with a letter (it becomes an interface name)")
+    return value
+
+
+def _check_label(value: str) -> str:
+    if not re.fullmatch(LABEL_PATTERN, value):
+        raise ValueError(f"{value!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-', "
+                         "at most 64 characters")
+    return value
+
+
+# node and link names become namespace and interface names (15 characters at most)
+Name = Annotated[str, AfterValidator(_check_name), WithJsonSchema(
+    {"type": "string", "pattern": NAME_PATTERN,
+     "description": "lower-case letters, digits and '-', at most 15, starting with a letter"})]
+# scenario, variant, call and traffic names only label results
+Label = Annotated[str, AfterValidator(_check_label), WithJsonSchema(
+    {"type": "string", "pattern": LABEL_PATTERN, "description": "lower-case letters, digits, '.', '_', '-'"})]
 
 Rate = Annotated[
     int,

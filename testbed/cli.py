@@ -1,0 +1,296 @@
+"""The ``testbed`` command. Exit codes: 0 ok, 1 check or thresholds failed, 2 bad input,
+3 missing capability, 4 the testbed itself failed, 130 interrupted."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from testbed.errors import CapabilityError, InputError, TestbedError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Emulated network testbed: does a router's QoS design keep VoIP calls good?")
+lab_app = typer.Typer(no_args_is_help=True, help="Bring a scenario's network up, use it, take it down.")
+app.add_typer(lab_app, name="lab")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(command: F) -> F:
+    """Turn the testbed's exceptions into a one-line message and the documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TestbedError as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]; everything this command created was removed")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _registry():
+    from testbed.lab.registry import Registry
+
+    return Registry()
+
+
+def _load(path: Path, variant: str | None):
+    from testbed.scenario import load_scenario
+
+    loaded = load_scenario(path)
+    name = variant or loaded.variant_names[0]
+    return loaded, loaded.variant(name), name
+
+
+# ------------------------------------------------------------------ validate / schema
+
+
+@app.command()
+@reports_errors
+def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]) -> None:
+    """Check scenario files and the router templates they name; print one line per problem."""
+    from testbed.errors import ScenarioError
+    from testbed.scenario import load_scenario
+
+    problems: list[str] = []
+    for path in files:
+        try:
+            loaded = load_scenario(path)
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            continue
+        scenario = loaded.scenario
+        out.print(f"[green]ok[/] {path}: {scenario.name}, {len(scenario.topology.nodes)} nodes, "
+                  f"variants: {', '.join(loaded.variant_names)}", highlight=False)
+    if problems:
+        from testbed.errors import ScenarioError
+
+        raise ScenarioError(problems)
+
+
+@app.command()
+@reports_errors
+def schema(router_template: Annotated[bool, typer.Option("--router-template", help="the router template format")]
+           = False) -> None:
+    """Print the JSON Schema of scenario files (or router templates) for editors and CI checks."""
+    from testbed.scenario.schema import router_template_schema, scenario_schema
+
+    print(json.dumps(router_template_schema() if router_template else scenario_schema(), indent=2))
+
+
+# ------------------------------------------------------------------ doctor / cleanup
+
+
+@app.command()
+@reports_errors
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Say what this host can do and, for each missing capability, what it disables and how to get it."""
+    from testbed.lab.probe import ESSENTIAL, has, probe
+
+    capabilities = probe(_registry())
+    missing_essential = [name for name in ESSENTIAL if not has(capabilities, name)]
+    if as_json:
+        print(json.dumps({"capabilities": [c.as_dict() for c in capabilities],
+                          "ready": not missing_essential}, indent=2))
+    else:
+        table = Table(title="testbed doctor", show_lines=False)
+        for column in ("capability", "status", "detail", "without it", "how to get it"):
+            table.add_column(column, overflow="fold")
+        for c in capabilities:
+            table.add_row(c.name, "[green]yes[/]" if c.available else "[red]no[/]", c.detail,
+                          "" if c.available else c.disables, "" if c.available else c.remedy)
+        out.print(table)
+        if missing_essential:
+            out.print(f"[red]not ready:[/] missing {', '.join(missing_essential)}")
+        else:
+            out.print("[green]ready[/] to build labs")
+    if missing_essential:
+        raise typer.Exit(CapabilityError.exit_code)
+
+
+@app.command()
+@reports_errors
+def cleanup(
+    include_kept: Annotated[bool, typer.Option("--all", help="also remove labs kept by `testbed lab up`")] = False,
+) -> None:
+    """Remove what crashed or killed runs left behind (exactly what they recorded, nothing else)."""
+    _require_root()
+    from testbed.lab.cleanup import cleanup as clean
+
+    removals = clean(_registry(), include_kept=include_kept)
+    if not removals:
+        out.print("nothing to clean up")
+    for removal in removals:
+        what = ", ".join(removal.removed) or "nothing left"
+        out.print(f"run {removal.run_id}: removed {what}", highlight=False)
+        for failure in removal.failed:
+            err.print(f"[red]run {removal.run_id}: could not remove {failure}[/]", highlight=False)
+    if any(r.failed for r in removals):
+        raise typer.Exit(4)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise CapabilityError("this command needs root (network namespaces); run it with sudo")
+
+
+# ------------------------------------------------------------------ lab
+
+
+def _print_lab(info: dict[str, Any], run_id: str) -> None:
+    table = Table(title=f"lab {run_id} ({info['scenario']}, {info['backend']})")
+    for column in ("node", "kind", "interfaces", "namespace"):
+        table.add_column(column)
+    for name, node in info["nodes"].items():
+        interfaces = ", ".join(f"{ifname} {address}" for ifname, address in node["interfaces"].items())
+        table.add_row(name, node["kind"], interfaces, node["netns"])
+    out.print(table)
+
+
+@lab_app.command("up")
+@reports_errors
+def lab_up(
+    scenario: Annotated[Path, typer.Argument(help="scenario file")],
+    variant: Annotated[str | None, typer.Option(help="variant to build (default: the first)")] = None,
+    backend: Annotated[str | None, typer.Option(help="netns (default) or docker")] = None,
+    foreground: Annotated[bool, typer.Option("--foreground", help="hold the lab until Ctrl-C, then remove it")]
+    = False,
+) -> None:
+    """Build a scenario's lab and print its nodes and addresses; it stays until `testbed lab down RUN`."""
+    _require_root()
+    from testbed.lab import Lab
+
+    _, effective, _ = _load(scenario, variant)
+    with Lab(effective, backend=backend, keep=not foreground, purpose=f"lab up {scenario}") as lab:
+        _print_lab(lab.describe(), lab.run_id)
+        if foreground:
+            out.print(f"lab {lab.run_id} is up; Ctrl-C removes it", highlight=False)
+            sys.stdout.flush()
+            signal.pause()
+        else:
+            out.print(f"run id [bold]{lab.run_id}[/]: `testbed lab exec {lab.run_id} NODE -- CMD`, "
+                      f"`testbed lab down {lab.run_id}`", highlight=False)
+
+
+@lab_app.command("down")
+@reports_errors
+def lab_down(run_ids: Annotated[list[str], typer.Argument(help="run ids from `testbed lab up`")]) -> None:
+    """Remove labs kept by `testbed lab up`."""
+    _require_root()
+    from testbed.lab.cleanup import remove_run
+
+    registry = _registry()
+    for run_id in run_ids:
+        record = registry.load(run_id)
+        if record is None:
+            known = ", ".join(r.run_id for r in registry.runs()) or "none"
+            raise InputError(f"no lab with run id {run_id!r} (live runs: {known})")
+        removal = remove_run(registry, record)
+        if removal.failed:
+            raise TestbedError(f"run {run_id}: could not remove {'; '.join(removal.failed)}")
+        out.print(f"lab {run_id} removed", highlight=False)
+
+
+@lab_app.command("list")
+@reports_errors
+def lab_list() -> None:
+    """List live runs and kept labs."""
+    registry = _registry()
+    table = Table()
+    for column in ("run", "purpose", "backend", "state", "nodes"):
+        table.add_column(column)
+    for record in registry.runs():
+        state = "kept" if record.kept else ("running" if record.owner_alive() else "stale (testbed cleanup)")
+        table.add_row(record.run_id, record.purpose, record.backend, state,
+                      ", ".join(record.info.get("nodes", {})))
+    out.print(table)
+
+
+@lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@reports_errors
+def lab_exec(
+    run_id: Annotated[str, typer.Argument(help="run id")],
+    node: Annotated[str, typer.Argument(help="node name")],
+    command: Annotated[list[str], typer.Argument(help="command and its arguments (after --)")],
+) -> None:
+    """Run a command inside a node of a kept lab, e.g. `testbed lab exec RUN client -- ip addr`."""
+    _require_root()
+    from testbed.lab import netns
+
+    record = _registry().load(run_id)
+    if record is None:
+        raise InputError(f"no lab with run id {run_id!r}; `testbed lab list` shows the live ones")
+    nodes = record.info.get("nodes", {})
+    if node not in nodes:
+        raise InputError(f"lab {run_id} has no node {node!r} (nodes: {', '.join(nodes)})")
+    process = netns.popen(nodes[node]["netns"], command)
+    try:
+        raise typer.Exit(process.wait())
+    except KeyboardInterrupt:
+        process.wait()
+        raise typer.Exit(130) from None
+
+
+@lab_app.command("check")
+@reports_errors
+def lab_check(
+    scenario: Annotated[Path, typer.Argument(help="scenario file")],
+    variant: Annotated[str | None, typer.Option(help="variant to build (default: the first)")] = None,
+    backend: Annotated[str | None, typer.Option(help="netns (default) or docker")] = None,
+) -> None:
+    """Build the lab, send a UDP datagram between every pair of hosts, print hops, remove the lab."""
+    _require_root()
+    from testbed.lab import Lab
+    from testbed.lab.reach import udp_probe
+
+    _, effective, _ = _load(scenario, variant)
+    failures = 0
+    with Lab(effective, backend=backend, purpose=f"lab check {scenario}") as lab:
+        hosts = [name for name, kind in lab.plan.nodes.items() if kind == "host"]
+        table = Table(title=f"UDP reachability in {effective.name} (lab up in {lab.up_seconds * 1000:.0f} ms)")
+        table.add_column("from \\ to")
+        for host in hosts:
+            table.add_column(host)
+        for source in hosts:
+            cells = []
+            for destination in hosts:
+                if source == destination:
+                    cells.append("-")
+                    continue
+                result = udp_probe(lab.node(source).netns_path, lab.node(destination).netns_path,
+                                   str(lab.plan.address(destination)), source=source, destination=destination)
+                failures += not result.received
+                cells.append(f"[green]{result.hops} hop(s)[/]" if result.received else "[red]lost[/]")
+            table.add_row(source, *cells)
+        out.print(table)
+    if failures:
+        err.print(f"[red]{failures} host pair(s) unreachable[/]")
+        raise typer.Exit(1)
+    out.print("[green]all hosts reach each other[/]; lab removed")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""What this host can do: root, kernel qdiscs and classifiers, IFB, DSCP in iptables/nftables,
+a Docker engine, espeak-ng. Each check really tries the thing (in a scratch namespace), because a
+module that ``modinfo`` lists can still be missing from a custom kernel, as sch_netem is here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from testbed.lab import netns
+from testbed.lab.registry import Registry, Resource
+
+KERNEL_EXTRA = "linux-modules-extra-$(uname -r) (Ubuntu) or your distribution's full kernel modules package"
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    available: bool
+    detail: str
+    disables: str  # what does not work without it
+    remedy: str  # how to get it
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+# name -> (what it disables, how to get it)
+_NEEDS: dict[str, tuple[str, str]] = {
+    "root": ("everything that builds a lab", "run as root, e.g. `sudo testbed ...`"),
+    "netns": ("the netns backend", "a kernel with CONFIG_NET_NS (every distribution kernel)"),
+    "veth": ("all labs", "the veth module (CONFIG_VETH)"),
+    "bridge": ("segments with more than two endpoints", "the bridge module (CONFIG_BRIDGE)"),
+    "htb": ("rate limits and router QoS templates", f"sch_htb from {KERNEL_EXTRA}"),
+    "tbf": ("token-bucket rate limits", f"sch_tbf from {KERNEL_EXTRA}"),
+    "netem": ("kernel delay/jitter/loss (the userspace engine or the netem VM stand in)",
+              f"sch_netem from {KERNEL_EXTRA}"),
+    "prio": ("tc-script templates that use prio", f"sch_prio from {KERNEL_EXTRA}"),
+    "fq_codel": ("tc-script templates that use fq_codel", f"sch_fq_codel from {KERNEL_EXTRA}"),
+    "u32": ("DSCP and port classification in router templates", f"cls_u32 from {KERNEL_EXTRA}"),
+    "ingress": ("ingress DSCP handling (bleach/remark) via tc", f"sch_ingress from {KERNEL_EXTRA}"),
+    "ifb": ("ingress shaping", f"the ifb module from {KERNEL_EXTRA}"),
+    "tc": ("netem distributions and loss models, tc-script templates", "apt-get install iproute2"),
+    "iptables-dscp": ("DSCP marking of calls and the userspace impairment engine",
+                      "apt-get install iptables (and the xt_DSCP/xt_dscp modules)"),
+    "nftables": ("nftables-based DSCP rules", "apt-get install nftables"),
+    "docker": ("the docker backend", "apt-get install docker.io and start dockerd"),
+    "espeak-ng": ("regenerating the reference speech clips", "apt-get install espeak-ng"),
+}
+
+
+def _tc_qdisc(kind: str, **args: object) -> Callable[[IPRoute, int], None]:
+    def check(ipr: IPRoute, index: int) -> None:
+        ipr.tc("add", kind, index, 0x10000, **args)
+        ipr.tc("del", index=index, root=True)
+
+    return check
+
+
+def _u32(ipr: IPRoute, index: int) -> None:
+    ipr.tc("add", "htb", index, 0x10000, default=0x10)
+    try:
+        ipr.tc("add-filter", "u32", index, parent=0x10000, prio=1, protocol=0x0800, target=0x10010,
+               keys=["0x0/0x0+0"])
+    finally:
+        ipr.tc("del", index=index, root=True)
+
+
+def _ingress(ipr: IPRoute, index: int) -> None:
+    ipr.tc("add", "ingress", index, 0xFFFF0000)
+    ipr.tc("del", "ingress", index, 0xFFFF0000)
+
+
+def _link_kind(kind: str) -> Callable[[IPRoute, int], None]:
+    def check(ipr: IPRoute, index: int) -> None:
+        ipr.link("add", ifname=f"probe-{kind}", kind=kind)
+        ipr.link("del", ifname=f"probe-{kind}")
+
+    return check
+
+
+_KERNEL_CHECKS: dict[str, Callable[[IPRoute, int], None]] = {
+    "bridge": _link_kind("bridge"),
+    "htb": _tc_qdisc("htb", default=0x10),
+    "tbf": _tc_qdisc("tbf", rate=1_000_000, burst=16_000, latency=50_000),
+    "netem": _tc_qdisc("netem", delay=1000),
+    "fq_codel": _tc_qdisc("fq_codel"),
+    "u32": _u32,
+    "ingress": _ingress,
+    "ifb": _link_kind("ifb"),
+}
+
+
+def _run(argv: list[str], namespace_path: str | None = None) -> tuple[bool, str]:
+    try:
+        if namespace_path:
+            process = netns.popen(namespace_path, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        else:
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out, _ = process.communicate(timeout=10)
+        return process.returncode == 0, out.strip().splitlines()[-1] if out.strip() else ""
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+
+
+def _capability(name: str, available: bool, detail: str) -> Capability:
+    disables, remedy = _NEEDS[name]
+    return Capability(name, available, detail, disables, remedy)
+
+
+def _kernel_capabilities(registry: Registry) -> list[Capability]:
+    """Try veth, qdiscs, classifiers and iptables in a scratch namespace that is removed afterwards."""
+    from testbed.lab.cleanup import remove_run
+
+    results: list[Capability] = []
+    run = registry.new_run("doctor")
+    namespace = f"vtb-{run.run_id}-probe"
+    registry.add(run, Resource("netns", namespace, {"node": "probe", "kind": "probe"}))
+    try:
+        try:
+            path = netns.create(namespace)
+        except OSError as exc:
+            return [_capability("netns", False, str(exc))]
+        results.append(_capability("netns", True, "network namespaces work"))
+        with IPRoute(fileno=netns.netlink_socket(path).detach()) as ipr:
+            try:
+                ipr.link("add", ifname="probe0", kind="veth", peer={"ifname": "probe1"})
+                index = ipr.link_lookup(ifname="probe0")[0]
+                ipr.link("set", index=index, state="up")
+                results.append(_capability("veth", True, "veth pairs can be created"))
+            except NetlinkError as exc:
+                return results + [_capability("veth", False, str(exc))]
+            for name, check in _KERNEL_CHECKS.items():
+                try:
+                    check(ipr, index)
+                    results.append(_capability(name, True, "works"))
+                except NetlinkError as exc:
+                    results.append(_capability(name, False, f"kernel says: {exc.args[1] if len(exc.args) > 1 else exc}"))
+        ok, out = _run(["tc", "qdisc", "add", "dev", "probe0", "root", "handle", "1:", "prio"], str(path))
+        results.append(_capability("prio", ok, "works" if ok else f"tc says: {out}"))
+        if shutil.which("iptables"):
+            ok, out = _run(["iptables", "-t", "mangle", "-A", "POSTROUTING", "-m", "dscp", "--dscp", "46",
+                            "-j", "DSCP", "--set-dscp", "0"], str(path))
+            results.append(_capability("iptables-dscp", ok, "dscp match and DSCP target work" if ok else out))
+        else:
+            results.append(_capability("iptables-dscp", False, "no iptables command"))
+        if shutil.which("nft"):
+            ok, out = _run(["nft", "add", "table", "inet", "probe"], str(path))
+            results.append(_capability("nftables", ok, "works" if ok else out))
+        else:
+            results.append(_capability("nftables", False, "no nft command"))
+    finally:
+        remove_run(registry, registry.load(run.run_id) or run)
+    return results
+
+
+def _docker() -> Capability:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        version = client.version().get("Version", "?")
+        client.close()
+        return _capability("docker", True, f"engine {version}")
+    except Exception as exc:  # the docker SDK raises many kinds; all mean "not usable"
+        return _capability("docker", False, f"no engine reachable ({type(exc).__name__})")
+
+
+def probe(registry: Registry | None = None) -> list[Capability]:
+    """Every capability, available or not, in a stable order."""
+    results = []
+    is_root = os.geteuid() == 0
+    results.append(_capability("root", is_root, "running as root" if is_root else f"running as uid {os.geteuid()}"))
+    if is_root:
+        results.extend(_kernel_capabilities(registry or Registry()))
+    tc = shutil.which("tc")
+    results.append(_capability("tc", tc is not None, tc or "no tc command"))
+    results.append(_docker())
+    espeak = shutil.which("espeak-ng")
+    results.append(_capability("espeak-ng", espeak is not None, espeak or "no espeak-ng command"))
+    return results
+
+
+def has(capabilities: list[Capability], name: str) -> bool:
+    return any(c.name == name and c.available for c in capabilities)
+
+
+ESSENTIAL = ("root", "netns", "veth", "htb", "u32")
