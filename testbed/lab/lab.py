@@ -88,6 +88,7 @@ class Lab:
         self.netlink = links.Netlink()
         self.up_seconds: float | None = None
         self._signals = None
+        self._owner_pid = os.getpid()
 
     @property
     def run_id(self) -> str:
@@ -148,8 +149,8 @@ class Lab:
 
     def down(self) -> None:
         """Remove every node this lab created, then its registry entry. Safe to call more than once."""
-        if self.run is None:
-            return
+        if self.run is None or os.getpid() != self._owner_pid:
+            return  # never tear down from a forked copy of the process that built the lab
         with signals_ignored():
             self.netlink.close()
             self.nodes.clear()

@@ -1,0 +1,91 @@
+"""Lab tests build real namespaces. Each gets its own registry directory and checks that nothing is
+left behind: namespaces, root-namespace links, registry entries, processes in lab namespaces."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+from testbed.lab.registry import Registry
+from tests.conftest import REPO, require
+
+MINIMAL = REPO / "scenarios" / "minimal.yaml"
+OFFICE = REPO / "scenarios" / "office.yaml"
+
+
+@dataclass(frozen=True)
+class HostState:
+    namespaces: frozenset[str]
+    root_links: frozenset[str]
+
+    @classmethod
+    def now(cls) -> HostState:
+        namespaces = frozenset(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else frozenset()
+        with IPRoute() as ipr:
+            links = frozenset(link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
+        return cls(namespaces, links)
+
+
+@pytest.fixture(autouse=True)
+def root_required():
+    require("root", os.geteuid() == 0, "lab tests build network namespaces")
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch) -> Registry:
+    """A private registry, also for the `testbed` subprocesses the test starts."""
+    root = tmp_path / "registry"
+    monkeypatch.setenv("TESTBED_REGISTRY", str(root))
+    monkeypatch.setattr("testbed.lab.registry.DEFAULT_ROOT", root)
+    return Registry(root)
+
+
+@pytest.fixture
+def no_leftovers(registry):
+    """Assert the host is as it was and the registry is empty when the test ends."""
+    before = HostState.now()
+    yield
+    after = HostState.now()
+    assert after.namespaces - before.namespaces == set(), "namespaces left behind"
+    assert after.root_links - before.root_links == set(), "links left in the root namespace"
+    assert registry.runs() == [], "registry entries left behind"
+
+
+def run_testbed(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would (a separate process)."""
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def start_testbed(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "testbed.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def lab_namespaces(run_id: str) -> set[str]:
+    return {n for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else []) if f"-{run_id}-" in n}
+
+
+def wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 30) -> str:
+    import selectors
+    import time
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.5):
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen += line
+            if needle in line:
+                return seen
+    raise AssertionError(f"{needle!r} not printed within {timeout}s; got:\n{seen}\n{process.stderr.read() if process.poll() is not None else ''}")
