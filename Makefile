@@ -11,7 +11,7 @@ DEBS := iproute2 iptables nftables
 setup: debs $(VENV)/.installed
 
 debs:
-	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || printf '%s ' $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then echo "Debian packages missing: $$missing; run as root (sudo make ...)"; exit 3; fi; \
 	  echo "installing Debian packages: $$missing"; \

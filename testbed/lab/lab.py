@@ -17,12 +17,12 @@ from types import FrameType
 from typing import Any
 
 from testbed.errors import CapabilityError, Interrupted, LabError
-from testbed.lab import links
+from testbed.lab import impair, links
 from testbed.lab.cleanup import remove_run
 from testbed.lab.nodes import Node, make_backend
 from testbed.lab.registry import Registry, RunRecord
 from testbed.lab.topology import AddressPlan, plan_addresses
-from testbed.scenario.model import Scenario
+from testbed.scenario.model import Impairment, Scenario
 
 _TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -140,6 +140,7 @@ class Lab:
                 switch = self.nodes.get(switch_name(segment.name)) if segment.switched else None
                 links.wire_segment(self.netlink, segment, self.nodes, switch)
             links.configure_addresses(self.netlink, self.plan, self.nodes)
+            self.apply_impairments(self.scenario.links)
             self.run.info = self.describe()
             self.registry.save(self.run)
         except BaseException:
@@ -160,6 +161,13 @@ class Lab:
                 raise LabError(f"teardown of run {record.run_id} incomplete ({'; '.join(removal.failed)}); "
                                "run `testbed cleanup`")
             self.run = None
+
+    def apply_impairments(self, per_link: dict[str, dict[str, Impairment]]) -> None:
+        """Shape and impair the egress of each named sending endpoint (replaces what was there)."""
+        for link, senders in per_link.items():
+            for sender, impairment in senders.items():
+                node = self.nodes[sender]
+                impair.apply(self.netlink(node.netns_path), node.netns_path, link, impairment)
 
     # ------------------------------------------------------------ description
 
