@@ -120,26 +120,26 @@ def check_references(
 
     # -- workload
     hosts = [name for name, node in nodes.items() if node.kind == "host"]
+
+    def check_endpoints(section: str, index: int, item, what: str) -> Iterator[str]:
+        for field, alias in (("from_", "from"), ("to", "to")):
+            node = getattr(item, field)
+            if node not in hosts:
+                why = f"a router; {what} run between hosts" if node in nodes else "not a node"
+                yield problem((section, index, alias), f"{node!r} is {why}{_suggest(node, hosts)}")
+        if item.from_ == item.to:
+            yield problem((section, index), f"{what} need two different nodes")
+
     call_names: list[str] = []
     for index, call in enumerate(scenario.calls):
-        for field, alias in (("from_", "from"), ("to", "to")):
-            node = getattr(call, field)
-            if node not in hosts:
-                what = "a router; calls run between hosts" if node in nodes else "not a node"
-                yield problem(("calls", index, alias), f"{node!r} is {what}{_suggest(node, hosts)}")
-        if call.from_ == call.to:
-            yield problem(("calls", index), "a call needs two different nodes")
+        yield from check_endpoints("calls", index, call, "calls")
         name = call.name or f"call-{index + 1}"
         if name in call_names:
             yield problem(("calls", index, "name"), f"duplicate call name {name!r}")
         call_names.append(name)
     traffic_names: list[str] = []
     for index, flow in enumerate(scenario.traffic):
-        for field, alias in (("from_", "from"), ("to", "to")):
-            node = getattr(flow, field)
-            if node not in hosts:
-                what = "a router; traffic runs between hosts" if node in nodes else "not a node"
-                yield problem(("traffic", index, alias), f"{node!r} is {what}{_suggest(node, hosts)}")
+        yield from check_endpoints("traffic", index, flow, "flows")
         if flow.name in traffic_names:
             yield problem(("traffic", index, "name"), f"duplicate traffic name {flow.name!r}")
         traffic_names.append(flow.name)
