@@ -63,3 +63,20 @@ def test_missing_netem_is_exit_3_and_leaves_nothing(registry, no_leftovers, tmp_
     result = run_testbed("lab", "up", str(scenario))
     assert result.returncode == 3
     assert "needs sch_netem" in result.stderr and "rate-only links work without it" in result.stderr
+
+
+def test_queue_samples_show_shaping_and_drops(registry, no_leftovers):
+    from testbed.lab.queues import QueueSampler
+
+    with Lab(shaped("1mbit", queue_limit=50), registry=registry) as lab:
+        watched = [("router", lab.node("router").netns_path, "wan")]
+        with QueueSampler(watched, interval=0.5) as sampler:
+            measure_rate(lab, offered_bps=2e6, seconds=3)
+    htb_class = [s for s in sampler.samples if s.object == "class" and s.handle == "1:10"]
+    leaf = [s for s in sampler.samples if s.object == "qdisc" and s.kind == "pfifo"]
+    assert len(htb_class) >= 6, "a sample every half second over ~4 s"
+    assert htb_class[0].bytes == 0
+    # the class sent ~1 Mbit/s worth of bytes while the flood ran
+    assert 3 * 1e6 / 8 * 0.9 < htb_class[-1].bytes - htb_class[0].bytes < 4.5 * 1e6 / 8
+    assert leaf[-1].drops > 100  # half of the 2 Mbit offered cannot fit
+    assert max(s.backlog_packets for s in leaf) >= 40  # the 50-packet queue was full at some point
