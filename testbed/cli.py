@@ -43,6 +43,14 @@ def reports_errors(command: F) -> F:
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]; everything this command created was removed")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug or an environment failure: one line, exit 4, details on request
+            err.print(f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                      "(the testbed failed; run with TESTBED_DEBUG=1 for a traceback)", highlight=False, soft_wrap=True)
+            if os.environ.get("TESTBED_DEBUG"):
+                raise
+            raise typer.Exit(4) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -200,7 +208,7 @@ def lab_down(run_ids: Annotated[list[str], typer.Argument(help="run ids from `te
 
     registry = _registry()
     for run_id in run_ids:
-        record = registry.load(run_id)
+        record = registry.load(run_id)  # None also for ids that are not 6 hex digits
         if record is None:
             known = ", ".join(r.run_id for r in registry.runs()) or "none"
             raise InputError(f"no lab with run id {run_id!r} (live runs: {known})")
@@ -242,7 +250,10 @@ def lab_exec(
     nodes = record.info.get("nodes", {})
     if node not in nodes:
         raise InputError(f"lab {run_id} has no node {node!r} (nodes: {', '.join(nodes)})")
-    process = netns.popen(nodes[node]["netns"], command)
+    try:
+        process = netns.popen(nodes[node]["netns"], command)
+    except FileNotFoundError:
+        raise InputError(f"no command {command[0]!r} in node {node!r}") from None
     try:
         raise typer.Exit(process.wait())
     except KeyboardInterrupt:

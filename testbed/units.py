@@ -58,12 +58,14 @@ def parse_rate(text: object) -> int:
     bits = number * _RATE_UNITS[unit]
     if bits < 8:
         raise ValueError(f"{text!r} is too small a rate; the minimum is 8bit")
+    if bits > 100e9:
+        raise ValueError(f"{text!r} is too large a rate; the maximum is 100gbit")
     return int(round(bits))
 
 
 def parse_duration(text: object) -> float:
     """``50ms`` -> 0.05 (seconds). A bare ``0`` is accepted."""
-    if text == 0:
+    if text == 0 and not isinstance(text, bool):
         return 0.0
     number, unit = _split(text, "duration", DURATION_EXAMPLES)
     unit = unit.lower()
@@ -75,7 +77,7 @@ def parse_duration(text: object) -> float:
 
 def parse_percent(text: object) -> float:
     """``1.5%`` -> 1.5 (percent, 0..100). A bare ``0`` is accepted; other bare numbers are ambiguous."""
-    if text == 0:
+    if text == 0 and not isinstance(text, bool):
         return 0.0
     number, unit = _split(text, "percentage", PERCENT_EXAMPLES)
     if unit != "%":

@@ -19,7 +19,14 @@ class Removal:
 def remove_run(registry: Registry, record: RunRecord) -> Removal:
     """Remove every resource of ``record``, newest first; forget the record only if all are gone."""
     result = Removal(record.run_id)
-    backend = make_backend(record.backend, registry)
+    if not record.resources:
+        registry.forget(record.run_id)
+        return result
+    try:
+        backend = make_backend(record.backend, registry)
+    except Exception as exc:
+        result.failed.append(f"backend {record.backend}: {exc}")
+        return result
     for resource in reversed(record.resources):
         try:
             if backend.remove_leftover(resource):

@@ -113,7 +113,7 @@ class Lab:
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
-            if not self.keep:
+            if not self.keep or exc_info[0] is not None:
                 self.down()
         finally:
             if self._signals is not None:
@@ -125,9 +125,9 @@ class Lab:
         if os.geteuid() != 0:
             raise CapabilityError("building a lab needs root (network namespaces); run with sudo")
         started = time.perf_counter()
+        backend = make_backend(self.backend_name, self.registry)
         self.run = self.registry.new_run(self.purpose, self.backend_name, kept=self.keep)
         try:
-            backend = make_backend(self.backend_name, self.registry)
             for name, kind in self.plan.nodes.items():
                 self.nodes[name] = backend.create_node(self.run, name, kind)
             for segment in self.plan.segments.values():
@@ -153,7 +153,10 @@ class Lab:
         if self.run is None or os.getpid() != self._owner_pid:
             return  # never tear down from a forked copy of the process that built the lab
         with signals_ignored():
-            self.netlink.close()
+            try:
+                self.netlink.close()
+            except Exception:
+                pass  # sockets die with their namespaces anyway; removal matters more
             self.nodes.clear()
             record = self.registry.load(self.run.run_id) or self.run
             removal = remove_run(self.registry, record)

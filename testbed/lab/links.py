@@ -13,7 +13,7 @@ from testbed.lab import netns
 from testbed.lab.nodes import Node
 from testbed.lab.topology import AddressPlan, Segment
 
-BRIDGE = "br0"
+BRIDGE = "_bridge"  # node names have no "_", so no switch port can clash with it
 
 
 class Netlink:

@@ -4,6 +4,7 @@ network namespace or a container; the rest of the lab only uses a node's namespa
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 from testbed.lab import netns
 from testbed.lab.registry import Registry, Resource, RunRecord
 
+OUR_NAMESPACE = re.compile(r"^vtb-[0-9a-f]{6}-[a-z0-9_-]{1,20}$")
 MEDIA_PORT_RANGE = "10000 60000"  # what WebRTC dialers use for media; see DESIGN.md
 
 
@@ -104,6 +106,8 @@ class NetnsBackend:
 
     @staticmethod
     def _remove_namespace(namespace: str) -> bool:
+        if not OUR_NAMESPACE.match(namespace):  # a tampered record must not reach other namespaces
+            raise ValueError(f"{namespace!r} is not a testbed namespace name")
         # processes still inside would keep the namespace (and its veths) alive after the unmount
         netns.kill_all_in(netns.NETNS_RUN_DIR / namespace)
         return netns.remove(namespace)

@@ -8,6 +8,7 @@ a name pattern. The files live on /run (tmpfs), which is wiped at reboot togethe
 from __future__ import annotations
 
 import json
+import re
 import os
 import secrets
 import time
@@ -15,7 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_ROOT = Path(os.environ.get("TESTBED_REGISTRY", "/run/voip-testbed/runs"))
+DEFAULT_ROOT = Path("/run/voip-testbed/runs")
+RUN_ID = re.compile(r"^[0-9a-f]{6}$")
+
+
+def default_root() -> Path:
+    """``TESTBED_REGISTRY`` moves the registry (tests use a private one)."""
+    return Path(os.environ.get("TESTBED_REGISTRY", str(DEFAULT_ROOT)))
 
 
 def _start_time(pid: int) -> int | None:
@@ -53,8 +60,8 @@ class RunRecord:
 class Registry:
     """Reads and writes run records under ``root``; every write is atomic (write, then rename)."""
 
-    def __init__(self, root: Path = DEFAULT_ROOT):
-        self.root = root
+    def __init__(self, root: Path | None = None):
+        self.root = root or default_root()
 
     def _path(self, run_id: str) -> Path:
         return self.root / f"{run_id}.json"
@@ -83,12 +90,14 @@ class Registry:
         self.save(record)
 
     def load(self, run_id: str) -> RunRecord | None:
+        if not RUN_ID.match(run_id):
+            return None
         try:
             data = json.loads(self._path(run_id).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            data["resources"] = [Resource(**r) for r in data.get("resources", [])]
+            return RunRecord(**data)
+        except (FileNotFoundError, json.JSONDecodeError, TypeError, KeyError, AttributeError):
             return None
-        data["resources"] = [Resource(**r) for r in data.get("resources", [])]
-        return RunRecord(**data)
 
     def runs(self) -> list[RunRecord]:
         if not self.root.is_dir():

@@ -97,16 +97,24 @@ def _assign_addresses(topology: Topology, name: str, subnet: ipaddress.IPv4Netwo
     """Routers take the lowest host addresses (.1, .2, ...), hosts follow from .10 where room allows."""
     link = topology.links[name]
     taken = dict(link.addresses)
-    hosts = list(subnet.hosts())
-    free = [a for a in hosts if a not in taken.values()]
+    used = set(taken.values())
     routers = [n for n in link.endpoints if topology.nodes[n].kind == "router" and n not in taken]
     others = [n for n in link.endpoints if topology.nodes[n].kind != "router" and n not in taken]
+    last_host = subnet.num_addresses - 2  # offsets 1..last_host are host addresses
+
+    def next_free(offset: int) -> tuple[int, ipaddress.IPv4Address]:
+        while offset <= last_host and subnet.network_address + offset in used:
+            offset += 1
+        return offset, subnet.network_address + offset
+
+    offset = 1
     for node in routers:
-        taken[node] = free.pop(0)
-    from_ten = [a for a in free if int(a) - int(subnet.network_address) >= 10]
-    host_pool = from_ten if len(from_ten) >= len(others) else free
+        offset, taken[node] = next_free(offset)
+        used.add(taken[node])
+    offset = 10 if last_host >= 10 + len(others) + len(routers) else offset
     for node in others:
-        taken[node] = host_pool.pop(0)
+        offset, taken[node] = next_free(offset)
+        used.add(taken[node])
     return taken
 
 

@@ -100,6 +100,7 @@ class LoadedScenario:
     path: Path
     scenario: Scenario
     raw: dict[str, Any] = field(repr=False, compare=False)
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, repr=False, compare=False)
     variant_templates: dict[str, RouterTemplate] = field(default_factory=dict, repr=False, compare=False)
     timeline_templates: dict[str, RouterTemplate] = field(default_factory=dict, repr=False, compare=False)
 
@@ -116,9 +117,13 @@ class LoadedScenario:
         variant = self.raw["variants"][name] or {}
         data = copy.deepcopy(self.raw)
         for key in ("router", "links"):
-            if key in variant:
-                data[key] = deep_merge(data.get(key, {}), variant[key])
-        return Scenario.model_validate(data)
+            if variant.get(key) is not None:
+                data[key] = deep_merge(data.get(key) or {}, variant[key])
+        merged = YamlDocument(self.path, data, self.lines)
+        try:
+            return validate(merged, Scenario)
+        except ScenarioError as exc:
+            raise ScenarioError([f"{p} (in variant {name!r}, merged with the base)" for p in exc.problems]) from None
 
 
 def load_scenario(path: str | Path) -> LoadedScenario:
@@ -132,14 +137,26 @@ def load_scenario(path: str | Path) -> LoadedScenario:
                                      available_templates(path)))
     if problems:
         raise ScenarioError(problems)
-    loaded = LoadedScenario(path=path, scenario=scenario, raw=doc.data)
+    loaded = LoadedScenario(path=path, scenario=scenario, raw=doc.data, lines=doc.lines)
     for variant_name in loaded.variant_names:
-        router = loaded.variant(variant_name).router
+        effective = loaded.variant(variant_name)
+        _check_plan(effective, path, variant_name)
+        router = effective.router
         loaded.variant_templates[variant_name] = load_template(_existing(router.template, path), router.overrides)
     for event in scenario.timeline:
         if event.template:
             loaded.timeline_templates[event.template] = load_template(_existing(event.template, path))
     return loaded
+
+
+def _check_plan(scenario: Scenario, path: Path, variant: str) -> None:
+    """An address plan that cannot be made is an input error, found at validation, not at lab up."""
+    from testbed.lab.topology import plan_addresses
+
+    try:
+        plan_addresses(scenario.topology)
+    except ScenarioError as exc:
+        raise ScenarioError([f"{path}: {problem}" for problem in exc.problems]) from None
 
 
 def _existing(template: str, scenario_file: Path) -> Path:

@@ -230,7 +230,8 @@ class VariantSpec(Strict):
 
     description: str = ""
     router: RouterSpec | None = None
-    links: LinkImpairments | None = None
+    # partial impairments: validated after they are merged into the scenario's own links
+    links: dict[Name, dict[Name, dict[str, Any]]] | None = None
 
 
 Metric = Literal["mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter", "setup_time"]

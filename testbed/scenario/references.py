@@ -42,6 +42,8 @@ def check_references(
         loc: Loc = ("topology", "links", link_name)
         if link_name in nodes:
             yield problem(loc, f"link {link_name!r} has the name of a node; give it another name")
+        if link_name == "lo":
+            yield problem(loc, "'lo' is the loopback interface of every node; give the link another name")
         seen: set[str] = set()
         for index, endpoint in enumerate(link.endpoints):
             if endpoint not in nodes:

@@ -24,6 +24,7 @@ class YamlDocument:
     path: Path
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
+    nodes_built: int = 0
 
     def line_of(self, loc: Path_) -> int | None:
         """The line of ``loc``, or of its nearest parent that has one."""
@@ -42,7 +43,17 @@ def format_loc(loc: tuple[str | int, ...]) -> str:
     return text or "(top level)"
 
 
-def _construct(node: yaml.Node, loc: Path_, doc: YamlDocument, loader: yaml.SafeLoader) -> Any:
+MAX_NODES = 100_000  # a scenario has hundreds; this stops alias bombs
+
+
+def _construct(node: yaml.Node, loc: Path_, doc: YamlDocument, loader: yaml.SafeLoader,
+               stack: tuple[int, ...] = ()) -> Any:
+    if id(node) in stack:
+        raise _error(doc, node, "a YAML alias refers to itself")
+    doc.nodes_built += 1
+    if doc.nodes_built > MAX_NODES:
+        raise _error(doc, node, f"the file expands to more than {MAX_NODES} values (YAML aliases?)")
+    stack = stack + (id(node),)
     doc.lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
@@ -56,11 +67,11 @@ def _construct(node: yaml.Node, loc: Path_, doc: YamlDocument, loader: yaml.Safe
                 first = doc.lines.get(loc + (key,))
                 raise _error(doc, key_node, f"duplicate key {key!r} (first defined on line {first})")
             doc.lines[loc + (key,)] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, loc + (key,), doc, loader)
+            result[key] = _construct(value_node, loc + (key,), doc, loader, stack)
             doc.lines[loc + (key,)] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, loc + (index,), doc, loader) for index, item in enumerate(node.value)]
+        return [_construct(item, loc + (index,), doc, loader, stack) for index, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 

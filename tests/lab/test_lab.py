@@ -88,7 +88,7 @@ def test_processes_in_nodes_are_stopped(registry, no_leftovers):
         sleeper = lab.node("client").popen(["sleep", "60"])
         namespace = lab.node("client").netns_path
         assert netns.pids_in(namespace) == [sleeper.pid]
-    assert sleeper.wait(timeout=5) is not None
+    assert sleeper.wait(timeout=5) == -signal.SIGTERM
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
