@@ -187,8 +187,9 @@ def lab_up(
     _require_root()
     from testbed.lab import Lab
 
-    _, effective, _ = _load(scenario, variant)
-    with Lab(effective, backend=backend, keep=not foreground, purpose=f"lab up {scenario}") as lab:
+    loaded, effective, name = _load(scenario, variant)
+    with Lab(effective, backend=backend, keep=not foreground, purpose=f"lab up {scenario}",
+             router_template=loaded.variant_templates[name]) as lab:
         _print_lab(lab.describe(), lab.run_id)
         if foreground:
             out.print(f"lab {lab.run_id} is up; Ctrl-C removes it", highlight=False)
@@ -273,9 +274,10 @@ def lab_check(
     from testbed.lab import Lab
     from testbed.lab.reach import udp_probe
 
-    _, effective, _ = _load(scenario, variant)
+    loaded, effective, name = _load(scenario, variant)
     failures = 0
-    with Lab(effective, backend=backend, purpose=f"lab check {scenario}") as lab:
+    with Lab(effective, backend=backend, purpose=f"lab check {scenario}",
+             router_template=loaded.variant_templates[name]) as lab:
         hosts = [name for name, kind in lab.plan.nodes.items() if kind == "host"]
         table = Table(title=f"UDP reachability in {effective.name} (lab up in {lab.up_seconds * 1000:.0f} ms)")
         table.add_column("from \\ to")

@@ -11,10 +11,12 @@ set delay distributions or loss models (DESIGN.md). That boundary stays inside t
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from pathlib import Path
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed.errors import CapabilityError, LabError
 from testbed.lab import netns
@@ -93,23 +95,46 @@ def require_netem(needs: bool, netem_available: bool, where: str) -> None:
             "or use a stock kernel; rate-only links work without it (`testbed doctor` shows what is missing)")
 
 
+def handle_text(handle: int) -> str:
+    """0x10010 -> '1:10', as the tc binary writes handles."""
+    return f"{handle >> 16:x}:{handle & 0xFFFF:x}"
+
+
+def install_leaf(ipr: IPRoute, namespace: Path, ifname: str, parent: int, handle: int,
+                 impairment: Impairment, queue_limit: int) -> None:
+    """The queue under an HTB class: pfifo with the queue limit, or netem when the direction needs it."""
+    if not impairment.needs_netem():
+        index = ipr.link_lookup(ifname=ifname)[0]
+        ipr.tc("replace", "pfifo", index, handle, parent=parent, limit=queue_limit)
+        return
+    limit = netem_queue_limit(impairment.model_copy(update={"queue_limit": queue_limit}))
+    command = ["tc", "qdisc", "replace", "dev", ifname, "parent", handle_text(parent), "handle",
+               handle_text(handle), "netem", *netem_arguments(impairment, limit)]
+    process = netns.popen(namespace, command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = process.communicate(timeout=10)
+    if process.returncode != 0 and "qdisc kind is unknown" in output:
+        require_netem(True, False, f"the egress of {ifname} in {namespace.name}")
+    if process.returncode != 0:
+        raise LabError(f"`{' '.join(command)}` failed: {output.strip()}")
+
+
+def clear_root(ipr: IPRoute, ifname: str) -> None:
+    """Remove whatever root qdisc the interface has (there may be none)."""
+    index = ipr.link_lookup(ifname=ifname)[0]
+    try:
+        ipr.tc("del", index=index, root=True)
+    except NetlinkError as exc:
+        if exc.code not in (errno.ENOENT, errno.EINVAL):
+            raise
+
+
 def apply(ipr: IPRoute, namespace: Path, ifname: str, impairment: Impairment) -> None:
     """Install the impairment on ``ifname``'s egress inside ``namespace`` (replacing what was there)."""
     index = ipr.link_lookup(ifname=ifname)[0]
     rate = impairment.rate or LINE_RATE
     burst = impairment.burst or burst_bytes(rate)
-    ipr.tc("replace", "htb", index, ROOT_HANDLE, default=0x10)
+    ipr.tc("replace", "htb", index, ROOT_HANDLE, default=0x10)  # in place: a timeline change keeps the queue
     ipr.tc("replace-class", "htb", index, CLASS_ID, parent=ROOT_HANDLE, rate=f"{rate}bit", ceil=f"{rate}bit",
            burst=burst, cburst=burst, prio=0)
-    if impairment.needs_netem():
-        command = ["tc", "qdisc", "replace", "dev", ifname, "parent", "1:10", "handle", "10:", "netem",
-                   *netem_arguments(impairment, netem_queue_limit(impairment))]
-        process = netns.popen(namespace, command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        output, _ = process.communicate(timeout=10)
-        if process.returncode != 0 and "qdisc kind is unknown" in output:
-            require_netem(True, False, f"the egress of {ifname} in {namespace.name}")
-        if process.returncode != 0:
-            raise LabError(f"`{' '.join(command)}` failed: {output.strip()}")
-    else:
-        ipr.tc("replace", "pfifo", index, LEAF_HANDLE, parent=CLASS_ID,
-               limit=impairment.queue_limit or DEFAULT_QUEUE_LIMIT)
+    install_leaf(ipr, namespace, ifname, CLASS_ID, LEAF_HANDLE, impairment,
+                 impairment.queue_limit or DEFAULT_QUEUE_LIMIT)

@@ -17,12 +17,13 @@ from types import FrameType
 from typing import Any
 
 from testbed.errors import CapabilityError, Interrupted, LabError
-from testbed.lab import impair, links
+from testbed.lab import impair, links, qos
 from testbed.lab.cleanup import remove_run
 from testbed.lab.nodes import Node, make_backend
 from testbed.lab.registry import Registry, RunRecord
 from testbed.lab.topology import AddressPlan, plan_addresses
 from testbed.scenario.model import Impairment, Scenario
+from testbed.scenario.router_template import RouterTemplate
 
 _TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -76,8 +77,12 @@ class Lab:
         registry: Registry | None = None,
         keep: bool = False,
         purpose: str = "lab",
+        router_template: RouterTemplate | None = None,
     ):
         self.scenario = scenario
+        self.router_template = router_template
+        self.router = qos.find_router(scenario) if router_template is not None else None
+        self.class_names: dict[str, dict[str, dict[str, str]]] = {}  # node -> interface -> handle -> class
         self.registry = registry or Registry()
         self.backend_name = backend or scenario.backend
         self.keep = keep
@@ -141,6 +146,8 @@ class Lab:
                 links.wire_segment(self.netlink, segment, self.nodes, switch)
             links.configure_addresses(self.netlink, self.plan, self.nodes)
             self.apply_impairments(self.scenario.links)
+            if self.router_template is not None and self.router is not None:
+                self.set_router_template(self.router_template)
             self.run.info = self.describe()
             self.registry.save(self.run)
         except BaseException:
@@ -166,11 +173,29 @@ class Lab:
             self.run = None
 
     def apply_impairments(self, per_link: dict[str, dict[str, Impairment]]) -> None:
-        """Shape and impair the egress of each named sending endpoint (replaces what was there)."""
+        """Shape and impair the egress of each named sending endpoint (replaces what was there). The
+        router's WAN and LAN ends belong to its template, which builds the link settings in."""
         for link, senders in per_link.items():
             for sender, impairment in senders.items():
+                if self._template_owns(sender, link):
+                    continue
                 node = self.nodes[sender]
                 impair.apply(self.netlink(node.netns_path), node.netns_path, link, impairment)
+
+    def _template_owns(self, node: str, link: str) -> bool:
+        return self.router is not None and node == self.router[0] and link in self.router[1].values()
+
+    def set_router_template(self, template: RouterTemplate) -> None:
+        """Install (or switch to) a router template on the router's WAN and LAN sides."""
+        if self.router is None:
+            raise LabError(f"scenario {self.scenario.name!r} has no router with a 'wan' or 'lan' link for a template")
+        node_name, sides = self.router
+        node = self.nodes[node_name]
+        own = {link: self.scenario.links.get(link, {}).get(node_name) for link in sides.values()}
+        self.router_template = template
+        self.class_names[node_name] = qos.apply_router(
+            self.netlink(node.netns_path), qos.RouterSides(node_name, node.netns_path, dict(sides)), template,
+            {link: impairment for link, impairment in own.items() if impairment is not None})
 
     # ------------------------------------------------------------ description
 

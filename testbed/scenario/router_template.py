@@ -99,6 +99,12 @@ class EgressPolicy(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate class name {duplicates[0]!r}")
+        guaranteed = sum(units.parse_percent(c.rate) for c in self.classes if c.rate.endswith("%"))
+        if guaranteed > 100 + 1e-9:
+            raise ValueError(f"the classes' rates add up to {guaranteed:g}% of the link (at most 100%)")
+        for c in self.classes:
+            if c.rate.endswith("%") and c.ceil.endswith("%") and units.parse_percent(c.ceil) < units.parse_percent(c.rate):
+                raise ValueError(f"class {c.name!r}: ceil {c.ceil} is below its rate {c.rate}")
         return self
 
 
@@ -107,25 +113,65 @@ class DscpRemark(Strict):
     to: Dscp
 
 
+SCRIPT_PLACEHOLDERS = ("wan", "lan", "wan_rate", "lan_rate")
+_PLACEHOLDER = re.compile(r"{([^{}]*)}")
+
+
+def script_commands(script: str) -> list[tuple[int, str]]:
+    """The commands of a tc-script as (line number in the script, text); comments and blanks dropped."""
+    commands = []
+    for number, line in enumerate(script.splitlines(), start=1):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            commands.append((number, text))
+    return commands
+
+
 class RouterTemplate(Strict):
     """A whole router template file."""
 
     description: str = ""
     kind: Literal["classes", "tc-script"] = "classes"
     ingress_dscp: Literal["trust", "bleach", "remark"] = Field(
-        default="trust", description="what the router does to DSCP of packets it receives")
+        default="trust", description="what the router does to DSCP of packets it receives (on WAN and LAN)")
     remark: list[DscpRemark] = Field(default_factory=list)
     wan: EgressPolicy | None = Field(default=None, description="egress towards the WAN (upstream)")
     lan: EgressPolicy | None = Field(default=None, description="egress towards the LAN (downstream)")
-    script: str | None = Field(default=None, description="tc-script: commands with {wan} / {lan}")
+    control_class: str | None = Field(
+        default=None, description="class for ARP and IPv6 neighbour discovery; default: the highest-priority "
+        "class; 'none' leaves them in the default class (they can then starve behind bulk traffic)")
+    script: str | None = Field(default=None, description="tc-script: tc commands with {wan} {lan} {wan_rate} "
+                               "{lan_rate}, one per line")
     burst: Size | None = Field(default=None, description="HTB burst; default sized for the rate")
 
     @model_validator(mode="after")
     def _kind_fields(self) -> RouterTemplate:
-        if self.kind == "tc-script" and not self.script:
-            raise ValueError("kind tc-script needs 'script'")
+        if self.kind == "tc-script":
+            if not self.script:
+                raise ValueError("kind tc-script needs 'script'")
+            if self.wan or self.lan:
+                raise ValueError("kind tc-script takes its egress from 'script'; remove 'wan'/'lan' classes")
+            _check_script(self.script)
         if self.kind == "classes" and self.script:
             raise ValueError("'script' belongs to kind tc-script")
         if self.ingress_dscp == "remark" and not self.remark:
             raise ValueError("ingress_dscp remark needs a 'remark' list of {from, to}")
+        if self.ingress_dscp != "remark" and self.remark:
+            raise ValueError("'remark' needs ingress_dscp: remark")
+        if self.control_class not in (None, "none"):
+            for side, policy in (("wan", self.wan), ("lan", self.lan)):
+                names = [c.name for c in policy.classes] if policy else []
+                if policy and self.control_class not in names:
+                    raise ValueError(f"control_class {self.control_class!r} is not a class of {side} "
+                                     f"(classes: {', '.join(names)})")
         return self
+
+
+def _check_script(script: str) -> None:
+    for number, command in script_commands(script):
+        if not command.startswith("tc "):
+            raise ValueError(f"script line {number}: only tc commands are allowed ({command!r})")
+        for name in _PLACEHOLDER.findall(command):
+            if name not in SCRIPT_PLACEHOLDERS:
+                raise ValueError(f"script line {number}: unknown placeholder {{{name}}} "
+                                 f"(allowed: {', '.join('{' + p + '}' for p in SCRIPT_PLACEHOLDERS)})")

@@ -1,0 +1,175 @@
+"""Probe streams: what a link or a router does to a paced UDP stream, packet by packet.
+
+A sender process in one node sends numbered datagrams at a fixed rate, each carrying its send time; a
+receiver process in another node records the kernel's arrival timestamp and the DSCP it saw. Nodes
+share the host clock, so one-way delay is exact up to the sender's own scheduling. Separate processes
+keep one GIL each, so the sender's pacing never delays the receiver. Used by the fidelity tests and
+benchmarks (kernel netem, the userspace engine, router QoS).
+
+``python -m testbed.lab.measure receive PORT OUT.npz IDLE`` / ``... send ADDR PORT PPS COUNT SIZE DSCP [SPORT]``.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+HEADER = struct.Struct("!IQ")  # sequence number, send time (ns, CLOCK_REALTIME)
+SO_TIMESTAMPNS = 35
+IP_RECVTOS = 13
+IP_TOS = 1
+
+
+class RunsProcesses(Protocol):
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen: ...
+
+
+@dataclass(frozen=True)
+class ProbeStream:
+    """Per sequence number: send time, first arrival time (-1 = lost), DSCP seen (-1 = lost)."""
+
+    send_ns: np.ndarray
+    recv_ns: np.ndarray
+    dscp: np.ndarray
+    arrival_order: np.ndarray
+    duplicates: int
+
+    @property
+    def count(self) -> int:
+        return len(self.send_ns)
+
+    @property
+    def received(self) -> np.ndarray:
+        return self.recv_ns >= 0
+
+    @property
+    def loss_rate(self) -> float:
+        return float(1 - self.received.mean()) if self.count else 0.0
+
+    @property
+    def delays_ms(self) -> np.ndarray:
+        """One-way delay of every received packet, in sequence order."""
+        mask = self.received
+        return (self.recv_ns[mask] - self.send_ns[mask]) / 1e6
+
+    def loss_bursts(self) -> np.ndarray:
+        """Lengths of the runs of consecutive lost packets."""
+        lost = np.concatenate(([0], (~self.received).astype(np.int8), [0]))
+        edges = np.flatnonzero(np.diff(lost))
+        return edges[1::2] - edges[0::2]
+
+    @property
+    def reordered(self) -> int:
+        """Packets that arrived after a packet with a higher sequence number."""
+        order = self.arrival_order
+        if len(order) == 0:
+            return 0
+        return int(np.sum(order < np.maximum.accumulate(order)))
+
+
+def probe_stream(sender: RunsProcesses, receiver: RunsProcesses, address: str, workdir: Path, *,
+                 pps: float = 1000, count: int = 5000, size: int = 200, dscp: int = 0, port: int = 5002,
+                 idle: float = 2.0, source_port: int = 0) -> ProbeStream:
+    """Send ``count`` datagrams of ``size`` bytes at ``pps`` from sender to ``address`` and measure them."""
+    out = workdir / f"probe-{port}-{time.monotonic_ns()}.npz"
+    receiving = receiver.popen([sys.executable, "-m", "testbed.lab.measure", "receive", str(port), str(out),
+                                str(idle)], stdout=subprocess.PIPE, text=True)
+    try:
+        if receiving.stdout is None or receiving.stdout.readline().strip() != "ready":
+            raise RuntimeError("probe receiver did not start")
+        sending = sender.popen([sys.executable, "-m", "testbed.lab.measure", "send", address, str(port),
+                                str(pps), str(count), str(size), str(dscp), str(source_port)])
+        sending.wait(timeout=count / pps * 3 + 60)
+        receiving.wait(timeout=idle + 60)
+    finally:
+        for process in (receiving, locals().get("sending")):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    return load(out, count)
+
+
+def load(path: Path, count: int) -> ProbeStream:
+    data = np.load(path)
+    seq, sent, arrived, tos = data["seq"], data["send_ns"], data["recv_ns"], data["tos"]
+    valid = seq < count
+    seq, sent, arrived, tos = seq[valid], sent[valid], arrived[valid], tos[valid]
+    send_ns = np.full(count, -1, dtype=np.int64)
+    recv_ns = np.full(count, -1, dtype=np.int64)
+    dscp = np.full(count, -1, dtype=np.int16)
+    _, first = np.unique(seq, return_index=True)
+    send_ns[seq[first]] = sent[first]
+    recv_ns[seq[first]] = arrived[first]
+    dscp[seq[first]] = tos[first] >> 2
+    missing = send_ns < 0
+    if missing.any():  # lost packets: their send time follows from the schedule of the received ones
+        known = np.flatnonzero(~missing)
+        if len(known):
+            send_ns[missing] = np.interp(np.flatnonzero(missing), known, send_ns[known]).astype(np.int64)
+    path.unlink(missing_ok=True)
+    return ProbeStream(send_ns, recv_ns, dscp, seq, int(len(seq) - len(first)))
+
+
+# ---------------------------------------------------------------- the two processes
+
+
+def send(address: str, port: int, pps: float, count: int, size: int, dscp: int, source_port: int = 0) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", source_port))
+    sock.setsockopt(socket.IPPROTO_IP, IP_TOS, dscp << 2)
+    padding = b"\0" * max(0, size - HEADER.size)
+    gap = 1.0 / pps
+    due = time.perf_counter()
+    for sequence in range(count):
+        while time.perf_counter() < due:
+            pass
+        try:
+            sock.sendto(HEADER.pack(sequence, time.time_ns()) + padding, (address, port))
+        except OSError:
+            pass  # a full local queue is loss, as the receiver will see
+        due += gap
+
+
+def receive(port: int, out: str, idle: float) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+    sock.bind(("0.0.0.0", port))
+    print("ready", flush=True)
+    rows: list[tuple[int, int, int, int]] = []
+    sock.settimeout(30.0)  # the first packet may take a while (ARP, slow senders)
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(65535, 256)
+        except TimeoutError:
+            break
+        sock.settimeout(idle)
+        arrived, tos = time.time_ns(), -4
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                arrived = seconds * 1_000_000_000 + nanoseconds
+            elif level == socket.IPPROTO_IP and kind == IP_TOS:
+                tos = value[0]
+        if len(data) >= HEADER.size:
+            sequence, sent = HEADER.unpack_from(data)
+            rows.append((sequence, sent, arrived, tos))
+    table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    np.savez(out, seq=table[:, 0], send_ns=table[:, 1], recv_ns=table[:, 2], tos=table[:, 3])
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "send":
+        send(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]),
+             int(sys.argv[8]) if len(sys.argv) > 8 else 0)
+    else:
+        receive(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))

@@ -1,0 +1,309 @@
+"""Router templates on a real router: HTB classes fed by u32 DSCP/protocol/port filters, DSCP handling
+on ingress, or the user's own tc script.
+
+Egress layout on each router side (WAN = upstream, LAN = downstream)::
+
+    root 1: htb default <default class>
+      class 1:1   rate = ceil = the link rate (the router end's `rate`, else line rate)
+        class 1:10, 1:11, ...   one per template class, in template order (prio, rate, ceil)
+          leaf 10:, 11:, ...    pfifo with the class's queue limit, or netem when the link needs it
+
+Filters are u32 on the root, tried in template order (the first matching class wins); packets no
+filter matches go to the default class. Port matches assume a 20-byte IPv4 header, as tc's own
+``match ip dport`` does; packets with IP options fall to the default class. ARP and ICMPv6 (neighbour
+discovery) go to the template's control class: behind a full bulk queue they starve, the router's
+neighbour entry fails and it drops the EF packets queued behind it for seconds (DESIGN.md).
+
+Ingress DSCP rewriting (bleach, remark) is an iptables mangle chain in the router's namespace;
+everything here lives in the router's namespace and disappears with it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from testbed import units
+from testbed.errors import InputError, LabError
+from testbed.lab import impair, netns
+from testbed.scenario.model import Impairment, Scenario
+from testbed.scenario.router_template import (
+    EgressPolicy, RouterTemplate, TrafficClass, resolve_share, script_commands,
+)
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17}
+ROOT = 0x10000  # 1:
+PARENT = 0x10001  # 1:1
+FIRST_MINOR = 0x10
+DSCP_CHAIN = "vtb-dscp"
+ARP_FILTER_PRIO = 1  # one protocol per filter priority: the kernel refuses to mix them
+ICMPV6_FILTER_PRIO = 2
+FIRST_CLASS_FILTER_PRIO = 10
+
+# u32 keys, "value/mask+offset" from the start of the IPv4 header (pyroute2 packs them into words)
+IHL_5 = "0x5/0xf+0"
+ICMPV6 = "0x3a/0xff+6"  # IPv6 next header 58
+MATCH_ALL = "0x0/0x0+0"
+SOURCE_PORT_OFFSET = 20
+DESTINATION_PORT_OFFSET = 22
+
+
+def dscp_key(dscp: int) -> str:
+    return f"0x{dscp << 2:02x}/0xfc+1"  # the DSCP is the TOS byte's upper six bits
+
+
+def protocol_key(protocol: str) -> str:
+    return f"0x{PROTOCOL_NUMBERS[protocol]:02x}/0xff+9"
+
+
+def port_blocks(low: int, high: int) -> list[tuple[int, int]]:
+    """Cover ``low..high`` with (value, mask) prefix blocks, as u32 can only match masked values."""
+    blocks = []
+    while low <= high:
+        size = low & -low if low else 1 << 16
+        while size > high - low + 1:
+            size >>= 1
+        blocks.append((low, 0xFFFF & ~(size - 1)))
+        low += size
+    return blocks
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
+
+
+@dataclass(frozen=True)
+class ClassPlan:
+    name: str
+    classid: int
+    leaf: int
+    rate: int
+    ceil: int
+    priority: int
+    queue_limit: int
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    prio: int
+    protocol: int
+    keys: tuple[str, ...]
+    target: int
+    what: str
+
+
+@dataclass(frozen=True)
+class EgressPlan:
+    link_rate: int
+    classes: list[ClassPlan]
+    filters: list[FilterPlan]
+    default_minor: int
+
+    def class_names(self) -> dict[str, str]:
+        """tc handle -> class name, for the queue statistics."""
+        names = {impair.handle_text(PARENT): "link"}
+        names.update({impair.handle_text(c.classid): c.name for c in self.classes})
+        return names
+
+
+def _class_filters(traffic_class: TrafficClass, classid: int, prio: int) -> list[FilterPlan]:
+    filters = []
+    for match in traffic_class.match:
+        base = [protocol_key(match.protocol)] if match.protocol else []
+        port_keys: list[list[str]] = [[]]
+        if match.ports:
+            port_keys = [[IHL_5, f"0x{value:04x}/0x{mask:04x}+{offset}"]
+                         for text in match.ports for value, mask in port_blocks(*_port_range(text))
+                         for offset in (SOURCE_PORT_OFFSET, DESTINATION_PORT_OFFSET)]
+        dscp_keys: list[list[str]] = [[dscp_key(d)] for d in match.dscp] or [[]]
+        for dscp in dscp_keys:
+            for ports in port_keys:
+                filters.append(FilterPlan(prio, ETH_P_IP, tuple(dscp + base + ports), classid,
+                                          f"{traffic_class.name}: {match.model_dump(exclude_defaults=True)}"))
+        prio += 1
+    return filters
+
+
+def control_class_name(template: RouterTemplate, policy: EgressPolicy) -> str | None:
+    if template.control_class == "none":
+        return None
+    if template.control_class:
+        return template.control_class
+    return min(policy.classes, key=lambda c: c.priority).name  # min() keeps the first of equals
+
+
+def plan_egress(template: RouterTemplate, policy: EgressPolicy, link_rate: int,
+                link_queue_limit: int | None = None) -> EgressPlan:
+    """The HTB tree and filters for one router side (pure; unit-tested)."""
+    classes: list[ClassPlan] = []
+    filters: list[FilterPlan] = []
+    prio = FIRST_CLASS_FILTER_PRIO
+    for offset, traffic_class in enumerate(policy.classes):
+        minor = FIRST_MINOR + offset
+        rate = resolve_share(traffic_class.rate, link_rate)
+        ceil = min(resolve_share(traffic_class.ceil, link_rate), link_rate)
+        if rate > link_rate:
+            raise InputError(f"router class {traffic_class.name!r}: rate {units.format_rate(rate)} is above the "
+                             f"link rate {units.format_rate(link_rate)}")
+        limit = traffic_class.queue_limit or policy.queue_limit or link_queue_limit or impair.DEFAULT_QUEUE_LIMIT
+        plan = ClassPlan(traffic_class.name, ROOT | minor, minor << 16, rate, max(ceil, rate),
+                         traffic_class.priority, limit)
+        classes.append(plan)
+        class_filters = _class_filters(traffic_class, plan.classid, prio)
+        filters += class_filters
+        prio = max([prio - 1, *(f.prio for f in class_filters)]) + 1
+    guaranteed = sum(c.rate for c in classes)
+    if guaranteed > link_rate * 1.001:
+        raise InputError(f"router classes guarantee {units.format_rate(guaranteed)} on a "
+                         f"{units.format_rate(link_rate)} link; lower their rates")
+    default = next(c for c, tc in zip(classes, policy.classes) if tc.default)
+    control = control_class_name(template, policy)
+    if control is not None:
+        target = next(c.classid for c in classes if c.name == control)
+        filters = [FilterPlan(ARP_FILTER_PRIO, ETH_P_ARP, (MATCH_ALL,), target, f"{control}: ARP"),
+                   FilterPlan(ICMPV6_FILTER_PRIO, ETH_P_IPV6, (ICMPV6,), target, f"{control}: ICMPv6 (ND)"),
+                   *filters]
+    return EgressPlan(link_rate, classes, filters, default.classid & 0xFFFF)
+
+
+def install_egress(ipr: IPRoute, namespace: Path, ifname: str, plan: EgressPlan, impairment: Impairment,
+                   burst: int | None = None) -> None:
+    """Replace the interface's egress with the planned tree; the link's netem settings go in every leaf."""
+    index = ipr.link_lookup(ifname=ifname)[0]
+    impair.clear_root(ipr, ifname)
+    ipr.tc("add", "htb", index, ROOT, default=plan.default_minor)
+    link_burst = burst or impair.burst_bytes(plan.link_rate)
+    ipr.tc("add-class", "htb", index, PARENT, parent=ROOT, rate=f"{plan.link_rate}bit",
+           ceil=f"{plan.link_rate}bit", burst=link_burst, cburst=link_burst)
+    for traffic_class in plan.classes:
+        class_burst = burst or impair.burst_bytes(traffic_class.ceil)
+        ipr.tc("add-class", "htb", index, traffic_class.classid, parent=PARENT, rate=f"{traffic_class.rate}bit",
+               ceil=f"{traffic_class.ceil}bit", burst=class_burst, cburst=class_burst, prio=traffic_class.priority)
+        impair.install_leaf(ipr, namespace, ifname, traffic_class.classid, traffic_class.leaf, impairment,
+                            traffic_class.queue_limit)
+    for rule in plan.filters:
+        ipr.tc("add-filter", "u32", index, parent=ROOT, prio=rule.prio, protocol=rule.protocol,
+               target=rule.target, keys=list(rule.keys))
+
+
+# ---------------------------------------------------------------- ingress DSCP
+
+
+def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
+    """An iptables-restore input that (re)fills the router's DSCP chain (pure; unit-tested)."""
+    lines = ["*mangle", f":{DSCP_CHAIN} - [0:0]"]
+    for ifname in interfaces:
+        if template.ingress_dscp == "bleach":
+            lines.append(f"-A {DSCP_CHAIN} -i {ifname} -j DSCP --set-dscp 0")
+        elif template.ingress_dscp == "remark":
+            lines += [f"-A {DSCP_CHAIN} -i {ifname} -m dscp --dscp {r.from_} -j DSCP --set-dscp {r.to}"
+                      f" -m comment --comment remark" for r in template.remark]
+    return "\n".join(lines + ["COMMIT", ""])
+
+
+def _run(namespace: Path, command: list[str], stdin: str | None = None) -> str:
+    try:
+        process = netns.popen(namespace, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    except FileNotFoundError:
+        raise LabError(f"{command[0]!r} is not installed (run `make setup`)") from None
+    output, _ = process.communicate(stdin, timeout=30)
+    if process.returncode != 0:
+        raise LabError(f"`{shlex.join(command)}` in {namespace.name} failed: {output.strip()}")
+    return output
+
+
+def install_ingress_dscp(namespace: Path, template: RouterTemplate, interfaces: list[str]) -> None:
+    """Bleach or remark DSCP of packets arriving on the router's WAN and LAN; trust leaves them alone."""
+    _run(namespace, ["iptables-restore", "--noflush"], dscp_rules(template, interfaces))
+    rules = _run(namespace, ["iptables-save", "-t", "mangle"])
+    if f"-A PREROUTING -j {DSCP_CHAIN}" not in rules:
+        _run(namespace, ["iptables", "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
+
+
+# ---------------------------------------------------------------- tc-script
+
+
+def expand_script(template: RouterTemplate, placeholders: dict[str, str | None]) -> list[tuple[int, list[str]]]:
+    """The script's commands with {wan}, {lan}, {wan_rate}, {lan_rate} filled in, split into argv."""
+    commands = []
+    for number, text in script_commands(template.script or ""):
+        for name, value in placeholders.items():
+            if "{" + name + "}" in text:
+                if value is None:
+                    raise InputError(f"tc-script line {number} uses {{{name}}}, but the scenario gives the "
+                                     f"router's end of that link no rate")
+                text = text.replace("{" + name + "}", value)
+        commands.append((number, shlex.split(text)))
+    return commands
+
+
+def run_script(namespace: Path, template: RouterTemplate, placeholders: dict[str, str | None]) -> None:
+    for number, argv in expand_script(template, placeholders):
+        try:
+            _run(namespace, argv)
+        except LabError as exc:
+            raise LabError(f"tc-script line {number}: {exc}") from None
+
+
+# ---------------------------------------------------------------- the whole router
+
+
+def find_router(scenario: Scenario) -> tuple[str, dict[str, str]] | None:
+    """The router node that runs the template and its side -> link name (links name the interfaces)."""
+    routers = [name for name, node in scenario.topology.nodes.items() if node.kind == "router"]
+    node = scenario.router.node or (routers[0] if len(routers) == 1 else None)
+    if node is None:
+        return None
+    sides = {}
+    for side in ("wan", "lan"):
+        link = getattr(scenario.router, side) or side
+        if link in scenario.topology.links and node in scenario.topology.links[link].endpoints:
+            sides[side] = link
+    return node, sides
+
+
+@dataclass
+class RouterSides:
+    """Where the template goes: the router's namespace and its WAN / LAN interface names."""
+
+    node: str
+    namespace: Path
+    sides: dict[str, str] = field(default_factory=dict)  # "wan"/"lan" -> interface name
+
+
+def apply_router(ipr: IPRoute, router: RouterSides, template: RouterTemplate,
+                 impairments: dict[str, Impairment]) -> dict[str, dict[str, str]]:
+    """Install ``template`` on the router (replacing the previous one). ``impairments`` holds the router's
+    own link settings per interface. Returns interface -> {tc handle: class name}."""
+    names: dict[str, dict[str, str]] = {}
+    interfaces = list(router.sides.values())
+    if template.kind == "tc-script":
+        for side, ifname in router.sides.items():
+            if impairments.get(ifname, Impairment()).needs_netem():
+                raise InputError(f"with a tc-script template the router's egress on {ifname} is the script's: "
+                                 f"put delay/loss on the other end of link {ifname!r}, or into the script")
+            impair.clear_root(ipr, ifname)
+        rates = {f"{side}_rate": (f"{impairments[i].rate}bit" if i in impairments and impairments[i].rate else None)
+                 for side, i in router.sides.items()}
+        run_script(router.namespace, template, {**router.sides, **rates})
+    else:
+        for side, ifname in router.sides.items():
+            impairment = impairments.get(ifname, Impairment())
+            policy: EgressPolicy | None = getattr(template, side)
+            if policy is None:
+                impair.apply(ipr, router.namespace, ifname, impairment)
+                continue
+            plan = plan_egress(template, policy, impairment.rate or impair.LINE_RATE, impairment.queue_limit)
+            install_egress(ipr, router.namespace, ifname, plan, impairment, template.burst or impairment.burst)
+            names[ifname] = plan.class_names()
+    install_ingress_dscp(router.namespace, template, interfaces)
+    return names
