@@ -61,6 +61,10 @@ def _registry():
     return Registry()
 
 
+ENGINE_OPTION = Annotated[str | None, typer.Option(
+    "--impairment-engine", help="auto (netem where the kernel has it), netem or userspace; overrides the scenario")]
+
+
 def _load(path: Path, variant: str | None):
     from testbed.scenario import load_scenario
 
@@ -172,6 +176,17 @@ def _print_lab(info: dict[str, Any], run_id: str) -> None:
         interfaces = ", ".join(f"{ifname} {address}" for ifname, address in node["interfaces"].items())
         table.add_row(name, node["kind"], interfaces, node["netns"])
     out.print(table)
+    out.print(f"impairments: {_engine_summary(info.get('impairment_engine') or {})}", highlight=False)
+
+
+def _engine_summary(engine: dict[str, Any]) -> str:
+    ends = [f"{e['interface']}@{e['node']}" for e in engine.get("userspace", [])]
+    if ends:
+        return f"userspace engine on {', '.join(ends)} (impairment_engine: {engine.get('choice')})"
+    if engine.get("kernel_netem"):
+        return "kernel netem"
+    return "no delay/loss in this lab (rate shaping only, if any)" if engine.get("kernel_netem") is None \
+        else "kernel netem (where links ask for it)"
 
 
 @lab_app.command("up")
@@ -182,6 +197,7 @@ def lab_up(
     backend: Annotated[str | None, typer.Option(help="netns (default) or docker")] = None,
     foreground: Annotated[bool, typer.Option("--foreground", help="hold the lab until Ctrl-C, then remove it")]
     = False,
+    impairment_engine: ENGINE_OPTION = None,
 ) -> None:
     """Build a scenario's lab and print its nodes and addresses; it stays until `testbed lab down RUN`."""
     _require_root()
@@ -189,7 +205,7 @@ def lab_up(
 
     loaded, effective, name = _load(scenario, variant)
     with Lab(effective, backend=backend, keep=not foreground, purpose=f"lab up {scenario}",
-             router_template=loaded.variant_templates[name]) as lab:
+             router_template=loaded.variant_templates[name], impairment_engine=impairment_engine) as lab:
         _print_lab(lab.describe(), lab.run_id)
         if foreground:
             out.print(f"lab {lab.run_id} is up; Ctrl-C removes it", highlight=False)
@@ -268,6 +284,7 @@ def lab_check(
     scenario: Annotated[Path, typer.Argument(help="scenario file")],
     variant: Annotated[str | None, typer.Option(help="variant to build (default: the first)")] = None,
     backend: Annotated[str | None, typer.Option(help="netns (default) or docker")] = None,
+    impairment_engine: ENGINE_OPTION = None,
 ) -> None:
     """Build the lab, send a UDP datagram between every pair of hosts, print hops, remove the lab."""
     _require_root()
@@ -277,7 +294,7 @@ def lab_check(
     loaded, effective, name = _load(scenario, variant)
     failures = 0
     with Lab(effective, backend=backend, purpose=f"lab check {scenario}",
-             router_template=loaded.variant_templates[name]) as lab:
+             router_template=loaded.variant_templates[name], impairment_engine=impairment_engine) as lab:
         hosts = [name for name, kind in lab.plan.nodes.items() if kind == "host"]
         table = Table(title=f"UDP reachability in {effective.name} (lab up in {lab.up_seconds * 1000:.0f} ms)")
         table.add_column("from \\ to")
@@ -295,6 +312,7 @@ def lab_check(
                 cells.append(f"[green]{result.hops} hop(s)[/]" if result.received else "[red]lost[/]")
             table.add_row(source, *cells)
         out.print(table)
+        out.print(f"impairments: {_engine_summary(lab.describe()['impairment_engine'])}", highlight=False)
     if failures:
         err.print(f"[red]{failures} host pair(s) unreachable[/]")
         raise typer.Exit(1)

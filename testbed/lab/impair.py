@@ -64,7 +64,8 @@ def netem_arguments(impairment: Impairment, limit: int) -> list[str]:
             arguments += [_microseconds(impairment.jitter)]
             if impairment.delay_correlation:
                 arguments += [_percent(impairment.delay_correlation)]
-            arguments += ["distribution", impairment.jitter_distribution]
+            if impairment.jitter_distribution != "uniform":  # netem's built-in default; tc has no uniform table
+                arguments += ["distribution", impairment.jitter_distribution]
     if impairment.loss is not None:
         arguments += _loss_arguments(impairment.loss)
     if impairment.reorder:
@@ -87,12 +88,24 @@ def netem_queue_limit(impairment: Impairment) -> int:
     return limit
 
 
+def netem_works(namespace: Path) -> bool:
+    """Whether this kernel has sch_netem: try one on the namespace's loopback (and remove it)."""
+    add = ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "netem", "delay", "1us"]
+    process = netns.popen(namespace, add, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if process.wait(timeout=10) != 0:
+        return False
+    netns.popen(namespace, ["tc", "qdisc", "del", "dev", "lo", "root"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL).wait(timeout=10)
+    return True
+
+
 def require_netem(needs: bool, netem_available: bool, where: str) -> None:
     if needs and not netem_available:
         raise CapabilityError(
             f"{where} needs sch_netem (delay, jitter, loss, reorder, duplicate or corrupt), which this kernel "
             "lacks: install your distribution's full kernel modules (e.g. linux-modules-extra-$(uname -r)) "
-            "or use a stock kernel; rate-only links work without it (`testbed doctor` shows what is missing)")
+            "or use a stock kernel, or let the userspace engine do it (impairment_engine: userspace or auto, "
+            "`--impairment-engine`); rate-only links work without it (`testbed doctor` shows what is missing)")
 
 
 def handle_text(handle: int) -> str:

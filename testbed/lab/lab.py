@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from testbed.errors import CapabilityError, Interrupted, LabError
+from testbed.errors import CapabilityError, InputError, Interrupted, LabError
 from testbed.lab import impair, links, qos
 from testbed.lab.cleanup import remove_run
+from testbed.lab.engine.harness import EngineProcess
 from testbed.lab.nodes import Node, make_backend
 from testbed.lab.registry import Registry, RunRecord
 from testbed.lab.topology import AddressPlan, plan_addresses
@@ -61,6 +62,31 @@ def signals_ignored() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+class EngineFailed(LabError):
+    """An impairment engine died while the lab ran: its link is no longer impaired."""
+
+
+ENGINE_FAILED_SIGNAL = signal.SIGUSR1  # the watchdog's way to interrupt whatever the main thread waits on
+
+
+@contextmanager
+def engine_failures_raise(lab: "Lab") -> Iterator[None]:
+    """While inside, the lab's watchdog can raise EngineFailed in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_failure(signum: int, frame: FrameType | None) -> None:
+        if lab.engine_failure:
+            raise EngineFailed(lab.engine_failure)
+
+    previous = signal.signal(ENGINE_FAILED_SIGNAL, raise_failure)
+    try:
+        yield
+    finally:
+        signal.signal(ENGINE_FAILED_SIGNAL, previous)
+
+
 def switch_name(link: str) -> str:
     """The node that holds a segment's bridge; '_' cannot occur in user node names, so no clash."""
     return f"sw_{link}"
@@ -78,8 +104,20 @@ class Lab:
         keep: bool = False,
         purpose: str = "lab",
         router_template: RouterTemplate | None = None,
+        impairment_engine: str | None = None,
     ):
         self.scenario = scenario
+        self.engine_choice = impairment_engine or scenario.impairment_engine
+        if self.engine_choice not in ("auto", "netem", "userspace"):
+            raise InputError(f"impairment engine {self.engine_choice!r}: use auto, netem or userspace")
+        self.kernel_netem: bool | None = None  # probed on first need
+        self.engines: dict[tuple[str, str], EngineProcess] = {}
+        self.engine_stats: dict[str, dict[str, Any]] = {}
+        self.engine_failure: str | None = None
+        self._queue_numbers: dict[str, int] = {}
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
+        self._main_thread = threading.main_thread().ident
         self.router_template = router_template
         self.router = qos.find_router(scenario) if router_template is not None else None
         self.class_names: dict[str, dict[str, dict[str, str]]] = {}  # node -> interface -> handle -> class
@@ -109,18 +147,25 @@ class Lab:
     def __enter__(self) -> Lab:
         self._signals = signals_raise()
         self._signals.__enter__()
+        self._engine_signal = engine_failures_raise(self)
+        self._engine_signal.__enter__()
         try:
             self.up()
         except BaseException:
+            self._engine_signal.__exit__(None, None, None)
             self._signals.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
-            if not self.keep or exc_info[0] is not None:
+            failure = self.engine_failure or self._engine_check()
+            if not self.keep or exc_info[0] is not None or failure:
                 self.down()
+            if failure and not isinstance(exc_info[1], EngineFailed):
+                raise EngineFailed(failure)
         finally:
+            self._engine_signal.__exit__(None, None, None)
             if self._signals is not None:
                 self._signals.__exit__(None, None, None)
                 self._signals = None
@@ -154,12 +199,22 @@ class Lab:
             self.down()
             raise
         self.up_seconds = time.perf_counter() - started
+        if self.engines and not self.keep:
+            self._watchdog = threading.Thread(target=self._watch_engines, name="engine watchdog", daemon=True)
+            self._watchdog.start()
 
     def down(self) -> None:
         """Remove every node this lab created, then its registry entry. Safe to call more than once."""
         if self.run is None or os.getpid() != self._owner_pid:
             return  # never tear down from a forked copy of the process that built the lab
         with signals_ignored():
+            self._watchdog_stop.set()
+            for engine in self.engines.values():
+                try:
+                    self.engine_stats[engine.label] = engine.stop()
+                except Exception:
+                    pass  # it dies with its namespace below
+            self.engines.clear()
             try:
                 self.netlink.close()
             except Exception:
@@ -180,7 +235,63 @@ class Lab:
                 if self._template_owns(sender, link):
                     continue
                 node = self.nodes[sender]
-                impair.apply(self.netlink(node.netns_path), node.netns_path, link, impairment)
+                kernel_part = self._engine_for(sender, link, impairment)
+                impair.apply(self.netlink(node.netns_path), node.netns_path, link, kernel_part)
+
+    # ------------------------------------------------------------ impairment engines
+
+    def uses_engine(self, impairment: Impairment) -> bool:
+        """Whether the userspace engine (rather than kernel netem) does this direction's netem part."""
+        if not impairment.needs_netem():
+            return False
+        if impairment.trace:
+            if self.engine_choice == "netem":
+                raise InputError("a link 'trace' is replayed by the userspace engine only; use impairment_engine "
+                                 "auto or userspace")
+            return True
+        if self.engine_choice == "auto":
+            if self.kernel_netem is None:
+                first = next(iter(self.nodes.values()))
+                self.kernel_netem = impair.netem_works(first.netns_path)
+            return not self.kernel_netem
+        return self.engine_choice == "userspace"
+
+    def _engine_for(self, node_name: str, link: str, impairment: Impairment) -> Impairment:
+        """(Re)start or stop the engine of one link end; return what the kernel's qdiscs must still do."""
+        old = self.engines.pop((node_name, link), None)
+        if old is not None:
+            self.engine_stats[old.label] = old.stop()
+        if not self.uses_engine(impairment):
+            return impairment
+        queue_num = self._queue_numbers.get(node_name, 0)
+        self._queue_numbers[node_name] = queue_num + 1
+        engine = EngineProcess(self.nodes[node_name], link, impairment, queue_num)
+        engine.start()
+        self.engines[(node_name, link)] = engine
+        return impairment.shaping_only()
+
+    def _engine_check(self) -> str | None:
+        for engine in list(self.engines.values()):
+            failure = engine.check()
+            if failure:
+                return failure
+        return None
+
+    def check_engines(self) -> None:
+        """Raise EngineFailed if an engine died: call it before trusting any measurement."""
+        failure = self.engine_failure or self._engine_check()
+        if failure:
+            self.engine_failure = failure
+            raise EngineFailed(failure)
+
+    def _watch_engines(self) -> None:
+        while not self._watchdog_stop.wait(0.2):
+            failure = self._engine_check()
+            if failure:
+                self.engine_failure = failure
+                if self._main_thread is not None:
+                    signal.pthread_kill(self._main_thread, ENGINE_FAILED_SIGNAL)
+                return
 
     def _template_owns(self, node: str, link: str) -> bool:
         return self.router is not None and node == self.router[0] and link in self.router[1].values()
@@ -192,18 +303,32 @@ class Lab:
         node_name, sides = self.router
         node = self.nodes[node_name]
         own = {link: self.scenario.links.get(link, {}).get(node_name) for link in sides.values()}
+        kernel_parts = {}
+        for link, impairment in own.items():
+            if impairment is not None:
+                kernel_parts[link] = self._engine_for(node_name, link, impairment)
         self.router_template = template
         self.class_names[node_name] = qos.apply_router(
             self.netlink(node.netns_path), qos.RouterSides(node_name, node.netns_path, dict(sides)), template,
-            {link: impairment for link, impairment in own.items() if impairment is not None})
+            kernel_parts)
 
     # ------------------------------------------------------------ description
 
     def describe(self) -> dict[str, Any]:
         """Nodes, their namespaces and addresses: what `testbed lab up` prints and `lab exec` needs."""
+        router = None
+        if self.router is not None and self.router_template is not None:
+            router = {"node": self.router[0], "sides": self.router[1], "template": self.router_template.description,
+                      "classes": self.class_names.get(self.router[0], {})}
         return {
             "scenario": self.scenario.name,
             "backend": self.backend_name,
+            "router": router,
+            "impairment_engine": {
+                "choice": self.engine_choice,
+                "kernel_netem": self.kernel_netem,
+                "userspace": [engine.describe() for engine in self.engines.values()],
+            },
             "nodes": {
                 name: {
                     "kind": node.kind,

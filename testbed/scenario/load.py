@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from testbed.errors import ScenarioError
-from testbed.scenario.model import Scenario
+from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.references import check_references
 from testbed.scenario.router_template import RouterTemplate
 from testbed.scenario.yamlsource import YamlDocument, format_loc, load_yaml
@@ -121,7 +121,7 @@ class LoadedScenario:
                 data[key] = deep_merge(data.get(key) or {}, variant[key])
         merged = YamlDocument(self.path, data, self.lines)
         try:
-            return validate(merged, Scenario)
+            return with_trace_paths(validate(merged, Scenario), self.path, self.lines)
         except ScenarioError as exc:
             raise ScenarioError([f"{p} (in variant {name!r}, merged with the base)" for p in exc.problems]) from None
 
@@ -132,7 +132,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise ScenarioError([f"{path}:1: a scenario is a mapping of sections (name, topology, links, ...)"])
-    scenario = validate(doc, Scenario)
+    scenario = with_trace_paths(validate(doc, Scenario), path, doc.lines)
     problems = list(check_references(scenario, doc, lambda name: find_template(name, path),
                                      available_templates(path)))
     if problems:
@@ -157,6 +157,36 @@ def _check_plan(scenario: Scenario, path: Path, variant: str) -> None:
         plan_addresses(scenario.topology)
     except ScenarioError as exc:
         raise ScenarioError([f"{path}: {problem}" for problem in exc.problems]) from None
+
+
+def with_trace_paths(scenario: Scenario, scenario_file: Path, lines: dict | None = None) -> Scenario:
+    """Link traces named relative to the scenario file become absolute, and each must load cleanly."""
+    from testbed.lab.engine.models import TraceError, load_trace
+
+    problems = []
+
+    def resolve(impairment: Impairment, loc: tuple[str | int, ...]) -> Impairment:
+        if not impairment.trace:
+            return impairment
+        trace = Path(impairment.trace)
+        trace = trace if trace.is_absolute() else (scenario_file.parent / trace).resolve()
+        try:
+            load_trace(trace)
+        except (TraceError, OSError) as exc:
+            line = (lines or {}).get(loc)
+            where = f"{scenario_file}:{line}" if line else str(scenario_file)
+            problems.append(f"{where}: {'.'.join(map(str, loc))}: {exc}")
+        return impairment.model_copy(update={"trace": str(trace)})
+
+    links = {link: {sender: resolve(imp, ("links", link, sender, "trace")) for sender, imp in senders.items()}
+             for link, senders in scenario.links.items()}
+    timeline = [event.model_copy(update={"impairments": {
+        sender: resolve(imp, ("timeline", index, "impairments", sender, "trace"))
+        for sender, imp in event.impairments.items()}}) if event.impairments else event
+        for index, event in enumerate(scenario.timeline)]
+    if problems:
+        raise ScenarioError(problems)
+    return scenario.model_copy(update={"links": links, "timeline": timeline})
 
 
 def _existing(template: str, scenario_file: Path) -> Path:

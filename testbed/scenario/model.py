@@ -113,6 +113,12 @@ class Impairment(Strict):
     duplicate: Percent = 0
     corrupt: Percent = 0
     queue_limit: PositiveInt | None = Field(default=None, le=100_000, description="packets")
+    flow_order: Literal["kept", "jitter"] = Field(
+        default="kept", description="userspace engine: 'kept' holds each flow's packets in order under jitter; "
+        "'jitter' reorders them as netem does (netem always does)")
+    trace: str | None = Field(default=None, description="userspace engine: CSV time series time_s,delay_ms"
+                              "[,jitter_ms][,loss_pct] replayed from the start of the lab (path relative to the "
+                              "scenario file)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Impairment:
@@ -126,8 +132,15 @@ class Impairment(Strict):
         return self
 
     def needs_netem(self) -> bool:
-        """True when anything beyond plain rate shaping and queue length is asked for."""
-        return bool(self.delay or self.jitter or self.loss or self.reorder or self.duplicate or self.corrupt)
+        """True when anything beyond plain rate shaping and queue length is asked for (netem's part,
+        which kernel netem or the userspace engine provides)."""
+        return bool(self.delay or self.jitter or self.loss or self.reorder or self.duplicate or self.corrupt
+                    or self.trace)
+
+    def shaping_only(self) -> Impairment:
+        """This direction without netem's part: what the kernel shaper does when the engine does the rest."""
+        return self.model_copy(update={"delay": 0, "jitter": 0, "loss": None, "reorder": 0, "duplicate": 0,
+                                       "corrupt": 0, "trace": None})
 
 
 # links: {link name: {sending endpoint: Impairment}}
@@ -265,6 +278,9 @@ class Scenario(Strict):
     name: Label
     description: str = ""
     backend: Literal["netns", "docker"] = "netns"
+    impairment_engine: Literal["auto", "netem", "userspace"] = Field(
+        default="auto", description="who delays and drops packets: kernel netem, the userspace NFQUEUE engine, or "
+        "auto (netem where the kernel has it)")
     topology: Topology = Field(default_factory=Topology)
     links: LinkImpairments = Field(default_factory=dict)
     router: RouterSpec = Field(default_factory=RouterSpec)

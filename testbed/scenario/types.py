@@ -6,7 +6,8 @@ import difflib
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema,
+                      model_validator)
 
 from testbed import units
 
@@ -39,12 +40,14 @@ Label = Annotated[str, AfterValidator(_check_label), WithJsonSchema(
 Rate = Annotated[
     int,
     BeforeValidator(units.parse_rate),
+    PlainSerializer(lambda bits: f"{bits}bit", when_used="json"),  # JSON dumps read back as input
     WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kmgKMG]?(bit|bps)|[kmgKMG])(/s)?$",
                     "description": f"bits per second, {units.RATE_EXAMPLES}"}),
 ]
 Duration = Annotated[
     float,
     BeforeValidator(units.parse_duration),
+    PlainSerializer(lambda seconds: f"{seconds!r}s" if seconds else 0, when_used="json"),
     WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(us|µs|ms|s|sec|min)$"},
                               {"const": 0}],
                     "description": f"a duration, {units.DURATION_EXAMPLES}"}),
@@ -52,6 +55,7 @@ Duration = Annotated[
 Percent = Annotated[
     float,
     BeforeValidator(units.parse_percent),
+    PlainSerializer(lambda percent: f"{percent!r}%" if percent else 0, when_used="json"),
     WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*%$"}, {"const": 0}],
                     "description": f"a percentage, {units.PERCENT_EXAMPLES}"}),
 ]

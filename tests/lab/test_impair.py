@@ -53,16 +53,18 @@ def _netem_available() -> bool:
 
 
 def test_missing_netem_is_exit_3_and_leaves_nothing(registry, no_leftovers, tmp_path):
+    """With the kernel engine asked for explicitly; `auto` would use the userspace engine here."""
     if _netem_available():
         pytest.skip("this host has sch_netem; the missing-netem path cannot be shown here")
     with pytest.raises(CapabilityError, match="needs sch_netem"):
-        with Lab(shaped("10mbit", delay="20ms"), registry=registry):
+        with Lab(shaped("10mbit", delay="20ms"), registry=registry, impairment_engine="netem"):
             pass
     scenario = tmp_path / "delay.yaml"
-    scenario.write_text("name: delay\nlinks: {wan: {router: {rate: 10mbit, delay: 20ms}}}\n")
+    scenario.write_text("name: delay\nimpairment_engine: netem\nlinks: {wan: {router: {rate: 10mbit, delay: 20ms}}}\n")
     result = run_testbed("lab", "up", str(scenario))
     assert result.returncode == 3
     assert "needs sch_netem" in result.stderr and "rate-only links work without it" in result.stderr
+    assert "impairment_engine: userspace" in result.stderr
 
 
 def test_queue_samples_show_shaping_and_drops(registry, no_leftovers):

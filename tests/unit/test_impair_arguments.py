@@ -35,3 +35,8 @@ def test_netem_queue_holds_the_delay_line():
 
 def test_burst_is_a_millisecond_plus_a_frame():
     assert burst_bytes(8_000_000) == 1000 + 1514
+
+
+def test_uniform_jitter_is_netems_default_without_a_table():
+    impairment = Impairment.model_validate({"delay": "50ms", "jitter": "10ms", "jitter_distribution": "uniform"})
+    assert netem_arguments(impairment, 1000) == ["limit", "1000", "delay", "50000us", "10000us"]

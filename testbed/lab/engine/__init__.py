@@ -1,0 +1,1 @@
+"""Userspace impairment engine (NFQUEUE) for kernels without sch_netem."""
