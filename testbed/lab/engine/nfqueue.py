@@ -21,7 +21,11 @@ Kernel facts this module relies on (checked on 6.18 and in the kernel source):
 - Without NFQA_CFG_F_GSO the kernel segments GSO packets and completes partial checksums before
   queueing, so every payload is one wire-sized packet with a valid checksum.
 - A verdict with a payload replaces the packet bytes as they are: fix the checksums you break
-  (for UDP over IPv4 a zero UDP checksum means "none").
+  (for UDP over IPv4 a zero UDP checksum means "none"), and never hand back a payload cut short by
+  ``copy_range`` (the kernel caps it at 65531 bytes).
+- A held, locally generated packet still counts against its socket's send buffer: a sender whose
+  packets are held long enough blocks in send() (as it would behind a full qdisc) rather than losing
+  them. A packet only ever leaves with a verdict, so keep verdicting until senders are done.
 - Packets still queued when the queue is unbound or the socket closes are dropped by the kernel.
 """
 
@@ -266,8 +270,8 @@ class NfQueue:
     def _describe_request(self, offset: int, length: int) -> str:
         """Name the request an error answers, from the copy of it the kernel echoes back."""
         echoed = offset + _NLMSGHDR.size + _ERRNO.size
-        _flags = _NLMSGHDR.unpack_from(self._buffer, offset)[2]
-        if _flags & NLM_F_CAPPED or echoed + _HEADER_LEN > offset + length:
+        flags = _NLMSGHDR.unpack_from(self._buffer, offset)[2]
+        if flags & NLM_F_CAPPED or echoed + _HEADER_LEN > offset + length:
             return f"a request to NFQUEUE {self.queue_num}"
         request_length, kind = _NLMSGHDR.unpack_from(self._buffer, echoed)[:2]
         message = kind & 0xFF
