@@ -116,13 +116,18 @@ def schema(router_template: Annotated[bool, typer.Option("--router-template", he
 @reports_errors
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Say what this host can do and, for each missing capability, what it disables and how to get it."""
-    from testbed.lab.probe import ESSENTIAL, has, probe
+    from testbed.lab.probe import ESSENTIAL, has, impairment_engine, probe
 
     capabilities = probe(_registry())
     missing_essential = [name for name in ESSENTIAL if not has(capabilities, name)]
+    engine = impairment_engine(capabilities)
+    engine_text = {"netem": "kernel netem (sch_netem is here)",
+                   "userspace": "the userspace NFQUEUE engine (this kernel has no sch_netem)",
+                   None: "none: links can be rate-limited, not delayed or made lossy"}[engine]
+    netem_tests = _netem_test_location(has(capabilities, "netem"))
     if as_json:
-        print(json.dumps({"capabilities": [c.as_dict() for c in capabilities],
-                          "ready": not missing_essential}, indent=2))
+        print(json.dumps({"capabilities": [c.as_dict() for c in capabilities], "impairment_engine": engine,
+                          "netem_tests": netem_tests, "ready": not missing_essential}, indent=2))
     else:
         table = Table(title="testbed doctor", show_lines=False)
         for column in ("capability", "status", "detail", "without it", "how to get it"):
@@ -131,12 +136,25 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
             table.add_row(c.name, "[green]yes[/]" if c.available else "[red]no[/]", c.detail,
                           "" if c.available else c.disables, "" if c.available else c.remedy)
         out.print(table)
+        out.print(f"delay/loss (impairment_engine: auto): {engine_text}", highlight=False)
+        out.print(f"netem tests: {netem_tests}", highlight=False)
         if missing_essential:
             out.print(f"[red]not ready:[/] missing {', '.join(missing_essential)}")
         else:
             out.print("[green]ready[/] to build labs")
     if missing_essential:
         raise typer.Exit(CapabilityError.exit_code)
+
+
+def _netem_test_location(native: bool) -> str:
+    """Where tests marked netem run: natively, or in a stock-kernel VM (tests/netem)."""
+    if native:
+        return "native (this kernel has sch_netem)"
+    try:
+        from testbed.lab.netemvm import vm_summary
+    except ImportError:
+        return "no sch_netem here and no VM support installed"
+    return vm_summary()
 
 
 @app.command()

@@ -51,6 +51,8 @@ _NEEDS: dict[str, tuple[str, str]] = {
     "iptables-dscp": ("DSCP marking of calls and the userspace impairment engine",
                       "apt-get install iptables (and the xt_DSCP/xt_dscp modules)"),
     "nftables": ("nftables-based DSCP rules", "apt-get install nftables"),
+    "nfqueue": ("the userspace impairment engine (delay and loss where sch_netem is missing)",
+                "apt-get install iptables; the xt_NFQUEUE and nfnetlink_queue modules"),
     "docker": ("the docker backend", "apt-get install docker.io and start dockerd"),
     "espeak-ng": ("regenerating the reference speech clips", "apt-get install espeak-ng"),
 }
@@ -149,8 +151,12 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
             ok, out = _run(["iptables", "-t", "mangle", "-A", "POSTROUTING", "-m", "dscp", "--dscp", "46",
                             "-j", "DSCP", "--set-dscp", "0"], str(path))
             results.append(_capability("iptables-dscp", ok, "dscp match and DSCP target work" if ok else out))
+            ok, out = _run(["iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", "probe0", "-j", "NFQUEUE",
+                            "--queue-num", "0", "--queue-bypass"], str(path))
+            results.append(_capability("nfqueue", ok, "NFQUEUE target works" if ok else out))
         else:
             results.append(_capability("iptables-dscp", False, "no iptables command"))
+            results.append(_capability("nfqueue", False, "no iptables command"))
         if shutil.which("nft"):
             ok, out = _run(["nft", "add", "table", "inet", "probe"], str(path))
             results.append(_capability("nftables", ok, "works" if ok else out))
@@ -190,6 +196,13 @@ def probe(registry: Registry | None = None) -> list[Capability]:
 
 def has(capabilities: list[Capability], name: str) -> bool:
     return any(c.name == name and c.available for c in capabilities)
+
+
+def impairment_engine(capabilities: list[Capability]) -> str | None:
+    """What `impairment_engine: auto` uses on this host: netem, userspace, or None (rate limits only)."""
+    if has(capabilities, "netem"):
+        return "netem"
+    return "userspace" if has(capabilities, "nfqueue") else None
 
 
 ESSENTIAL = ("root", "netns", "veth", "htb", "u32")
