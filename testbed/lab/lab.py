@@ -107,6 +107,8 @@ class Lab:
         impairment_engine: str | None = None,
     ):
         self.scenario = scenario
+        # the links as they are now: the timeline's set_link changes them while the lab runs
+        self.links: dict[str, dict[str, Impairment]] = {link: dict(ends) for link, ends in scenario.links.items()}
         self.engine_choice = impairment_engine or scenario.impairment_engine
         if self.engine_choice not in ("auto", "netem", "userspace"):
             raise InputError(f"impairment engine {self.engine_choice!r}: use auto, netem or userspace")
@@ -190,7 +192,7 @@ class Lab:
                 switch = self.nodes.get(switch_name(segment.name)) if segment.switched else None
                 links.wire_segment(self.netlink, segment, self.nodes, switch)
             links.configure_addresses(self.netlink, self.plan, self.nodes)
-            self.apply_impairments(self.scenario.links)
+            self.apply_impairments(self.links)
             if self.router_template is not None and self.router is not None:
                 self.set_router_template(self.router_template)
             self.run.info = self.describe()
@@ -293,6 +295,17 @@ class Lab:
                     signal.pthread_kill(self._main_thread, ENGINE_FAILED_SIGNAL)
                 return
 
+    def set_link(self, link: str, impairments: dict[str, Impairment]) -> None:
+        """Change a link's settings while the lab runs (the timeline's set_link), per sending endpoint."""
+        if link not in self.plan.segments:
+            raise InputError(f"no link {link!r} in this lab")
+        for sender, impairment in impairments.items():
+            self.links.setdefault(link, {})[sender] = impairment
+        owned = {sender: imp for sender, imp in impairments.items() if self._template_owns(sender, link)}
+        self.apply_impairments({link: {s: i for s, i in impairments.items() if s not in owned}})
+        if owned and self.router_template is not None:
+            self.set_router_template(self.router_template)
+
     def _template_owns(self, node: str, link: str) -> bool:
         return self.router is not None and node == self.router[0] and link in self.router[1].values()
 
@@ -302,7 +315,7 @@ class Lab:
             raise LabError(f"scenario {self.scenario.name!r} has no router with a 'wan' or 'lan' link for a template")
         node_name, sides = self.router
         node = self.nodes[node_name]
-        own = {link: self.scenario.links.get(link, {}).get(node_name) for link in sides.values()}
+        own = {link: self.links.get(link, {}).get(node_name) for link in sides.values()}
         kernel_parts = {}
         for link, impairment in own.items():
             if impairment is not None:

@@ -1,0 +1,214 @@
+"""One end of a WebRTC audio call (aiortc), as a cloud dialer's softphone or media gateway runs it.
+
+Both ends send at once: each plays its own reference clip (``client`` or ``gateway``), so directions
+cannot be confused. Host candidates only (no STUN), DSCP set on the media sockets, ports from the
+node's ``ip_local_port_range`` (10000-60000 by default).
+
+What the listener would receive is recorded before aiortc's own jitter buffer touches it: aiortc's
+receiver stalls on a lost packet, drops the frames before the hole, has no concealment and never
+releases its last packets (DESIGN.md), so its playback is never what gets scored. A small hook on
+``RTCRtpReceiver._handle_rtp_packet`` (a private method; pinned by aiortc==1.16.0 in pyproject.toml)
+keeps every decrypted RTP packet with its arrival time for the playout model of the scoring step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiortc import (RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription)
+from aiortc.contrib.media import MediaBlackhole
+from aiortc.mediastreams import MediaStreamTrack
+from av import AudioFrame
+
+from testbed.media.clips import load_clip
+
+CODEC_MIME = {"opus": "audio/opus", "pcmu": "audio/PCMU", "pcma": "audio/PCMA", "g722": "audio/G722"}
+FRAME_SECONDS = 0.020
+CLIP_RATE = 16000
+IP_TOS = 1
+
+
+class ClipTrack(MediaStreamTrack):
+    """Audio that plays a clip in 20 ms frames in real time, from the first frame asked for, looping."""
+
+    kind = "audio"
+
+    def __init__(self, samples: np.ndarray, rate: int = CLIP_RATE):
+        super().__init__()
+        self.samples = np.ascontiguousarray(samples, dtype=np.int16)
+        self.rate = rate
+        self.frame_samples = int(rate * FRAME_SECONDS)
+        self.pts = 0
+        self.started: float | None = None  # time.time() of the first frame: the clip's origin
+
+    async def recv(self) -> AudioFrame:
+        if self.started is None:
+            self.started = time.time()
+            self._origin = time.monotonic()
+        else:
+            due = self._origin + self.pts / self.rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        start = self.pts % len(self.samples)
+        chunk = self.samples[start:start + self.frame_samples]
+        if len(chunk) < self.frame_samples:
+            chunk = np.concatenate([chunk, self.samples[:self.frame_samples - len(chunk)]])
+        frame = AudioFrame(format="s16", layout="mono", samples=self.frame_samples)
+        frame.planes[0].update(chunk.tobytes())
+        frame.sample_rate = self.rate
+        frame.pts = self.pts
+        frame.time_base = fractions.Fraction(1, self.rate)
+        self.pts += self.frame_samples
+        return frame
+
+
+@dataclass
+class PacketRecord:
+    """The received RTP packets of one call direction, as the listener's device got them."""
+
+    arrival_ns: list[int] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    rtp_ts: list[int] = field(default_factory=list)
+    ssrc: list[int] = field(default_factory=list)
+    pt: list[int] = field(default_factory=list)
+    marker: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+
+    def add(self, packet: Any) -> None:
+        self.arrival_ns.append(time.time_ns())
+        self.seq.append(packet.sequence_number)
+        self.rtp_ts.append(packet.timestamp)
+        self.ssrc.append(packet.ssrc)
+        self.pt.append(packet.payload_type)
+        self.marker.append(int(packet.marker))
+        self.payloads.append(bytes(packet.payload))
+
+    def save(self, path: Path) -> None:
+        sizes = np.array([len(p) for p in self.payloads], dtype=np.int32)
+        np.savez(path, arrival_ns=np.array(self.arrival_ns, dtype=np.int64), seq=np.array(self.seq, dtype=np.int32),
+                 rtp_ts=np.array(self.rtp_ts, dtype=np.int64), ssrc=np.array(self.ssrc, dtype=np.int64),
+                 pt=np.array(self.pt, dtype=np.int16), marker=np.array(self.marker, dtype=np.int8),
+                 payload_sizes=sizes, payload=np.frombuffer(b"".join(self.payloads), dtype=np.uint8))
+
+
+def record_received_packets(receiver: RTCRtpReceiver, record: PacketRecord) -> None:
+    """Keep every decrypted RTP packet the receiver handles (the documented aiortc 1.16 hook)."""
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        record.add(packet)
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def mark_media_sockets(pc: RTCPeerConnection, dscp: int) -> int:
+    """Set the DSCP on the ICE sockets (aiortc never sets IP_TOS). Returns how many were marked."""
+    marked = 0
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        connection = getattr(dtls.transport, "_connection", None) if dtls else None
+        for protocol in getattr(connection, "_protocols", []):
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is not None and sock.family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, IP_TOS, dscp << 2)
+                marked += 1
+    return marked
+
+
+def codec_capability(codec: str):
+    mime = CODEC_MIME[codec]
+    return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == mime]
+
+
+class CallEndpoint:
+    """One side of one call. The harness relays offer and answer between the two sides."""
+
+    def __init__(self, call_id: str, codec: str, dscp: int, clip_role: str, out_dir: Path,
+                 on_event: Callable[[dict[str, Any]], None]):
+        self.call_id = call_id
+        self.codec = codec
+        self.dscp = dscp
+        self.clip_role = clip_role
+        self.out_dir = out_dir
+        self.on_event = on_event
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.track = ClipTrack(load_clip(clip_role, CLIP_RATE))
+        self.received = PacketRecord()
+        self.sink = MediaBlackhole()
+        self.created = time.time()
+        self.connected_at: float | None = None
+        self.ended_at: float | None = None
+        self.state = "new"
+        self.pc.on("connectionstatechange", self._state_changed)
+        self.pc.on("track", self._track)
+
+    # ------------------------------------------------------------ signalling
+
+    async def offer(self) -> str:
+        transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
+        transceiver.setCodecPreferences(codec_capability(self.codec))
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._marked = mark_media_sockets(self.pc, self.dscp)
+        return self.pc.localDescription.sdp
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        self.pc.addTrack(self.track)
+        for transceiver in self.pc.getTransceivers():
+            transceiver.setCodecPreferences(codec_capability(self.codec))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._marked = mark_media_sockets(self.pc, self.dscp)
+        return self.pc.localDescription.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    # ------------------------------------------------------------ media and state
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                record_received_packets(transceiver.receiver, self.received)
+        self.sink.addTrack(track)  # aiortc decodes anyway; consume the frames so its queue stays empty
+
+    async def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        now = time.time()
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = now
+            await self.sink.start()
+            self._event("connected", setup_s=round(now - self.created, 4))
+        elif state in ("failed", "closed") and self.ended_at is None:
+            self.ended_at = now
+            if state == "failed":
+                self._event("dropped" if self.connected_at else "failed")
+        self.state = state
+
+    def _event(self, kind: str, **values: Any) -> None:
+        self.on_event({"event": "call", "call": self.call_id, "state": kind, "time": time.time(), **values})
+
+    async def hangup(self) -> dict[str, Any]:
+        """End the call, write the received packets, and summarise this side."""
+        sender = next((t.sender for t in self.pc.getTransceivers() if t.sender.track is not None), None)
+        await self.sink.stop()
+        await self.pc.close()
+        path = self.out_dir / f"{self.call_id}-{self.clip_role}-received.npz"
+        self.received.save(path)
+        return {
+            "call": self.call_id, "codec": self.codec, "dscp": self.dscp, "clip": self.clip_role,
+            "sent_ssrc": sender._ssrc if sender else None, "clip_started": self.track.started,
+            "frames_sent": self.track.pts // self.track.frame_samples, "packets_received": len(self.received.seq),
+            "connected_at": self.connected_at, "setup_s": None if self.connected_at is None
+            else round(self.connected_at - self.created, 4), "sockets_marked": getattr(self, "_marked", 0),
+            "received_file": str(path),
+        }

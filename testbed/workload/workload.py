@@ -1,0 +1,270 @@
+"""Drive one variant's workload over a running lab: taps, calls, cross traffic and the timeline, with
+queue statistics sampled every second. Everything is scheduled in seconds from the workload's start
+(``t0``) and every action is logged with the time it took effect.
+
+The result (``WorkloadResult``) is plain data written to ``workload.json`` next to the per-call packet
+files and the taps' records and pcaps; the scoring step reads only those files.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from testbed.errors import LabError
+from testbed.lab import Lab
+from testbed.lab.queues import QueueSampler
+from testbed.media.control import AgentError, Agents
+from testbed.scenario.model import TimelineEvent, TrafficSpec
+from testbed.scenario.router_template import RouterTemplate
+from testbed.workload.calls import (CallRecord, check_setup_timeout, expand_calls, hang_up, on_call_event,
+                                    place_call)
+
+TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
+TICK = 0.05
+
+
+@dataclass
+class TrafficRecord:
+    name: str
+    kind: str
+    source: str
+    sink: str
+    port: int
+    started_at: float | None = None
+    stopped_at: float | None = None
+    source_reports: list[dict[str, Any]] = field(default_factory=list)
+    sink_reports: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class WorkloadResult:
+    t0: float  # epoch seconds at the workload's start
+    duration: float
+    calls: list[dict[str, Any]]
+    traffic: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    taps: dict[str, str]  # "node/interface" -> file prefix
+    queues: list[dict[str, Any]]
+    queue_classes: dict[str, Any]
+    engines: dict[str, Any]
+    out_dir: str
+
+    def save(self) -> Path:
+        path = Path(self.out_dir) / "workload.json"
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+
+class Workload:
+    """Calls, traffic and timeline of one scenario variant, over ``lab``; results go to ``out_dir``."""
+
+    def __init__(self, lab: Lab, out_dir: Path, *, timeline_templates: dict[str, RouterTemplate] | None = None,
+                 progress: Callable[[str], None] | None = None):
+        self.lab = lab
+        self.scenario = lab.scenario
+        self.out_dir = Path(out_dir)
+        self.templates = timeline_templates or {}
+        self.progress = progress or (lambda message: None)
+        self.calls = expand_calls(self.scenario.calls)
+        self.traffic = {spec.name: spec for spec in self.scenario.traffic}
+        self.traffic_records: dict[str, TrafficRecord] = {}
+        self.log: list[dict[str, Any]] = []
+        self.t0 = 0.0
+        self._actions: list[tuple[float, int, str, Callable[[], None]]] = []
+        self._order = 0
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="workload")
+        self._futures: list[Future] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ planning
+
+    def duration(self) -> float:
+        ends = [c.start + c.duration for c in self.calls]
+        ends += [t.stop for t in self.scenario.traffic if t.stop is not None]
+        ends += [e.at for e in self.scenario.timeline]
+        return max(ends, default=0.0)
+
+    def _at(self, t: float, what: str, action: Callable[[], None]) -> None:
+        self._order += 1
+        heapq.heappush(self._actions, (t, self._order, what, action))
+
+    def _plan(self, end: float) -> None:
+        for call in self.calls:
+            self._at(call.start, f"call {call.id} starts", lambda c=call: self._submit(self._place, c))
+            self._at(call.start + call.duration, f"call {call.id} ends", lambda c=call: self._submit(self._end, c))
+        for spec in self.scenario.traffic:
+            self._at(spec.start, f"traffic {spec.name} starts", lambda s=spec: self._start_traffic(s))
+            self._at(spec.stop if spec.stop is not None else end, f"traffic {spec.name} stops",
+                     lambda s=spec: self._stop_traffic(s.name))
+        for event in self.scenario.timeline:
+            self._at(event.at, f"{event.action} at {event.at:g}s", lambda e=event: self._timeline(e))
+
+    # ------------------------------------------------------------ running
+
+    def run(self) -> WorkloadResult:
+        end = self.duration()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "calls").mkdir(exist_ok=True)
+        (self.out_dir / "taps").mkdir(exist_ok=True)
+        sampler_targets = self._queue_targets()
+        with Agents(self.lab.nodes) as self.agents:
+            taps = self._start_taps()
+            with QueueSampler(sampler_targets, interval=1.0) as sampler:
+                sampler_epoch = time.time()
+                self.t0 = time.time()
+                self._plan(end)
+                self.progress(f"workload: {len(self.calls)} call(s), {len(self.traffic)} traffic flow(s), "
+                              f"{end:g}s")
+                self._loop()
+                self._pool.shutdown(wait=True)
+                for name in list(self.traffic_records):
+                    if self.traffic_records[name].stopped_at is None:
+                        self._stop_traffic(name)
+            self._stop_taps(taps)
+        self.lab.check_engines()
+        shift = sampler_epoch - self.t0
+        queues = [{**s.as_dict(), "time": round(s.time + shift, 3)} for s in sampler.samples]
+        return WorkloadResult(
+            t0=self.t0, duration=end, calls=[c.as_dict() for c in self.calls],
+            traffic=[asdict(r) for r in self.traffic_records.values()], timeline=self.log,
+            taps={key: prefix for key, prefix in taps.items()}, queues=queues,
+            queue_classes=self.lab.class_names, engines=self.lab.engine_stats | {
+                e.label: e.stats for e in self.lab.engines.values()},
+            out_dir=str(self.out_dir))
+
+    def _loop(self) -> None:
+        while True:
+            now = time.time() - self.t0
+            while self._actions and self._actions[0][0] <= now:
+                at, _, what, action = heapq.heappop(self._actions)
+                action()
+                self._log(at, what)
+            self._handle_events()
+            for call in self.calls:
+                check_setup_timeout(call, time.time())
+            self.lab.check_engines()
+            if not self._actions and all(future.done() for future in self._futures):
+                for future in self._futures:
+                    future.result()  # a bug in a call action surfaces here, not silently
+                return
+            next_due = self._actions[0][0] if self._actions else now + TICK
+            time.sleep(max(0.0, min(TICK, next_due - now)))
+
+    def _submit(self, function: Callable[..., None], *args: Any) -> None:
+        """Call setup and hangup wait on agents: they run beside the schedule, not in its way."""
+        self._futures.append(self._pool.submit(function, *args))
+
+    def _log(self, at: float, what: str, **details: Any) -> None:
+        with self._lock:
+            self.log.append({"at": at, "effective": round(time.time() - self.t0, 3), "what": what, **details})
+
+    def _handle_events(self) -> None:
+        by_id = {c.id: c for c in self.calls}
+        for node, _, message in self.agents.drain_events():
+            if message.get("event") == "call" and message.get("call") in by_id:
+                call = by_id[message["call"]]
+                before = call.outcome
+                on_call_event(call, node, message)
+                if call.outcome != before:
+                    self._log(round(message["time"] - self.t0, 3), f"call {call.id} {call.outcome}",
+                              reason=call.reason)
+                    self.progress(f"call {call.id}: {call.outcome}"
+                                  + (f" in {call.setup_s * 1000:.0f} ms" if call.setup_s else ""))
+
+    def _place(self, call: CallRecord) -> None:
+        place_call(self.agents, call, self.out_dir / "calls")
+
+    def _end(self, call: CallRecord) -> None:
+        if call.outcome == "pending":
+            check_setup_timeout(call, float("inf"))
+        hang_up(self.agents, call)
+
+    # ------------------------------------------------------------ traffic
+
+    def _start_traffic(self, spec: TrafficSpec) -> None:
+        from testbed.media import traffic
+
+        index = list(self.traffic).index(spec.name)
+        record = TrafficRecord(spec.name, spec.kind, spec.from_, spec.to, TRAFFIC_FIRST_PORT + index)
+        self.traffic_records[spec.name] = record
+        address = str(self.lab.plan.address(spec.to))
+        try:
+            self.agents[spec.to].call("child_start", name=f"sink-{spec.name}",
+                                      argv=traffic.sink_command(spec, record.port))
+            self.agents[spec.from_].call("child_start", name=f"source-{spec.name}",
+                                         argv=traffic.source_command(spec, address, record.port))
+            record.started_at = time.time()
+        except AgentError as exc:
+            record.error = str(exc)
+            self.progress(f"traffic {spec.name}: {exc}")
+
+    def _stop_traffic(self, name: str) -> None:
+        record = self.traffic_records.get(name)
+        if record is None or record.stopped_at is not None:
+            return
+        record.stopped_at = time.time()
+        for node, child, reports in ((record.source, f"source-{name}", record.source_reports),
+                                     (record.sink, f"sink-{name}", record.sink_reports)):
+            try:
+                reports.extend(self.agents[node].call("child_stop", timeout=30, name=child)["reports"])
+            except AgentError as exc:
+                record.error = record.error or str(exc)
+
+    # ------------------------------------------------------------ timeline
+
+    def _timeline(self, event: TimelineEvent) -> None:
+        if event.action == "start_traffic":
+            self._start_traffic(self.traffic[event.traffic])
+        elif event.action == "stop_traffic":
+            self._stop_traffic(event.traffic)
+        elif event.action == "set_link":
+            self.lab.set_link(event.link, event.impairments or {})
+        elif event.action == "set_router_template":
+            template = self.templates.get(event.template)
+            if template is None:
+                raise LabError(f"timeline: router template {event.template!r} was not loaded")
+            self.lab.set_router_template(template)
+        self.progress(f"timeline: {event.action} at {time.time() - self.t0:.1f}s")
+
+    # ------------------------------------------------------------ observation
+
+    def _call_nodes(self) -> list[str]:
+        return sorted({n for c in self.calls for n in (c.caller, c.callee)})
+
+    def _start_taps(self) -> dict[str, str]:
+        from testbed.media.tap import tap_command
+
+        taps = {}
+        for node in self._call_nodes():
+            for interface in self.lab.plan.node_interfaces(node):
+                prefix = str(self.out_dir / "taps" / f"{node}-{interface.ifname}")
+                self.agents[node].call("child_start", name=f"tap-{interface.ifname}",
+                                       argv=tap_command(interface.ifname, prefix))
+                taps[f"{node}/{interface.ifname}"] = prefix
+        return taps
+
+    def _stop_taps(self, taps: dict[str, str]) -> None:
+        for key in taps:
+            node, interface = key.split("/")
+            try:
+                self.agents[node].call("child_stop", timeout=60, name=f"tap-{interface}")
+            except AgentError as exc:
+                self.progress(f"tap {key}: {exc}")
+
+    def _queue_targets(self) -> list[tuple[str, Path, str]]:
+        """Every shaped or classified interface: the router's sides and every impaired link end."""
+        targets = set()
+        if self.lab.router is not None:
+            node, sides = self.lab.router
+            targets |= {(node, link) for link in sides.values()}
+        for link, ends in self.lab.links.items():
+            targets |= {(node, link) for node in ends}
+        return [(node, self.lab.node(node).netns_path, link) for node, link in sorted(targets)]
