@@ -17,16 +17,18 @@ import asyncio
 import fractions
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiortc import (RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription)
+from aiortc import (RTCConfiguration, RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender,
+                    RTCSessionDescription)
+from aiortc.codecs import get_encoder
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, Packet
 
 from testbed.media.clips import load_clip
 
@@ -36,39 +38,67 @@ CLIP_RATE = 16000
 IP_TOS = 1
 
 
-class ClipTrack(MediaStreamTrack):
-    """Audio that plays a clip in 20 ms frames in real time, from the first frame asked for, looping."""
+def clip_frames(samples: np.ndarray, rate: int = CLIP_RATE) -> Iterator[AudioFrame]:
+    """The clip as 20 ms audio frames (the last one padded with the clip's start, as the loop goes on)."""
+    size = int(rate * FRAME_SECONDS)
+    count = -(-len(samples) // size)
+    padded = np.concatenate([samples, samples[:count * size - len(samples)]]).astype(np.int16)
+    for index in range(count):
+        frame = AudioFrame(format="s16", layout="mono", samples=size)
+        frame.planes[0].update(padded[index * size:(index + 1) * size].tobytes())
+        frame.sample_rate = rate
+        frame.pts = index * size
+        frame.time_base = fractions.Fraction(1, rate)
+        yield frame
+
+
+_ENCODED: dict[tuple[str, str], list[bytes]] = {}
+
+
+def encoded_clip(codec: str, clip_role: str) -> list[bytes]:
+    """The clip encoded once per codec with aiortc's own encoder, 20 ms per payload (cached per process).
+
+    Encoding once and sending the payloads keeps a call's CPU cost to packet handling, so one 2-core
+    machine carries many concurrent calls; the bytes on the wire are what aiortc would have sent.
+    """
+    key = (codec, clip_role)
+    if key not in _ENCODED:
+        capability = codec_capability(codec)[0]
+        encoder = get_encoder(RTCRtpCodecParameters(mimeType=capability.mimeType, clockRate=capability.clockRate,
+                                                     channels=capability.channels, payloadType=0))
+        payloads = []
+        for frame in clip_frames(load_clip(clip_role, CLIP_RATE)):
+            encoded, _ = encoder.encode(frame)
+            payloads.extend(encoded)
+        _ENCODED[key] = payloads
+    return _ENCODED[key]
+
+
+class EncodedClipTrack(MediaStreamTrack):
+    """Sends a pre-encoded clip as 20 ms packets in real time from the first one asked for, looping."""
 
     kind = "audio"
 
-    def __init__(self, samples: np.ndarray, rate: int = CLIP_RATE):
+    def __init__(self, payloads: list[bytes]):
         super().__init__()
-        self.samples = np.ascontiguousarray(samples, dtype=np.int16)
-        self.rate = rate
-        self.frame_samples = int(rate * FRAME_SECONDS)
-        self.pts = 0
-        self.started: float | None = None  # time.time() of the first frame: the clip's origin
+        self.payloads = payloads
+        self.frame_samples = int(CLIP_RATE * FRAME_SECONDS)
+        self.sent = 0
+        self.started: float | None = None  # time.time() of the first packet: the clip's origin
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet:
         if self.started is None:
             self.started = time.time()
             self._origin = time.monotonic()
         else:
-            due = self._origin + self.pts / self.rate
-            wait = due - time.monotonic()
+            wait = self._origin + self.sent * FRAME_SECONDS - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        start = self.pts % len(self.samples)
-        chunk = self.samples[start:start + self.frame_samples]
-        if len(chunk) < self.frame_samples:
-            chunk = np.concatenate([chunk, self.samples[:self.frame_samples - len(chunk)]])
-        frame = AudioFrame(format="s16", layout="mono", samples=self.frame_samples)
-        frame.planes[0].update(chunk.tobytes())
-        frame.sample_rate = self.rate
-        frame.pts = self.pts
-        frame.time_base = fractions.Fraction(1, self.rate)
-        self.pts += self.frame_samples
-        return frame
+        packet = Packet(self.payloads[self.sent % len(self.payloads)])
+        packet.pts = self.sent * self.frame_samples
+        packet.time_base = fractions.Fraction(1, CLIP_RATE)
+        self.sent += 1
+        return packet
 
 
 @dataclass
@@ -100,13 +130,19 @@ class PacketRecord:
                  payload_sizes=sizes, payload=np.frombuffer(b"".join(self.payloads), dtype=np.uint8))
 
 
-def record_received_packets(receiver: RTCRtpReceiver, record: PacketRecord) -> None:
-    """Keep every decrypted RTP packet the receiver handles (the documented aiortc 1.16 hook)."""
+def record_received_packets(receiver: RTCRtpReceiver, record: PacketRecord, decode: bool = False) -> None:
+    """Keep every decrypted RTP packet the receiver handles (the documented aiortc 1.16 hook).
+
+    Without ``decode`` the packets stop here: aiortc's jitter buffer and decoder are never what gets
+    scored, and skipping them halves a call's CPU. ICE consent (which detects dropped calls) and
+    sending are unaffected; only aiortc's receiver statistics stay empty.
+    """
     original = receiver._handle_rtp_packet
 
     async def handle(packet: Any, arrival_time_ms: int) -> None:
         record.add(packet)
-        await original(packet, arrival_time_ms=arrival_time_ms)
+        if decode:
+            await original(packet, arrival_time_ms=arrival_time_ms)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
@@ -142,7 +178,7 @@ class CallEndpoint:
         self.out_dir = out_dir
         self.on_event = on_event
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.track = ClipTrack(load_clip(clip_role, CLIP_RATE))
+        self.track = EncodedClipTrack(encoded_clip(codec, clip_role))
         self.received = PacketRecord()
         self.sink = MediaBlackhole()
         self.created = time.time()
@@ -207,7 +243,7 @@ class CallEndpoint:
         return {
             "call": self.call_id, "codec": self.codec, "dscp": self.dscp, "clip": self.clip_role,
             "sent_ssrc": sender._ssrc if sender else None, "clip_started": self.track.started,
-            "frames_sent": self.track.pts // self.track.frame_samples, "packets_received": len(self.received.seq),
+            "frames_sent": self.track.sent, "packets_received": len(self.received.seq),
             "connected_at": self.connected_at, "setup_s": None if self.connected_at is None
             else round(self.connected_at - self.created, 4), "sockets_marked": getattr(self, "_marked", 0),
             "received_file": str(path),

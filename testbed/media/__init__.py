@@ -1,0 +1,1 @@
+"""What runs inside nodes: agents, calls, packet taps, cross traffic."""
