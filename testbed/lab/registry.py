@@ -57,6 +57,9 @@ class RunRecord:
         return self.owner_start is not None and _start_time(self.owner_pid) == self.owner_start
 
 
+HISTORY = "history.log"
+
+
 class Registry:
     """Reads and writes run records under ``root``; every write is atomic (write, then rename)."""
 
@@ -78,7 +81,16 @@ class Registry:
             os.close(fd)
             record = RunRecord(run_id, os.getpid(), _start_time(os.getpid()), time.time(), purpose, backend, kept)
             self.save(record)
+            with open(self.root / HISTORY, "a") as history:  # an audit trail that outlives the records
+                history.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {run_id} {os.getpid()} {purpose}\n")
             return record
+
+    def history(self) -> list[str]:
+        """Run ids ever started with this registry, oldest first."""
+        try:
+            return [line.split()[1] for line in (self.root / HISTORY).read_text().splitlines() if line.strip()]
+        except OSError:
+            return []
 
     def save(self, record: RunRecord) -> None:
         temporary = self._path(record.run_id).with_suffix(".tmp")
