@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,6 +148,45 @@ def record_received_packets(receiver: RTCRtpReceiver, record: PacketRecord, deco
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
 
+@dataclass
+class SentRecord:
+    """When each RTP packet left the application (before the node's own qdiscs and impairment engine,
+    which a tap on the sender's interface would only see afterwards)."""
+
+    send_ns: list[int] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    rtp_ts: list[int] = field(default_factory=list)
+    ssrc: list[int] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, send_ns=np.array(self.send_ns, dtype=np.int64), seq=np.array(self.seq, dtype=np.int32),
+                 rtp_ts=np.array(self.rtp_ts, dtype=np.int64), ssrc=np.array(self.ssrc, dtype=np.int64))
+
+
+RTP_HEADER = struct.Struct("!BBHII")
+
+
+def record_sent_packets(pc: RTCPeerConnection, record: SentRecord) -> None:
+    """Note every outgoing RTP packet (RTCP excluded) as it is handed to SRTP and the socket (aiortc 1.16)."""
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is None or getattr(dtls, "_testbed_recorded", False):
+            continue
+        original = dtls._send_rtp
+
+        async def send(data: bytes, original: Callable = original) -> None:
+            if len(data) >= 12 and not 64 <= (data[1] & 0x7F) <= 95:  # RTCP types 192-223 (RFC 5761)
+                _, _, seq, timestamp, ssrc = RTP_HEADER.unpack_from(data)
+                record.send_ns.append(time.time_ns())
+                record.seq.append(seq)
+                record.rtp_ts.append(timestamp)
+                record.ssrc.append(ssrc)
+            await original(data)
+
+        dtls._send_rtp = send  # type: ignore[method-assign]
+        dtls._testbed_recorded = True
+
+
 def mark_media_sockets(pc: RTCPeerConnection, dscp: int) -> int:
     """Set the DSCP on the ICE sockets (aiortc never sets IP_TOS). Returns how many were marked."""
     marked = 0
@@ -180,6 +220,7 @@ class CallEndpoint:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.track = EncodedClipTrack(encoded_clip(codec, clip_role))
         self.received = PacketRecord()
+        self.sent = SentRecord()
         self.sink = MediaBlackhole()
         self.created = time.time()
         self.connected_at: float | None = None
@@ -195,6 +236,7 @@ class CallEndpoint:
         transceiver.setCodecPreferences(codec_capability(self.codec))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self._marked = mark_media_sockets(self.pc, self.dscp)
+        record_sent_packets(self.pc, self.sent)
         return self.pc.localDescription.sdp
 
     async def answer(self, offer_sdp: str) -> str:
@@ -204,6 +246,7 @@ class CallEndpoint:
             transceiver.setCodecPreferences(codec_capability(self.codec))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._marked = mark_media_sockets(self.pc, self.dscp)
+        record_sent_packets(self.pc, self.sent)
         return self.pc.localDescription.sdp
 
     async def accept(self, answer_sdp: str) -> None:
@@ -240,11 +283,13 @@ class CallEndpoint:
         await self.pc.close()
         path = self.out_dir / f"{self.call_id}-{self.clip_role}-received.npz"
         self.received.save(path)
+        sent_path = self.out_dir / f"{self.call_id}-{self.clip_role}-sent.npz"
+        self.sent.save(sent_path)
         return {
             "call": self.call_id, "codec": self.codec, "dscp": self.dscp, "clip": self.clip_role,
             "sent_ssrc": sender._ssrc if sender else None, "clip_started": self.track.started,
             "frames_sent": self.track.sent, "packets_received": len(self.received.seq),
             "connected_at": self.connected_at, "setup_s": None if self.connected_at is None
             else round(self.connected_at - self.created, 4), "sockets_marked": getattr(self, "_marked", 0),
-            "received_file": str(path),
+            "received_file": str(path), "sent_file": str(sent_path), "packets_sent": len(self.sent.seq),
         }

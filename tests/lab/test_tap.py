@@ -1,0 +1,177 @@
+"""The packet tap with real namespaces and packets: every RTP packet recorded at both ends with the
+right direction, DSCP and sequence numbers across rollover; cross traffic filtered out in the kernel;
+one-way delay through the userspace impairment engine; a pcap that parses; a clean exit on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from testbed.lab import Lab
+from testbed.media.tap import DIRECTION_IN, DIRECTION_OUT, extended_sequence, load_records, match_one_way, tap_command
+from testbed.scenario.model import Scenario
+from tests.conftest import REPO
+from tests.lab.conftest import wait_for_line
+from tests.unit.test_tap_unit import read_pcap
+
+SSRC = 0x5EED1234
+FIRST_SEQ = 65530
+RTP_PORT = 20000
+PAYLOAD = 160
+RTCP_EVERY = 50
+
+
+def send_rtp(address: str, count: int, pps: float, first_seq: int = FIRST_SEQ, ssrc: int = SSRC) -> None:
+    """Paced RTP v2 (PT 111, DSCP EF) with an RTCP sender report every ``RTCP_EVERY`` packets; runs in a node."""
+    import socket
+    import struct
+    import time
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 46 << 2)
+    sock.bind(("0.0.0.0", 10000))
+    due = time.perf_counter()
+    for i in range(count):
+        while time.perf_counter() < due:
+            pass
+        header = struct.pack("!BBHII", 0x80, (0x80 if i == 0 else 0) | 111, (first_seq + i) % 65536, i * 960, ssrc)
+        sock.sendto(header + bytes([i % 256]) * PAYLOAD, (address, RTP_PORT))
+        if i % RTCP_EVERY == RTCP_EVERY - 1:
+            sock.sendto(struct.pack("!BBHI", 0x80, 200, 6, ssrc) + b"\0" * 20, (address, RTP_PORT))
+        due += 1 / pps
+
+
+def send_zeros(address: str, pps: float, seconds: float) -> None:
+    """Zero-filled UDP cross traffic (what the testbed's cross traffic looks like to a tap)."""
+    import socket
+    import time
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    end = time.perf_counter() + seconds
+    due = time.perf_counter()
+    while time.perf_counter() < end:
+        sock.sendto(b"\0" * 1000, (address, RTP_PORT + 1))
+        due += 1 / pps
+        while time.perf_counter() < due:
+            pass
+
+
+def in_node(lab: Lab, node: str, call: str) -> subprocess.Popen:
+    return lab.node(node).popen([sys.executable, "-c", f"from tests.lab.test_tap import *; {call}"], cwd=REPO)
+
+
+@contextmanager
+def taps(lab: Lab, where: list[tuple[str, str]], tmp_path: Path) -> Iterator[dict[str, dict]]:
+    """Run a tap on each (node, interface) while the block runs; afterwards the dict holds their done lines."""
+    done: dict[str, dict] = {}
+    running = {}
+    try:
+        for node, interface in where:
+            process = lab.node(node).popen(tap_command(interface, tmp_path / f"{node}-{interface}"),
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            running[node] = process
+            assert json.loads(wait_for_line(process, '"ready"', timeout=30).splitlines()[-1])["event"] == "ready"
+        yield done
+        for node, process in running.items():
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            done[node] = json.loads(out.strip().splitlines()[-1])
+            assert done[node]["event"] == "done"
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_every_rtp_packet_at_both_taps_and_no_cross_traffic(registry, no_leftovers, tmp_path):
+    count, pps = 300, 500
+    with Lab(Scenario.model_validate({"name": "tap"}), registry=registry) as lab:
+        gateway = str(lab.plan.address("gateway"))
+        client = str(lab.plan.address("client"))
+        with taps(lab, [("client", "lan"), ("gateway", "wan")], tmp_path) as done:
+            cross = in_node(lab, "client", f"send_zeros({gateway!r}, 2000, 1.0)")
+            in_node(lab, "client", f"send_rtp({gateway!r}, {count}, {pps})").wait(timeout=60)
+            cross.wait(timeout=60)
+    sent, received = load_records(tmp_path / "client-lan"), load_records(tmp_path / "gateway-wan.npz")
+    rtcp = count // RTCP_EVERY
+    for side, records in (("client", sent), ("gateway", received)):
+        assert done[side]["packets"] == count and len(records) == count, f"{side}: cross traffic got through?"
+        assert done[side]["rtcp"] == rtcp and done[side]["dropped"] == 0
+        assert done[side]["kernel_passed"] == count + rtcp, "the kernel filter passed other packets"
+        assert set(records.ssrc.tolist()) == {SSRC}
+        assert extended_sequence(records.seq).tolist() == list(range(FIRST_SEQ, FIRST_SEQ + count))
+        assert set(records.dscp.tolist()) == {46} and set(records.pt.tolist()) == {111}
+        assert records.marker.tolist() == [1] + [0] * (count - 1)
+        assert set(records.size.tolist()) == {20 + 8 + 12 + PAYLOAD} and set(records.payload.tolist()) == {PAYLOAD}
+        assert set(records.sport.tolist()) == {10000} and set(records.dport.tolist()) == {RTP_PORT}
+        assert {str_ip(a) for a in records.src} == {client} and {str_ip(a) for a in records.dst} == {gateway}
+        assert records.rtp_ts.tolist() == [i * 960 for i in range(count)]
+    assert set(sent.direction.tolist()) == {DIRECTION_OUT} and set(received.direction.tolist()) == {DIRECTION_IN}
+
+    matched = match_one_way(sent, received, SSRC)
+    assert matched.seq.tolist() == list(range(FIRST_SEQ, FIRST_SEQ + count))
+    delay = matched.delay_ms
+    assert delay.min() >= 0, "tap clocks disagree"
+    assert np.median(delay) < 1 and delay.max() < 50, f"idle veth: median {np.median(delay):.3f} ms"
+    gaps = np.diff(sent.time_ns) / 1e6
+    assert np.median(gaps) == pytest.approx(1000 / pps, abs=0.2), "kernel timestamps follow the sender's pacing"
+
+    header, packets = read_pcap(tmp_path / "gateway-wan.pcap")
+    assert header["magic"] == 0xA1B23C4D and header["linktype"] == 1 and header["snaplen"] == 200
+    assert len(packets) == count + rtcp
+    rtp_times = [t for t, _, _, data in packets if data[43] & 0x7F == 111]
+    assert rtp_times == received.time_ns.tolist()
+    assert {orig for _, _, orig, _ in packets} == {14 + 20 + 8 + 12 + PAYLOAD, 14 + 20 + 8 + 28}
+
+
+def str_ip(value: int) -> str:
+    import ipaddress
+
+    return str(ipaddress.IPv4Address(int(value)))
+
+
+def test_one_way_delay_through_the_userspace_engine(registry, no_leftovers, tmp_path):
+    scenario = Scenario.model_validate({"name": "t", "impairment_engine": "userspace",
+                                        "links": {"wan": {"router": {"delay": "20ms"}}}})
+    count = 200
+    with Lab(scenario, registry=registry) as lab:
+        gateway = str(lab.plan.address("gateway"))
+        with taps(lab, [("client", "lan"), ("router", "wan"), ("gateway", "wan")], tmp_path):
+            in_node(lab, "client", f"send_rtp({gateway!r}, {count}, 100)").wait(timeout=60)
+    client, router, gateway_tap = (load_records(tmp_path / name)
+                                   for name in ("client-lan", "router-wan", "gateway-wan"))
+    end_to_end = match_one_way(client, gateway_tap, SSRC)
+    assert len(end_to_end.seq) == count
+    assert np.median(end_to_end.delay_ms) == pytest.approx(20, abs=1)
+    assert end_to_end.delay_ms.min() >= 19
+    # the engine holds packets before the router's egress: its wan tap sees them leave 20 ms later
+    to_router_egress = match_one_way(client, router, SSRC, receive_direction=DIRECTION_OUT)
+    on_the_wire = match_one_way(router, gateway_tap, SSRC)
+    assert np.median(to_router_egress.delay_ms) == pytest.approx(20, abs=1)
+    assert 0 <= np.median(on_the_wire.delay_ms) < 1
+
+
+def test_tap_exits_on_sigterm_without_traffic(registry, no_leftovers, tmp_path):
+    with Lab(Scenario.model_validate({"name": "tap"}), registry=registry) as lab:
+        with taps(lab, [("gateway", "wan")], tmp_path) as done:
+            pass
+    assert done["gateway"] == done["gateway"] | {"event": "done", "packets": 0, "rtcp": 0, "dropped": 0}
+    assert len(load_records(tmp_path / "gateway-wan")) == 0
+    assert read_pcap(tmp_path / "gateway-wan.pcap")[1] == []
+
+
+def test_tap_on_a_missing_interface_says_so(registry, no_leftovers, tmp_path):
+    with Lab(Scenario.model_validate({"name": "tap"}), registry=registry) as lab:
+        result = lab.node("client").run(tap_command("nosuch0", tmp_path / "x"))
+    assert result.returncode == 2
+    assert "nosuch0" in json.loads(result.stdout)["message"]
