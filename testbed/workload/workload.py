@@ -195,12 +195,10 @@ class Workload:
         index = list(self.traffic).index(spec.name)
         record = TrafficRecord(spec.name, spec.kind, spec.from_, spec.to, TRAFFIC_FIRST_PORT + index)
         self.traffic_records[spec.name] = record
-        address = str(self.lab.plan.address(spec.to))
+        sink, source = traffic.commands_for(spec, str(self.lab.plan.address(spec.to)), record.port)
         try:
-            self.agents[spec.to].call("child_start", name=f"sink-{spec.name}",
-                                      argv=traffic.sink_command(spec, record.port))
-            self.agents[spec.from_].call("child_start", name=f"source-{spec.name}",
-                                         argv=traffic.source_command(spec, address, record.port))
+            self.agents[spec.to].call("child_start", name=f"sink-{spec.name}", argv=sink)
+            self.agents[spec.from_].call("child_start", name=f"source-{spec.name}", argv=source)
             record.started_at = time.time()
         except AgentError as exc:
             record.error = str(exc)
