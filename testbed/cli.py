@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -155,6 +156,45 @@ def _netem_test_location(native: bool) -> str:
     except ImportError:
         return "no sch_netem here and no VM support installed"
     return vm_summary()
+
+
+@app.command()
+@reports_errors
+def run(
+    scenario: Annotated[Path, typer.Argument(help="scenario file")],
+    variant: Annotated[list[str] | None, typer.Option(help="run only this variant (repeatable)")] = None,
+    out_dir_option: Annotated[Path | None, typer.Option(
+        "--out", help="output directory (default: results/<time>-<scenario>)")] = None,
+    impairment_engine: ENGINE_OPTION = None,
+    backend: Annotated[str | None, typer.Option(help="netns (default) or docker")] = None,
+) -> None:
+    """Run a scenario: every variant's lab, calls, traffic and timeline; results go to a directory."""
+    _require_root()
+    from testbed.runner import default_out_dir, run_scenario
+    from testbed.scenario import load_scenario
+
+    loaded = load_scenario(scenario)
+    for name in variant or []:
+        if name not in loaded.variant_names:
+            raise InputError(f"{scenario}: no variant {name!r} (variants: {', '.join(loaded.variant_names)})")
+    out_dir = out_dir_option or default_out_dir(loaded.scenario.name)
+    started = time.monotonic()
+    result = run_scenario(loaded, out_dir, variants=variant, impairment_engine=impairment_engine, backend=backend,
+                          progress=lambda message: err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}",
+                                                             highlight=False))
+    table = Table(title=f"{loaded.scenario.name}: calls")
+    for column in ("variant", "call", "outcome", "setup", "packets sent / received (caller, callee)"):
+        table.add_column(column)
+    for variant_run in result.variants:
+        for call in variant_run.workload.calls:
+            sides = call["sides"]
+            counts = ", ".join(f"{sides[s].get('packets_sent', '?')}/{sides[s].get('packets_received', '?')}"
+                               for s in ("caller", "callee") if s in sides)
+            setup = f"{call['setup_s'] * 1000:.0f} ms" if call["setup_s"] is not None else "-"
+            table.add_row(variant_run.variant, call["id"], call["outcome"] + (f" ({call['reason']})" if call["reason"]
+                          else ""), setup, counts)
+    out.print(table)
+    out.print(f"results in {out_dir}", highlight=False)
 
 
 @app.command()

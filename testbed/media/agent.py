@@ -87,6 +87,12 @@ class Agent:
         self.calls[call] = endpoint
         return endpoint
 
+    async def cmd_prepare(self, codec: str, clip: str) -> dict[str, Any]:
+        """Import aiortc and encode the clip now, so none of that counts as a call's setup time."""
+        from testbed.media.call import encoded_clip
+
+        return {"frames": len(encoded_clip(codec, clip))}
+
     async def cmd_call_offer(self, call: str, codec: str, dscp: int, clip: str, out_dir: str) -> dict[str, Any]:
         return {"sdp": await self._endpoint(call, codec, dscp, clip, out_dir).offer()}
 

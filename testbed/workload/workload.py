@@ -116,6 +116,7 @@ class Workload:
         (self.out_dir / "taps").mkdir(exist_ok=True)
         sampler_targets = self._queue_targets()
         with Agents(self.lab.nodes) as self.agents:
+            self._prepare_calls()
             taps = self._start_taps()
             with QueueSampler(sampler_targets, interval=1.0) as sampler:
                 sampler_epoch = time.time()
@@ -233,6 +234,14 @@ class Workload:
         self.progress(f"timeline: {event.action} at {time.time() - self.t0:.1f}s")
 
     # ------------------------------------------------------------ observation
+
+    def _prepare_calls(self) -> None:
+        """Start the agents and let them load aiortc and encode their clips before the clock starts."""
+        needed = {(c.caller, c.codec, "client") for c in self.calls} | {(c.callee, c.codec, "gateway")
+                                                                       for c in self.calls}
+        futures = [self.agents[node].request("prepare", codec=codec, clip=clip) for node, codec, clip in needed]
+        for future in futures:
+            future.result(60)
 
     def _call_nodes(self) -> list[str]:
         return sorted({n for c in self.calls for n in (c.caller, c.callee)})

@@ -1,0 +1,1 @@
+"""Scoring: pure functions from records to numbers; no network, no I/O."""
