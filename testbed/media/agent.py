@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 CHILD_STOP_TIMEOUT = 10.0
+AGENT_PRIORITY = 5  # below the impairment engines (10)
 
 
 class Agent:
@@ -183,6 +185,12 @@ class Agent:
                 await process.wait()
         return process.returncode
 
+    async def cmd_usage(self) -> dict[str, Any]:
+        """CPU seconds this agent and its finished children used: what the harness itself costs."""
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"cpu_s": round(own.ru_utime + own.ru_stime, 3),
+                "children_cpu_s": round(children.ru_utime + children.ru_stime, 3), "max_rss_kb": own.ru_maxrss}
+
     async def cmd_ping(self) -> dict[str, Any]:
         return {"node": self.node, "calls": list(self.calls), "children": list(self.children)}
 
@@ -198,10 +206,22 @@ class Agent:
             await self._end_child(name)
 
 
+def realtime() -> None:
+    """Media is paced in 20 ms steps: at a real-time priority the agent sends on time even while cross
+    traffic processes keep the CPUs busy. It sleeps between packets, so it cannot starve the machine;
+    the impairment engines run above it (they decide the network's timing)."""
+    try:
+        # children (traffic, taps) start at normal priority: a spinning traffic source must never be real-time
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(AGENT_PRIORITY))
+    except (OSError, AttributeError):
+        pass  # not permitted (e.g. in a container without the capability): normal priority still works
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="testbed node agent")
     parser.add_argument("--node", required=True)
     args = parser.parse_args()
+    realtime()
     asyncio.run(Agent(args.node).serve())
 
 

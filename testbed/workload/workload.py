@@ -55,6 +55,7 @@ class WorkloadResult:
     queues: list[dict[str, Any]]
     queue_classes: dict[str, Any]
     engines: dict[str, Any]
+    agents: dict[str, Any]  # node -> CPU the agent (and its finished children) used
     out_dir: str
 
     def save(self) -> Path:
@@ -130,6 +131,7 @@ class Workload:
                     if self.traffic_records[name].stopped_at is None:
                         self._stop_traffic(name)
             self._stop_taps(taps)
+            usage = {node: client.call("usage") for node, client in self.agents.clients.items()}
         self.lab.check_engines()
         shift = sampler_epoch - self.t0
         queues = [{**s.as_dict(), "time": round(s.time + shift, 3)} for s in sampler.samples]
@@ -139,7 +141,7 @@ class Workload:
             taps={key: prefix for key, prefix in taps.items()}, queues=queues,
             queue_classes=self.lab.class_names, engines=self.lab.engine_stats | {
                 e.label: e.stats for e in self.lab.engines.values()},
-            out_dir=str(self.out_dir))
+            agents=usage, out_dir=str(self.out_dir))
 
     def _loop(self) -> None:
         while True:

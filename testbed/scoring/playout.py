@@ -1,0 +1,297 @@
+"""The listener's timeline: a jitter buffer decides which packets are played in time, the decoder
+conceals the rest, and the result is the audio a listener would have heard.
+
+Input is what the listener's device received (RTP packets with arrival times, recorded before aiortc's
+own jitter buffer, which is not a model of a real phone: see DESIGN.md). Output audio keeps the sender's
+timeline: output sample ``k`` is RTP time ``k`` after the earliest received packet, so it lines up with
+the reference clip by one constant lag. Buffer-delay changes therefore never insert or remove audio in
+the output; they are modelled as if done by inaudible time-scaling, as WebRTC's NetEq does.
+
+Two buffers:
+
+- ``FixedBuffer(depth_ms)``: a desk phone's static buffer. Frame ``f`` is due at
+  ``a0 + depth + (f - f0) * 20 ms``, where ``a0`` is the arrival of the first packet to arrive and ``f0``
+  its frame. A packet arriving after its due time is late: lost to the listener.
+- ``AdaptiveBuffer`` (the default): WebRTC's NetEq delay manager, with its default parameters, since
+  the calls are WebRTC calls. Each packet's relative delay is its transit time (arrival minus its RTP
+  time) minus the fastest transit of the packets in the last 2 s of RTP time (PacketArrivalHistory).
+  Every 500 ms the largest relative delay of that interval goes into a histogram of 20 ms buckets with
+  forgetting factor 0.983 (faster at the start: start_forget_weight 2); the target delay is
+  ``(1 + bucket of the 95 % quantile) * 20 ms``, 80 ms until the first update (UnderrunOptimizer,
+  DelayManager). Frame ``f`` is due at ``fastest transit + f * 20 ms + target``, using what had arrived
+  before the frame's nominal playout time. The delay grows at once (NetEq expands when it runs dry) and
+  shrinks at most ``max_decrease_ms_per_s`` (50 ms/s: our assumption for NetEq's accelerate, which
+  removes at most a pitch period per 30 ms block). Bounds 20 ms (one bucket) to 2000 ms (the
+  histogram's range). NetEq's reorder optimizer and the buffer-level filter's hysteresis are left out.
+
+Why adaptive by default: browsers, Android/iOS WebRTC apps and most softphones run NetEq, which keeps
+the buffer near the 95th percentile of recent delay variation. A fixed depth would either call moderate
+jitter harmless (deep buffer, but then Ta is overstated on clean networks) or count as late what NetEq
+would absorb (shallow buffer). NetEq aims at the 95th percentile of 500 ms *maxima*, so in steady
+jitter almost nothing is late and the cost shows up as delay (Ta), as it does in a real WebRTC call.
+Fixed buffers stay available to model desk phones and for what-ifs.
+
+A late packet is counted late and concealed; NetEq would often stretch instead and play it a little
+later, so for delay spikes this model is slightly pessimistic (the concealed frame stands in for the
+audible stretch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from testbed.scoring.decode import FRAME_S, Concealment, codec, decode_frames
+from testbed.scoring.netstats import burst_ratio
+
+__all__ = ["AdaptiveBuffer", "DEFAULT_BUFFER", "FixedBuffer", "JitterBuffer", "LATE", "LOST", "PLAYED",
+           "PlayoutResult", "ReceivedPackets", "Schedule", "playout", "schedule", "simulate_arrivals"]
+
+PLAYED, LOST, LATE = 0, 1, 2
+FRAME_NS = int(FRAME_S * 1e9)
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class ReceivedPackets:
+    """Received RTP packets of one direction in arrival order (as ``PacketRecord.save`` writes them)."""
+
+    arrival_ns: IntArray  # CLOCK_REALTIME ns
+    seq: IntArray  # 16-bit RTP sequence numbers
+    rtp_ts: IntArray  # 32-bit RTP timestamps
+    payloads: tuple[bytes, ...]
+    ssrc: IntArray | None = None
+
+    @classmethod
+    def from_arrays(cls, arrival_ns: npt.ArrayLike, seq: npt.ArrayLike, rtp_ts: npt.ArrayLike,
+                    payload_sizes: npt.ArrayLike, payload: npt.ArrayLike, ssrc: npt.ArrayLike | None = None,
+                    **_: Any) -> ReceivedPackets:
+        """From the arrays of a ``*-received.npz``: ``ReceivedPackets.from_arrays(**np.load(path))``."""
+        sizes = np.asarray(payload_sizes, dtype=np.int64)
+        blob = np.asarray(payload, dtype=np.uint8).tobytes()
+        ends = np.cumsum(sizes)
+        payloads = tuple(blob[e - s:e] for s, e in zip(sizes.tolist(), ends.tolist()))
+        return cls(np.asarray(arrival_ns, dtype=np.int64), np.asarray(seq, dtype=np.int64),
+                   np.asarray(rtp_ts, dtype=np.int64), payloads,
+                   None if ssrc is None else np.asarray(ssrc, dtype=np.int64))
+
+    @classmethod
+    def from_npz(cls, arrays: Mapping[str, Any]) -> ReceivedPackets:
+        return cls.from_arrays(**dict(arrays))
+
+    def __len__(self) -> int:
+        return int(self.seq.size)
+
+
+@dataclass(frozen=True)
+class FixedBuffer:
+    depth_ms: float = 60.0
+
+    def describe(self) -> str:
+        return f"fixed {self.depth_ms:g} ms"
+
+
+@dataclass(frozen=True)
+class AdaptiveBuffer:
+    """NetEq's delay manager (WebRTC's audio jitter buffer), defaults as in WebRTC (see module docstring)."""
+
+    min_ms: float = 20.0
+    max_ms: float = 2000.0
+    start_ms: float = 80.0  # NetEq kStartDelayMs
+    quantile: float = 0.95  # DelayManager::Config quantile
+    forget_factor: float = 0.983  # per histogram update
+    start_forget_weight: float = 2.0
+    interval_s: float = 0.5  # resample_interval_ms: the histogram gets each interval's maximum
+    window_s: float = 2.0  # PacketArrivalHistory: relative delay against the fastest packet of 2 s
+    bucket_ms: float = 20.0
+    max_decrease_ms_per_s: float = 50.0  # our assumption for how fast accelerate brings the delay down
+
+    def describe(self) -> str:
+        return f"adaptive (NetEq-like) {self.min_ms:g}-{self.max_ms:g} ms"
+
+
+JitterBuffer = FixedBuffer | AdaptiveBuffer
+DEFAULT_BUFFER: JitterBuffer = AdaptiveBuffer()
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """The jitter buffer's decisions, one entry per 20 ms frame from the earliest received one."""
+
+    status: npt.NDArray[np.int8]  # PLAYED, LOST (never arrived) or LATE (arrived after its due time)
+    packet: IntArray  # index into the ReceivedPackets of the frame's packet, -1 if none arrived
+    due_ns: IntArray  # when the frame was due for playout
+    wait_ms: npt.NDArray[np.float64]  # due minus arrival for arrived frames (negative: late), NaN if lost
+
+    @property
+    def frames(self) -> int:
+        return int(self.status.size)
+
+    def count(self, status: int) -> int:
+        return int((self.status == status).sum())
+
+
+@dataclass(frozen=True, eq=False)
+class PlayoutResult:
+    audio: npt.NDArray[np.int16]  # what the listener heard, sender's timeline (see module docstring)
+    rate: int
+    frames: int
+    played: int
+    lost: int  # never arrived
+    late: int  # arrived after its playout time
+    concealed: int  # frames the decoder concealed (lost + late, unless concealment="silence")
+    effective_loss: float  # (lost + late) / frames: the E-model's Ppl
+    burst_ratio: float | None  # BurstR of the effective loss pattern
+    mean_buffer_delay_ms: float  # mean wait of played packets in the buffer: the jitter buffer's part of Ta
+    buffer: str
+    frame_status: npt.NDArray[np.int8]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The numbers (not the audio) for result.json."""
+        return {"rate": self.rate, "frames": self.frames, "played": self.played, "lost": self.lost,
+                "late": self.late, "concealed": self.concealed, "effective_loss": self.effective_loss,
+                "burst_ratio": self.burst_ratio, "buffer": self.buffer,
+                "mean_buffer_delay_ms": None if np.isnan(self.mean_buffer_delay_ms) else self.mean_buffer_delay_ms}
+
+
+def _unwrap(values: IntArray, bits: int) -> IntArray:
+    """Extend wrapping counters (given in arrival order) by following the signed step between neighbours."""
+    if values.size == 0:
+        return values.astype(np.int64)
+    half, full = 1 << (bits - 1), 1 << bits
+    step = (np.diff(values) + half) % full - half
+    return np.concatenate([[values[0]], values[0] + np.cumsum(step)]).astype(np.int64)
+
+
+def _frames_of(packets: ReceivedPackets, frame_ticks: int) -> tuple[IntArray, IntArray]:
+    """Frame index (from the earliest received RTP time) and packet index of each first copy."""
+    keep = np.arange(len(packets))
+    if packets.ssrc is not None and np.unique(packets.ssrc).size > 1:
+        values, counts = np.unique(packets.ssrc, return_counts=True)
+        keep = np.flatnonzero(packets.ssrc == values[np.argmax(counts)])
+    seq = _unwrap(packets.seq[keep], 16)
+    _, first = np.unique(seq, return_index=True)  # duplicates: the first copy to arrive counts
+    keep = keep[np.sort(first)]
+    ts = _unwrap(packets.rtp_ts[keep], 32)
+    frame = np.round((ts - ts.min()) / frame_ticks).astype(np.int64) if ts.size else ts
+    return frame, keep
+
+
+def schedule(packets: ReceivedPackets, codec_name: str, buffer: JitterBuffer = DEFAULT_BUFFER) -> Schedule:
+    """Which frames play, which are late and which never came (no audio work; fast)."""
+    frame, index = _frames_of(packets, codec(codec_name).frame_ticks)
+    if frame.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Schedule(np.zeros(0, dtype=np.int8), empty, empty, np.zeros(0))
+    arrival = packets.arrival_ns[index]
+    order = np.argsort(arrival, kind="stable")  # records are in arrival order already; be sure
+    frame, index, arrival = frame[order], index[order], arrival[order]
+    n = int(frame.max()) + 1
+    per_frame = np.full(n, -1, dtype=np.int64)
+    for i in range(frame.size - 1, -1, -1):  # first arrival wins for a frame sent twice
+        per_frame[frame[i]] = i
+    transit = arrival - frame * FRAME_NS
+    if isinstance(buffer, FixedBuffer):
+        due = transit[0] + int(buffer.depth_ms * 1e6) + np.arange(n, dtype=np.int64) * FRAME_NS
+    else:
+        due = _adaptive_due(frame, arrival, transit, n, buffer)
+    status = np.full(n, LOST, dtype=np.int8)
+    wait = np.full(n, np.nan)
+    got = per_frame >= 0
+    wait[got] = (due[got] - arrival[per_frame[got]]) / 1e6
+    status[got] = np.where(wait[got] >= 0, PLAYED, LATE)
+    packet = np.where(got, index[np.maximum(per_frame, 0)], -1)
+    return Schedule(status, packet, due, wait)
+
+
+def _neteq_targets(frame: IntArray, arrival: IntArray, transit: IntArray,
+                   b: AdaptiveBuffer) -> tuple[IntArray, IntArray]:
+    """Per packet (arrival order): the fastest transit of the 2 s history and NetEq's target delay (ns)
+    after that packet, following UnderrunOptimizer + Histogram + PacketArrivalHistory."""
+    n = frame.size
+    window_frames = b.window_s / FRAME_S
+    buckets = int(round(2000 / b.bucket_ms))  # NetEq: 100 buckets of 20 ms, delays up to 2 s
+    hist = 0.5 ** (np.arange(buckets) + 1.0)
+    hist /= hist.sum()
+    forget, adds = 0.0, 0
+    fastest = np.empty(n, dtype=np.int64)
+    target = np.empty(n, dtype=np.int64)
+    current = int(b.start_ms * 1e6)
+    front, newest = 0, frame[0]
+    interval_start, interval_max = arrival[0], 0
+    for i in range(n):
+        newest = max(newest, frame[i])
+        while frame[front] + window_frames < newest:
+            front += 1
+        fastest[i] = transit[front:i + 1].min()
+        if arrival[i] - interval_start > b.interval_s * 1e9:
+            index = int(interval_max // (b.bucket_ms * 1e6))
+            if index < buckets:
+                hist *= forget
+                hist[index] += 1.0 - forget
+            adds += 1
+            forget = min(b.forget_factor, max(0.0, 1.0 - b.start_forget_weight / (adds + 1)))
+            quantile_bucket = int(np.searchsorted(np.cumsum(hist), b.quantile - 1e-12))
+            current = int((quantile_bucket + 1) * b.bucket_ms * 1e6)
+            interval_start, interval_max = arrival[i], 0
+        interval_max = max(interval_max, int(transit[i] - fastest[i]))
+        target[i] = int(np.clip(current, b.min_ms * 1e6, b.max_ms * 1e6))
+    return fastest, target
+
+
+def _adaptive_due(frame: IntArray, arrival: IntArray, transit: IntArray, n: int, b: AdaptiveBuffer) -> IntArray:
+    """Due time of each frame: fastest recent transit + frame time + NetEq target, as known just before
+    the frame's nominal playout time (causal); the delay grows at once and shrinks at a limited rate."""
+    fastest, target = _neteq_targets(frame, arrival, transit, b)
+    due = np.empty(n, dtype=np.int64)
+    due[0] = transit[0] + int(b.start_ms * 1e6)
+    max_step = int(round(b.max_decrease_ms_per_s * 1e6 * FRAME_S))
+    for f in range(1, n):
+        nominal = int(due[f - 1]) + FRAME_NS
+        known = max(int(np.searchsorted(arrival, nominal, side="right")) - 1, 0)
+        desired = int(fastest[known]) + f * FRAME_NS + int(target[known])
+        due[f] = desired if desired >= nominal else max(desired, nominal - max_step)
+    return due
+
+
+def playout(packets: ReceivedPackets, codec_name: str, buffer: JitterBuffer = DEFAULT_BUFFER, *,
+            rate: int | None = None, concealment: Concealment = "plc") -> PlayoutResult:
+    """Decode what the listener would have heard through ``buffer``, concealing lost and late frames.
+
+    ``rate`` is the output rate for Opus (default 16 kHz); G.711 gives 8 kHz and G.722 16 kHz.
+    """
+    sched = schedule(packets, codec_name, buffer)
+    frames = [packets.payloads[p] if s == PLAYED else None for s, p in zip(sched.status.tolist(),
+                                                                            sched.packet.tolist())]
+    audio = decode_frames(codec_name, frames, rate, concealment)
+    out_rate = rate or codec(codec_name).audio_rate
+    lost, late = sched.count(LOST), sched.count(LATE)
+    missing = sched.status != PLAYED
+    waits = sched.wait_ms[sched.status == PLAYED]
+    return PlayoutResult(audio=audio, rate=out_rate, frames=sched.frames, played=sched.count(PLAYED), lost=lost,
+                         late=late, concealed=0 if concealment == "silence" else lost + late,
+                         effective_loss=(lost + late) / sched.frames if sched.frames else 0.0,
+                         burst_ratio=burst_ratio(missing), mean_buffer_delay_ms=float(waits.mean())
+                         if waits.size else float("nan"), buffer=buffer.describe(), frame_status=sched.status)
+
+
+def simulate_arrivals(payloads: Sequence[bytes], codec_name: str, delays_ms: npt.ArrayLike,
+                      lost: npt.ArrayLike | None = None, *, start_ns: int = 1_700_000_000_000_000_000,
+                      seq0: int = 0, ts0: int = 0) -> ReceivedPackets:
+    """What a receiver would record for a sender of 20 ms packets (looping ``payloads``) over a network
+    with the given per-packet one-way delays and losses: for tests, benchmarks and what-ifs."""
+    delays = np.asarray(delays_ms, dtype=np.float64)
+    n = delays.size
+    mask = np.zeros(n, dtype=bool) if lost is None else np.asarray(lost, dtype=bool)
+    i = np.arange(n, dtype=np.int64)
+    arrival = start_ns + i * FRAME_NS + np.round(delays * 1e6).astype(np.int64)
+    keep = np.flatnonzero(~mask)
+    keep = keep[np.argsort(arrival[keep], kind="stable")]
+    ticks = codec(codec_name).frame_ticks
+    return ReceivedPackets(arrival_ns=arrival[keep], seq=(seq0 + keep) % (1 << 16),
+                           rtp_ts=(ts0 + keep * ticks) % (1 << 32),
+                           payloads=tuple(payloads[k % len(payloads)] for k in keep.tolist()))
