@@ -288,7 +288,7 @@ class CallEndpoint:
         return {
             "call": self.call_id, "codec": self.codec, "dscp": self.dscp, "clip": self.clip_role,
             "sent_ssrc": sender._ssrc if sender else None, "clip_started": self.track.started,
-            "frames_sent": self.track.sent, "packets_received": len(self.received.seq),
+            "frames_sent": self.track.sent, "clip_frames": len(self.track.payloads), "packets_received": len(self.received.seq),
             "connected_at": self.connected_at, "setup_s": None if self.connected_at is None
             else round(self.connected_at - self.created, 4), "sockets_marked": getattr(self, "_marked", 0),
             "received_file": str(path), "sent_file": str(sent_path), "packets_sent": len(self.sent.seq),

@@ -1,0 +1,158 @@
+"""Score one direction of one call: network statistics -> playout -> E-model and PESQ, plus MOS per
+second for timeline plots. Pure: arrays in, a dataclass out (the files are read by ``testbed.rescore``).
+
+Ta for the E-model = mean one-way network delay (application send to the receiver's kernel) + the
+codec's packetization + the playout buffer's mean wait + the codec's algorithmic delay. Ppl is the
+effective loss (lost on the network + arrived too late to be played), BurstR that of the effective loss
+pattern. Echo: T = Ta, Tr = 2 Ta with TELR 65 dB (``emodel.call_inputs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from testbed.scoring import emodel
+from testbed.scoring.codecs import codec as codec_params
+from testbed.scoring.netstats import NetStats, network_stats
+from testbed.scoring.pesq import PesqResult, pesq_score
+from testbed.scoring.playout import DEFAULT_BUFFER, JitterBuffer, PlayoutResult, ReceivedPackets, playout
+
+RTP_CLOCK = {"opus": 48000, "pcmu": 8000, "pcma": 8000, "g722": 8000}
+FRAME_S = 0.020
+WINDOW_S = 3.0  # the per-second MOS looks at this much audio around each second
+
+
+@dataclass(frozen=True)
+class SentPackets:
+    """What the sender's application sent (one entry per RTP packet)."""
+
+    seq: np.ndarray
+    send_ns: np.ndarray
+    rtp_ts: np.ndarray
+
+
+@dataclass(frozen=True)
+class TapArrivals:
+    """The receiver's tap: the direction's incoming packets in arrival order."""
+
+    seq: np.ndarray
+    time_ns: np.ndarray
+
+
+@dataclass
+class DirectionScore:
+    codec: str
+    wideband: bool
+    network: dict[str, Any]
+    playout: dict[str, Any]
+    ta_ms: float | None
+    ppl_percent: float | None
+    burst_ratio: float | None
+    r: float | None
+    mos_emodel: float | None
+    mos_pesq: float | None
+    pesq_mode: str | None
+    pesq_note: str = ""
+    per_second: dict[str, list[Any]] = field(default_factory=dict)
+    note: str = ""
+    audio: np.ndarray | None = field(default=None, repr=False)
+    audio_rate: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("audio")
+        return data
+
+
+def _extend(seq: np.ndarray, reference: int | None = None) -> np.ndarray:
+    """16-bit sequence numbers -> increasing integers across rollover (each nearest its predecessor)."""
+    seq = np.asarray(seq, dtype=np.int64)
+    if len(seq) == 0:
+        return seq
+    steps = (np.diff(seq) + 32768) % 65536 - 32768
+    extended = np.concatenate([[seq[0]], seq[0] + np.cumsum(steps)])
+    if reference is not None:
+        extended += round((reference - extended[0]) / 65536) * 65536
+    return extended
+
+
+def join_network(sent: SentPackets, tap: TapArrivals) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per sent packet: (extended seq, send time, first arrival time or -1); and arrival order (with copies)."""
+    sent_seq = _extend(sent.seq)
+    arrival_seq = _extend(tap.seq, reference=int(sent_seq[0])) if len(tap.seq) else np.zeros(0, np.int64)
+    recv = np.full(len(sent_seq), -1, dtype=np.int64)
+    if len(arrival_seq):
+        order = np.argsort(tap.time_ns, kind="stable")
+        first_seen: dict[int, int] = {}
+        for s, t in zip(arrival_seq[order].tolist(), np.asarray(tap.time_ns)[order].tolist()):
+            first_seen.setdefault(s, t)
+        index = {s: i for i, s in enumerate(sent_seq.tolist())}
+        for s, t in first_seen.items():
+            if s in index:
+                recv[index[s]] = t
+    return sent_seq, np.asarray(sent.send_ns, dtype=np.int64), recv, arrival_seq
+
+
+def score_direction(codec: str, sent: SentPackets, tap: TapArrivals, received: ReceivedPackets,
+                    clip: np.ndarray, clip_rate: int, clip_frames: int | None,
+                    buffer: JitterBuffer = DEFAULT_BUFFER, with_pesq: bool = True) -> DirectionScore:
+    params = codec_params(codec)
+    if len(sent.seq) == 0:
+        return DirectionScore(codec, params.wideband, {}, {}, None, None, None, None, None, None, None,
+                              note="nothing was sent (the call never connected)")
+    seq, send_ns, recv_ns, arrival_seq = join_network(sent, tap)
+    stats = network_stats(seq, send_ns, recv_ns, arrival_seq=arrival_seq, rtp_ts=sent.rtp_ts,
+                          clock_rate=RTP_CLOCK[codec])
+    if len(received.seq) == 0:
+        return DirectionScore(codec, params.wideband, stats.as_dict(), {}, None, 100.0, None, None,
+                              emodel.mos_from_r(0.0, params.wideband), None, None,
+                              pesq_note="no speech arrived", note="no packet reached the listener")
+    heard = playout(received, codec, buffer)
+    network_ms = stats.delay.mean_ms if np.isfinite(stats.delay.mean_ms) else 0.0
+    buffer_ms = heard.mean_buffer_delay_ms if np.isfinite(heard.mean_buffer_delay_ms) else 0.0
+    ta = emodel.absolute_delay_ms(network_ms, params, buffer_ms)
+    ppl = 100.0 * heard.effective_loss
+    burst = heard.burst_ratio if heard.burst_ratio and heard.burst_ratio > 0 else 1.0
+    result = emodel.rating(emodel.call_inputs(ta, ppl, burst, params))
+    pesq: PesqResult | None = None
+    if with_pesq:
+        pesq = pesq_score(heard.audio, heard.rate, clip, clip_rate, loop_frames=clip_frames)
+    return DirectionScore(
+        codec=codec, wideband=params.wideband, network=stats.as_dict(), playout=heard.as_dict(), ta_ms=round(ta, 2),
+        ppl_percent=round(ppl, 3), burst_ratio=round(burst, 3), r=round(result.r, 2), mos_emodel=round(result.mos, 3),
+        mos_pesq=None if pesq is None or pesq.mos is None else round(pesq.mos, 3),
+        pesq_mode=None if pesq is None else pesq.mode, pesq_note="" if pesq is None else (pesq.reason or ""),
+        per_second=mos_per_second(stats, heard, params.name, buffer_ms, send_ns, recv_ns),
+        audio=heard.audio, audio_rate=heard.rate)
+
+
+def mos_per_second(stats: NetStats, heard: PlayoutResult, codec: str, buffer_ms: float, send_ns: np.ndarray,
+                   recv_ns: np.ndarray) -> dict[str, list[Any]]:
+    """E-model MOS over a sliding window around each second (by send time from the first packet)."""
+    params = codec_params(codec)
+    start = int(send_ns[0])
+    seconds = int(np.ceil((send_ns[-1] - start) / 1e9)) or 1
+    frame_time = np.arange(heard.frames) * FRAME_S  # frames from the first received packet: close enough
+    missing = heard.frame_status != 0
+    received = recv_ns >= 0
+    sent_at = (send_ns - start) / 1e9
+    delays = np.where(received, (recv_ns - send_ns) / 1e6, np.nan)
+    out: dict[str, list[Any]] = {"second": [], "mos_emodel": [], "effective_loss": [], "mean_delay_ms": []}
+    for second in range(seconds):
+        low, high = second + 0.5 - WINDOW_S / 2, second + 0.5 + WINDOW_S / 2
+        in_frames = (frame_time >= low) & (frame_time < high)
+        in_packets = (sent_at >= low) & (sent_at < high) & received
+        if not in_frames.any():
+            continue
+        loss = float(missing[in_frames].mean())
+        delay = float(np.nanmean(delays[in_packets])) if in_packets.any() else float(np.nan_to_num(stats.delay.mean_ms))
+        ta = emodel.absolute_delay_ms(delay, params, buffer_ms)
+        r = emodel.rating(emodel.call_inputs(ta, 100 * loss, 1.0, params)).r
+        out["second"].append(second)
+        out["mos_emodel"].append(round(emodel.mos_from_r(r, params.wideband), 3))
+        out["effective_loss"].append(round(loss, 4))
+        out["mean_delay_ms"].append(round(delay, 2))
+    return out
