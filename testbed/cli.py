@@ -163,14 +163,21 @@ def _netem_test_location(native: bool) -> str:
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario file")],
     variant: Annotated[list[str] | None, typer.Option(help="run only this variant (repeatable)")] = None,
+    repeat: Annotated[int, typer.Option(min=1, max=100, help="run every variant this many times")] = 1,
     out_dir_option: Annotated[Path | None, typer.Option(
         "--out", help="output directory (default: results/<time>-<scenario>)")] = None,
+    junit: Annotated[Path | None, typer.Option(help="also write the JUnit XML here (for CI)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print result.json instead of the table")] = False,
     impairment_engine: ENGINE_OPTION = None,
     backend: Annotated[str | None, typer.Option(help="netns (default) or docker")] = None,
 ) -> None:
-    """Run a scenario: every variant's lab, calls, traffic and timeline; results go to a directory."""
+    """Run a scenario: every variant's lab, calls, traffic and timeline; score, check thresholds, report.
+
+    Exit 0 when every threshold holds, 1 when one fell short (see junit.xml), 2 bad input, 3 missing
+    capability, 4 testbed failure.
+    """
     _require_root()
-    from testbed.runner import default_out_dir, run_scenario
+    from testbed.runner import default_out_dir, finish, run_scenario
     from testbed.scenario import load_scenario
 
     loaded = load_scenario(scenario)
@@ -179,22 +186,90 @@ def run(
             raise InputError(f"{scenario}: no variant {name!r} (variants: {', '.join(loaded.variant_names)})")
     out_dir = out_dir_option or default_out_dir(loaded.scenario.name)
     started = time.monotonic()
-    result = run_scenario(loaded, out_dir, variants=variant, impairment_engine=impairment_engine, backend=backend,
-                          progress=lambda message: err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}",
-                                                             highlight=False))
-    table = Table(title=f"{loaded.scenario.name}: calls")
-    for column in ("variant", "call", "outcome", "setup", "packets sent / received (caller, callee)"):
-        table.add_column(column)
-    for variant_run in result.variants:
-        for call in variant_run.workload.calls:
-            sides = call["sides"]
-            counts = ", ".join(f"{sides[s].get('packets_sent', '?')}/{sides[s].get('packets_received', '?')}"
-                               for s in ("caller", "callee") if s in sides)
-            setup = f"{call['setup_s'] * 1000:.0f} ms" if call["setup_s"] is not None else "-"
-            table.add_row(variant_run.variant, call["id"], call["outcome"] + (f" ({call['reason']})" if call["reason"]
-                          else ""), setup, counts)
-    out.print(table)
-    out.print(f"results in {out_dir}", highlight=False)
+
+    def progress(message: str) -> None:
+        err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}", highlight=False)
+
+    run_scenario(loaded, out_dir, variants=variant, repeat=repeat, impairment_engine=impairment_engine,
+                 backend=backend, progress=progress)
+    progress("scoring")
+    result = finish(loaded, out_dir, junit=junit, progress=progress)
+    _report(result, out_dir, as_json)
+
+
+def _report(result: dict[str, Any], out_dir: Path, as_json: bool) -> None:
+    from testbed.report.console import print_summary
+
+    if as_json:
+        print(json.dumps(result, indent=1))
+    else:
+        print_summary(result, out)
+        out.print(f"report: {out_dir / 'report.html'}  (result.json, junit.xml, audio/ and taps/ beside it)",
+                  highlight=False)
+    if not result["verdict"]["passed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def score(
+    target: Annotated[str, typer.Argument(help="a run directory to re-score, or 'emodel' for the E-model alone")],
+    ta_ms: Annotated[float | None, typer.Option(help="emodel: absolute mouth-to-ear delay Ta in ms")] = None,
+    loss_pct: Annotated[float | None, typer.Option(help="emodel: packet loss Ppl in percent")] = None,
+    burst_ratio: Annotated[float, typer.Option(help="emodel: BurstR (1 = random loss)")] = 1.0,
+    codec: Annotated[str | None, typer.Option(help="emodel: codec whose Ie/Bpl to use (g711, g711-plc, opus, ...)")]
+    = None,
+    ie: Annotated[float | None, typer.Option(help="emodel: equipment impairment Ie (with --bpl)")] = None,
+    bpl: Annotated[float | None, typer.Option(help="emodel: packet-loss robustness Bpl (with --ie)")] = None,
+    wideband: Annotated[bool, typer.Option("--wideband", help="emodel: G.107.1 wideband scale")] = False,
+    no_pesq: Annotated[bool, typer.Option("--no-pesq", help="run directory: skip PESQ (faster)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """`testbed score emodel --ta-ms TA --loss-pct PPL ...` prints R and MOS; `testbed score RUN_DIR`
+    re-scores a stored run from its files and rewrites result.json, junit.xml and report.html."""
+    if target == "emodel":
+        _score_emodel(ta_ms, loss_pct, burst_ratio, codec, ie, bpl, wideband, as_json)
+        return
+    from testbed.runner import finish
+    from testbed.scenario import load_scenario
+
+    run_dir = Path(target)
+    run_file = run_dir / "run.json"
+    if not run_file.exists():
+        raise InputError(f"{run_dir}: not a run directory (no run.json); give a directory written by `testbed run` "
+                         "or 'emodel'")
+    scenario_file = Path(json.loads(run_file.read_text())["scenario_file"])
+    if not scenario_file.exists():
+        raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
+    result = finish(load_scenario(scenario_file), run_dir, with_pesq=not no_pesq,
+                    progress=lambda message: err.print(message, highlight=False))
+    _report(result, run_dir, as_json)
+
+
+def _score_emodel(ta_ms: float | None, loss_pct: float | None, burst_ratio: float, codec_name: str | None,
+                  ie: float | None, bpl: float | None, wideband: bool, as_json: bool) -> None:
+    from testbed.scoring import emodel
+    from testbed.scoring.codecs import codec as codec_params
+
+    if ta_ms is None or loss_pct is None:
+        raise InputError("score emodel needs --ta-ms (mouth-to-ear delay, ms) and --loss-pct (packet loss, %)")
+    if codec_name is not None and (ie is not None or bpl is not None):
+        raise InputError("give either --codec or --ie with --bpl, not both")
+    if (ie is None) != (bpl is None):
+        raise InputError("--ie and --bpl go together")
+    if codec_name is not None:
+        params = codec_params(codec_name)
+        ie, bpl, wideband = params.ie, params.bpl, params.wideband or wideband
+    result = emodel.rating(emodel.EModelInput(ta=ta_ms, ppl=loss_pct, burst_r=burst_ratio,
+                                              ie=ie or 0.0, bpl=bpl if bpl is not None else 1.0, wideband=wideband))
+    if as_json:
+        print(json.dumps({"r": round(result.r, 4), "mos": round(result.mos, 4)}))
+    else:
+        scale = "G.107.1 wideband" if wideband else "G.107 narrowband"
+        out.print(f"R = {result.r:.2f}, MOS = {result.mos:.3f} ({scale}; Ta {ta_ms:g} ms, Ppl {loss_pct:g}%, "
+                  f"BurstR {burst_ratio:g}, Ie {ie or 0:g}, Bpl {bpl if bpl is not None else 1:g})", highlight=False)
+        for warning in result.warnings:
+            err.print(f"note: {warning}", highlight=False)
 
 
 @app.command()

@@ -57,7 +57,8 @@ def score_call(call: dict[str, Any], taps: dict[str, str], variant_dir: Path, wi
             directions[label] = {"note": sender.get("error") or receiver.get("error") or "no records"}
             continue
         sent = _sent(sender["sent_file"])
-        ssrc = int(sent_ssrc) if (sent_ssrc := sender.get("sent_ssrc")) is not None else 0
+        ssrcs = np.load(sender["sent_file"])["ssrc"]
+        ssrc = int(ssrcs[0]) if len(ssrcs) else 0  # what went on the wire, whatever aiortc's objects say
         params = codec_params(call["codec"])
         clip_rate = 16000 if params.wideband else 8000
         score: DirectionScore = score_direction(

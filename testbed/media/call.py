@@ -278,7 +278,6 @@ class CallEndpoint:
 
     async def hangup(self) -> dict[str, Any]:
         """End the call, write the received packets, and summarise this side."""
-        sender = next((t.sender for t in self.pc.getTransceivers() if t.sender.track is not None), None)
         await self.sink.stop()
         await self.pc.close()
         path = self.out_dir / f"{self.call_id}-{self.clip_role}-received.npz"
@@ -287,7 +286,7 @@ class CallEndpoint:
         self.sent.save(sent_path)
         return {
             "call": self.call_id, "codec": self.codec, "dscp": self.dscp, "clip": self.clip_role,
-            "sent_ssrc": sender._ssrc if sender else None, "clip_started": self.track.started,
+            "sent_ssrc": self.sent.ssrc[0] if self.sent.ssrc else None, "clip_started": self.track.started,
             "frames_sent": self.track.sent, "clip_frames": len(self.track.payloads), "packets_received": len(self.received.seq),
             "connected_at": self.connected_at, "setup_s": None if self.connected_at is None
             else round(self.connected_at - self.created, 4), "sockets_marked": getattr(self, "_marked", 0),
