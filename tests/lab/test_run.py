@@ -1,0 +1,77 @@
+"""`testbed run` end to end: scores of an idle call, the CI gate failing a bad router template, re-scoring
+a stored run, and the office demo's verdict (fifo vs ef-priority)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ElementTree
+
+from tests.conftest import REPO
+from tests.lab.conftest import run_testbed
+
+
+def test_idle_opus_call_scores_high_both_ways(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "idle.yaml"
+    scenario.write_text("name: idle\ncalls: [{name: call, from: client, to: gateway, codec: opus, duration: 10s}]\n")
+    result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--json", timeout=180)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1
+    directions = data["variants"][0]["calls"][0]["directions"]
+    assert set(directions) == {"client->gateway", "gateway->client"}
+    for name, scores in directions.items():
+        assert scores["mos_pesq"] >= 4.2, (name, scores["mos_pesq"])
+        assert scores["mos_emodel"] >= 4.2, (name, scores["mos_emodel"])
+        assert scores["pesq_mode"] == "wb" and scores["network"]["loss"]["fraction"] == 0
+    assert (tmp_path / "out" / "report.html").stat().st_size > 5000
+    assert len(list((tmp_path / "out" / "default" / "audio").glob("*.wav"))) == 2
+
+
+GATED = """name: gated
+links: {wan: {router: {rate: 10mbit}}}
+calls: [{name: sales, from: client, to: gateway, start: 1s, duration: 6s}]
+traffic: [{name: flood, kind: udp_cbr, from: client, to: gateway, rate: 25mbit, start: 0s, stop: 7s}]
+variants:
+  candidate: {router: {template: %s}}
+thresholds:
+  - {metric: mos_emodel, min: 3.5, variant: candidate}
+"""
+
+
+def test_bad_router_template_fails_the_gate(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "gated.yaml"
+    scenario.write_text(GATED % "dscp-bleach")
+    junit = tmp_path / "ci" / "junit.xml"
+    result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--junit", str(junit), timeout=180)
+    assert result.returncode == 1, result.stderr
+    assert "FAIL" in result.stdout
+    failures = [f.get("message") for f in ElementTree.parse(junit).getroot().iter("failure")]
+    assert failures and all("candidate / sales / " in message for message in failures)
+    assert any("client->gateway: mos_emodel" in message for message in failures)
+    rescored = run_testbed("score", str(tmp_path / "out"), "--no-pesq", "--json", timeout=120)
+    assert rescored.returncode == 1
+    assert json.loads(rescored.stdout)["verdict"]["failed"] == len(failures)
+
+
+def test_good_router_template_passes_the_gate(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "gated.yaml"
+    scenario.write_text(GATED % "ef-priority")
+    result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout
+
+
+def test_office_demo_verdict(registry, no_leftovers, tmp_path):
+    """What `make demo` shows: ef-priority keeps both directions at MOS >= 4, fifo does not."""
+    scenario = tmp_path / "office.yaml"
+    shutil.copy(REPO / "scenarios" / "office.yaml", scenario)
+    result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--json", timeout=300)
+    assert result.stdout, result.stderr
+    data = json.loads(result.stdout)
+    assert result.returncode == 0, data["verdict"]
+    variants = {v["name"]: v for v in data["variants"]}
+    for name, limit in (("ef-priority", lambda mos: mos >= 4.0), ("fifo", lambda mos: mos <= 2.5)):
+        for direction in variants[name]["calls"][0]["directions"].values():
+            for metric in ("mos_emodel", "mos_pesq"):
+                assert limit(direction[metric]), (name, metric, direction[metric])
