@@ -212,6 +212,56 @@ def _report(result: dict[str, Any], out_dir: Path, as_json: bool) -> None:
 
 @app.command()
 @reports_errors
+def capacity(
+    scenario: Annotated[Path, typer.Argument(help="scenario file (its first call is multiplied)")],
+    min_mos: Annotated[float, typer.Option(min=1.0, max=5.0, help="every call direction must score at least this")]
+    = 4.0,
+    metric: Annotated[str, typer.Option(help="mos_emodel (fast) or mos_pesq")] = "mos_emodel",
+    variant: Annotated[list[str] | None, typer.Option(help="only this variant (repeatable)")] = None,
+    max_calls: Annotated[int, typer.Option(min=1, max=200, help="search no higher than this")] = 64,
+    out_dir_option: Annotated[Path | None, typer.Option("--out", help="trial records (default: results/...)")]
+    = None,
+    impairment_engine: ENGINE_OPTION = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The largest number of concurrent calls each variant carries with every direction at --min-mos."""
+    _require_root()
+    from dataclasses import asdict
+
+    from testbed.capacity import search
+    from testbed.runner import default_out_dir
+    from testbed.scenario import load_scenario
+
+    if metric not in ("mos_emodel", "mos_pesq"):
+        raise InputError(f"--metric {metric!r}: use mos_emodel or mos_pesq")
+    loaded = load_scenario(scenario)
+    names = variant or loaded.variant_names
+    for name in names:
+        if name not in loaded.variant_names:
+            raise InputError(f"{scenario}: no variant {name!r} (variants: {', '.join(loaded.variant_names)})")
+    out_dir = out_dir_option or default_out_dir(f"{loaded.scenario.name}-capacity")
+    started = time.monotonic()
+    results = [search(loaded, name, out_dir, min_mos=min_mos, metric=metric, max_calls=max_calls,
+                      impairment_engine=impairment_engine,
+                      progress=lambda m: err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {m}", highlight=False))
+               for name in names]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "capacity.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    if as_json:
+        print(json.dumps([asdict(r) for r in results], indent=1))
+        return
+    table = Table(title=f"{loaded.scenario.name}: concurrent calls at {metric} >= {min_mos:g}")
+    for column in ("variant", "calls", "trials"):
+        table.add_column(column)
+    for r in results:
+        trials = ", ".join(f"{t.calls}{'+' if t.passed else '-'}" for t in r.trials)
+        table.add_row(r.variant, f"{r.calls}{' (search limit)' if r.capped else ''}", trials)
+    out.print(table)
+    out.print(f"trial records in {out_dir}", highlight=False)
+
+
+@app.command()
+@reports_errors
 def score(
     target: Annotated[str, typer.Argument(help="a run directory to re-score, or 'emodel' for the E-model alone")],
     ta_ms: Annotated[float | None, typer.Option(help="emodel: absolute mouth-to-ear delay Ta in ms")] = None,
