@@ -42,8 +42,8 @@ def run_trial(loaded: LoadedScenario, variant: str, calls: int, out_dir: Path, m
     scenario = loaded.variant(variant)
     first = scenario.calls[0].model_copy(update={"count": calls})
     scenario = scenario.model_copy(update={"calls": [first]})
-    with Lab(scenario, purpose=f"capacity {loaded.path} {variant} x{calls}", router_template=loaded.variant_templates[variant],
-             impairment_engine=impairment_engine) as lab:
+    with Lab(scenario, purpose=f"capacity {loaded.path} {variant} x{calls}", shared_dirs=[out_dir],
+             router_template=loaded.variant_templates[variant], impairment_engine=impairment_engine) as lab:
         Workload(lab, out_dir, timeline_templates=loaded.timeline_templates).run().save()
         (out_dir / "lab.json").write_text(json.dumps(lab.describe(), indent=1))
     scores = score_variant(out_dir, with_pesq=metric == "mos_pesq")

@@ -60,7 +60,7 @@ def run_scenario(loaded: LoadedScenario, out_dir: Path, *, variants: list[str] |
         scenario = loaded.variant(variant)
         variant_dir = out_dir / name
         progress(f"variant {name}: building the lab")
-        with Lab(scenario, backend=backend, purpose=f"run {loaded.path} {name}",
+        with Lab(scenario, backend=backend, purpose=f"run {loaded.path} {name}", shared_dirs=[variant_dir],
                  router_template=loaded.variant_templates[variant], impairment_engine=impairment_engine) as lab:
             description = lab.describe()
             progress(f"variant {name}: lab up in {lab.up_seconds * 1000:.0f} ms; running the workload")

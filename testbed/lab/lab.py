@@ -12,12 +12,13 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from testbed.errors import CapabilityError, InputError, Interrupted, LabError
-from testbed.lab import impair, links, qos
+from testbed.lab import impair, links, qos, tunnels
 from testbed.lab.cleanup import remove_run
 from testbed.lab.engine.harness import EngineProcess
 from testbed.lab.nodes import Node, make_backend
@@ -105,8 +106,10 @@ class Lab:
         purpose: str = "lab",
         router_template: RouterTemplate | None = None,
         impairment_engine: str | None = None,
+        shared_dirs: Sequence[Path] = (),
     ):
         self.scenario = scenario
+        self.shared_dirs = list(shared_dirs)  # host directories the nodes' processes write into
         # the links as they are now: the timeline's set_link changes them while the lab runs
         self.links: dict[str, dict[str, Impairment]] = {link: dict(ends) for link, ends in scenario.links.items()}
         self.engine_choice = impairment_engine or scenario.impairment_engine
@@ -177,7 +180,7 @@ class Lab:
         if os.geteuid() != 0:
             raise CapabilityError("building a lab needs root (network namespaces); run with sudo")
         started = time.perf_counter()
-        backend = make_backend(self.backend_name, self.registry)
+        backend = make_backend(self.backend_name, self.registry, self.shared_dirs)
         self.run = self.registry.new_run(self.purpose, self.backend_name, kept=self.keep)
         try:
             for name, kind in self.plan.nodes.items():
@@ -192,6 +195,7 @@ class Lab:
                 switch = self.nodes.get(switch_name(segment.name)) if segment.switched else None
                 links.wire_segment(self.netlink, segment, self.nodes, switch)
             links.configure_addresses(self.netlink, self.plan, self.nodes)
+            tunnels.wire(self.netlink, self.scenario.topology, self.plan, self.nodes)
             self.apply_impairments(self.links)
             if self.router_template is not None and self.router is not None:
                 self.set_router_template(self.router_template)
@@ -333,10 +337,12 @@ class Lab:
         if self.router is not None and self.router_template is not None:
             router = {"node": self.router[0], "sides": self.router[1], "template": self.router_template.description,
                       "classes": self.class_names.get(self.router[0], {})}
+        vpn = tunnels.plan_tunnels(self.scenario.topology, self.plan)
         return {
             "scenario": self.scenario.name,
             "backend": self.backend_name,
             "router": router,
+            "tunnels": [tunnel.describe() for tunnel in vpn],
             "impairment_engine": {
                 "choice": self.engine_choice,
                 "kernel_netem": self.kernel_netem,
@@ -346,7 +352,8 @@ class Lab:
                 name: {
                     "kind": node.kind,
                     "netns": str(node.netns_path),
-                    "interfaces": {i.ifname: str(i.address) for i in self.plan.node_interfaces(name)},
+                    "interfaces": {**{i.ifname: str(i.address) for i in self.plan.node_interfaces(name)},
+                                   **{t.name: str(end.address) for t in vpn for end in t.ends if end.node == name}},
                 }
                 for name, node in self.nodes.items()
             },

@@ -80,12 +80,14 @@ def probe_stream(sender: RunsProcesses, receiver: RunsProcesses, address: str, w
                  idle: float = 2.0, source_port: int = 0) -> ProbeStream:
     """Send ``count`` datagrams of ``size`` bytes at ``pps`` from sender to ``address`` and measure them."""
     out = workdir / f"probe-{port}-{time.monotonic_ns()}.npz"
-    receiving = receiver.popen([sys.executable, "-m", "testbed.lab.measure", "receive", str(port), str(out),
+    receiving = receiver.popen([getattr(receiver, "python", sys.executable), "-m", "testbed.lab.measure", "receive",
+                                str(port), str(out),
                                 str(idle)], stdout=subprocess.PIPE, text=True)
     try:
         if receiving.stdout is None or receiving.stdout.readline().strip() != "ready":
             raise RuntimeError("probe receiver did not start")
-        sending = sender.popen([sys.executable, "-m", "testbed.lab.measure", "send", address, str(port),
+        sending = sender.popen([getattr(sender, "python", sys.executable), "-m", "testbed.lab.measure", "send", address,
+                                str(port),
                                 str(pps), str(count), str(size), str(dscp), str(source_port)])
         sending.wait(timeout=count / pps * 3 + 60)
         receiving.wait(timeout=idle + 60)

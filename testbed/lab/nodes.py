@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ def node_sysctls(kind: str) -> dict[str, str]:
 class Node(Protocol):
     name: str
     kind: str  # host | router | switch
+    python: str  # the Python that runs the project's processes inside the node
 
     @property
     def netns_path(self) -> Path:
@@ -56,6 +58,7 @@ class NetnsNode:
     name: str
     kind: str
     namespace: str
+    python: str = sys.executable  # namespaces share the host's filesystem, so the host's venv
 
     @property
     def netns_path(self) -> Path:
@@ -113,9 +116,14 @@ class NetnsBackend:
         return netns.remove(namespace)
 
 
-def make_backend(name: str, registry: Registry) -> Backend:
+def make_backend(name: str, registry: Registry, shared_dirs: Sequence[Path] = ()) -> Backend:
+    """``shared_dirs``: host directories the nodes' processes write to (mounted into containers)."""
     if name == "netns":
         return NetnsBackend(registry)
-    from testbed.errors import CapabilityError
+    if name == "docker":
+        from testbed.lab.docker_nodes import DockerBackend
 
-    raise CapabilityError(f"backend {name!r} is not available yet; use --backend netns")
+        return DockerBackend(registry, shared_dirs)
+    from testbed.errors import InputError
+
+    raise InputError(f"backend {name!r}: use netns or docker")

@@ -37,7 +37,7 @@ class AgentClient:
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
         self._ready: Future = Future()
-        self.process = node.popen([sys.executable, "-m", "testbed.media.agent", "--node", node.name],
+        self.process = node.popen([node.python, "-m", "testbed.media.agent", "--node", node.name],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, bufsize=1, start_new_session=True)
         self._stderr: list[str] = []

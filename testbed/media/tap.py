@@ -524,9 +524,9 @@ def _drain(fd: int) -> None:
 
 
 def tap_command(interface: str, out_prefix: str | Path, snaplen: int = DEFAULT_SNAPLEN,
-                pcap_limit_mb: int = DEFAULT_PCAP_LIMIT_MB) -> list[str]:
+                pcap_limit_mb: int = DEFAULT_PCAP_LIMIT_MB, python: str = sys.executable) -> list[str]:
     """The argv that runs a tap (start it inside the node, e.g. with ``node.popen``)."""
-    return [sys.executable, "-m", "testbed.media.tap", "--interface", interface, "--out", str(out_prefix),
+    return [python, "-m", "testbed.media.tap", "--interface", interface, "--out", str(out_prefix),
             "--snaplen", str(snaplen), "--pcap-limit-mb", str(pcap_limit_mb)]
 
 

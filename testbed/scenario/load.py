@@ -109,7 +109,7 @@ class LoadedScenario:
         return list(self.scenario.variants) or ["default"]
 
     def variant(self, name: str) -> Scenario:
-        """The scenario as this variant sees it: the variant's router and link settings merged in."""
+        """The scenario as this variant sees it: the variant's router, link and tunnel settings merged in."""
         if name == "default" and not self.scenario.variants:
             return self.scenario
         if name not in self.scenario.variants:
@@ -119,6 +119,10 @@ class LoadedScenario:
         for key in ("router", "links"):
             if variant.get(key) is not None:
                 data[key] = deep_merge(data.get(key) or {}, variant[key])
+        if variant.get("tunnels") is not None:  # a variant changes tunnels, never the rest of the topology
+            topology = dict(data.get("topology") or {})
+            topology["tunnels"] = deep_merge(topology.get("tunnels") or {}, variant["tunnels"])
+            data["topology"] = topology
         merged = YamlDocument(self.path, data, self.lines)
         try:
             return with_trace_paths(validate(merged, Scenario), self.path, self.lines)

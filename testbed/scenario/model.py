@@ -44,6 +44,39 @@ def _default_links() -> dict[str, LinkSpec]:
     return {"lan": LinkSpec(endpoints=["client", "router"]), "wan": LinkSpec(endpoints=["router", "gateway"])}
 
 
+class TunnelSpec(Strict):
+    """A VPN tunnel: a real kernel tunnel (GRE or VXLAN) between two nodes, over the lab's own links.
+
+    The first endpoint (e.g. the client) sends traffic for the ``routes`` nodes into the tunnel; the second
+    (the VPN concentrator) unwraps it and forwards it to them. Routers on the way see only the tunnel's
+    outer packets, whose DSCP is 0 unless ``copy_dscp`` copies the inner packet's TOS to the outer header.
+    """
+
+    kind: Literal["gre", "vxlan"] = Field(
+        default="gre", description="gre: IP protocol 47, 24 bytes of overhead; vxlan: UDP port 4789, 50 bytes")
+    endpoints: list[Name] = Field(min_length=2, max_length=2,
+                                  description="[first endpoint, concentrator]: two host or router nodes")
+    copy_dscp: bool = Field(default=False, description="copy the inner packet's TOS (DSCP) to the outer header "
+                            "(Linux 'tos inherit'); false: the outer DSCP is 0, so routers cannot see it")
+    subnet: ipaddress.IPv4Network | None = Field(
+        default=None, description="the tunnel's inner addresses (.1 first endpoint, .2 concentrator); default: the "
+        "next free subnet of the address pool after the links' subnets")
+    routes: list[Name] = Field(default_factory=list, description="nodes the first endpoint reaches through the "
+                               "tunnel (their addresses); they route the tunnel's subnet back via the concentrator")
+    mtu: int | None = Field(default=None, ge=576, le=9000,
+                            description="default: the endpoints' link MTU minus the tunnel's overhead")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TunnelSpec:
+        if self.endpoints[0] == self.endpoints[1]:
+            raise ValueError(f"a tunnel joins two different nodes (got {self.endpoints[0]!r} twice)")
+        if self.subnet is not None and self.subnet.prefixlen > 30:
+            raise ValueError(f"tunnel subnet {self.subnet} has no room for two addresses; use /30 or larger")
+        if len(set(self.routes)) != len(self.routes):
+            raise ValueError("routes lists a node twice")
+        return self
+
+
 class Topology(Strict):
     """Nodes and the segments between them. Omitted: client --lan-- router --wan-- gateway."""
 
@@ -53,6 +86,8 @@ class Topology(Strict):
         default=ipaddress.IPv4Network("198.18.0.0/16"),
         description="automatic subnets are carved from here (RFC 2544 benchmarking range by default)")
     subnet_prefix: int = Field(default=24, ge=16, le=30)
+    tunnels: dict[Name, TunnelSpec] = Field(
+        default_factory=dict, description="VPN tunnels over the links; the name becomes the interface name")
 
     @model_validator(mode="after")
     def _nodes_present(self) -> Topology:
@@ -245,6 +280,9 @@ class VariantSpec(Strict):
     router: RouterSpec | None = None
     # partial impairments: validated after they are merged into the scenario's own links
     links: dict[Name, dict[Name, dict[str, Any]]] | None = None
+    # partial tunnel settings (e.g. copy_dscp, routes), merged into topology.tunnels the same way
+    tunnels: dict[Name, dict[str, Any]] | None = Field(
+        default=None, description="per tunnel of topology.tunnels: the fields this variant changes, e.g. copy_dscp")
 
 
 Metric = Literal["mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter", "setup_time"]

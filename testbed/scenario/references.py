@@ -7,7 +7,9 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from testbed.scenario.model import Impairment, Scenario
+from pydantic import ValidationError
+
+from testbed.scenario.model import Impairment, Scenario, Topology, TunnelSpec
 from testbed.scenario.yamlsource import YamlDocument, format_loc
 
 Loc = tuple[str | int, ...]
@@ -75,6 +77,25 @@ def check_references(
     for node_name in nodes:
         if node_name not in attached:
             yield problem(("topology", "nodes", node_name), f"node {node_name!r} is on no link; add it to a link's endpoints")
+
+    # -- tunnels (as written, and as each variant changes them)
+    yield from _check_tunnels(problem, topo, topo.tunnels, ("topology", "tunnels"))
+    for name, variant in scenario.variants.items():
+        if not variant.tunnels:
+            continue
+        merged = dict(topo.tunnels)
+        for tunnel_name, changes in variant.tunnels.items():
+            if tunnel_name not in topo.tunnels:
+                yield problem(("variants", name, "tunnels", tunnel_name), f"unknown tunnel {tunnel_name!r}"
+                              f"{_suggest(tunnel_name, topo.tunnels)}; a variant changes tunnels of topology.tunnels")
+                continue
+            try:
+                merged[tunnel_name] = TunnelSpec.model_validate(
+                    {**topo.tunnels[tunnel_name].model_dump(mode="json", exclude_unset=True), **changes})
+            except ValidationError:
+                pass  # the variant's own validation (LoadedScenario.variant) reports it, located
+        changed = {tunnel_name: merged[tunnel_name] for tunnel_name in variant.tunnels if tunnel_name in merged}
+        yield from _check_tunnels(problem, topo, merged, ("variants", name, "tunnels"), only=set(changed))
 
     # -- link impairments (top level and per variant)
     def check_impairments(base: Loc, per_link: dict[str, dict[str, Impairment]]) -> Iterator[str]:
@@ -164,3 +185,71 @@ def check_references(
                 yield problem(("thresholds", index, field), f"unknown variant {name!r}{_suggest(name, variant_names)}")
         if rule.call is not None and rule.call not in call_names:
             yield problem(("thresholds", index, "call"), f"unknown call {rule.call!r}{_suggest(rule.call, call_names)}")
+
+
+# interface names the kernel creates by itself in every namespace once a tunnel module is loaded
+_KERNEL_TUNNEL_DEVICES = {"lo", "gre0", "gretap0", "erspan0", "tunl0", "sit0", "ip6tnl0", "ip6gre0"}
+
+
+def _check_tunnels(problem: Callable[[Loc, str], str], topo: Topology, tunnels: dict[str, TunnelSpec], base: Loc,
+                   only: set[str] | None = None) -> Iterator[str]:
+    """Tunnel endpoints and route targets are nodes; names, subnets and routes do not collide.
+
+    ``only``: report just these tunnels (a variant's), still checked against all the others."""
+    nodes = topo.nodes
+    link_subnets = _link_subnets(topo)
+    routed: dict[tuple[str, str], str] = {}  # (first endpoint, target) -> tunnel
+    pairs: dict[frozenset[str], str] = {}  # GRE tunnels between the same two nodes clash in the kernel
+    for tunnel_name, tunnel in tunnels.items():
+        report = only is None or tunnel_name in only
+        loc: Loc = base + (tunnel_name,)
+        problems: list[str] = []
+        if tunnel_name in topo.links or tunnel_name in _KERNEL_TUNNEL_DEVICES:
+            what = f"link {tunnel_name!r}" if tunnel_name in topo.links else "a device the kernel creates itself"
+            problems.append(problem(loc, f"tunnel {tunnel_name!r} has the name of {what} (the name becomes the "
+                                         "tunnel's interface name); give it another name"))
+        for index, endpoint in enumerate(tunnel.endpoints):
+            if endpoint not in nodes:
+                problems.append(problem(loc + ("endpoints", index),
+                                        f"unknown node {endpoint!r}{_suggest(endpoint, nodes)}"))
+        for index, target in enumerate(tunnel.routes):
+            if target not in nodes:
+                problems.append(problem(loc + ("routes", index), f"unknown node {target!r}{_suggest(target, nodes)}"))
+            elif target in tunnel.endpoints:
+                problems.append(problem(loc + ("routes", index), f"{target!r} is an endpoint of tunnel {tunnel_name!r};"
+                                        " routes name the nodes behind the concentrator"))
+            else:
+                key = (tunnel.endpoints[0], target)
+                if key in routed:
+                    problems.append(problem(loc + ("routes", index), f"{tunnel.endpoints[0]!r} already reaches "
+                                            f"{target!r} through tunnel {routed[key]!r}"))
+                routed[key] = tunnel_name
+        if tunnel.kind == "gre":
+            pair = frozenset(tunnel.endpoints)
+            if pair in pairs:
+                problems.append(problem(loc + ("endpoints",), f"GRE tunnel {pairs[pair]!r} already joins these two "
+                                        "nodes (the kernel allows one); use kind: vxlan for a second tunnel"))
+            pairs[pair] = tunnel_name
+        if tunnel.subnet is not None:
+            others = [(f"link {name!r}", subnet) for name, subnet in link_subnets.items()]
+            # each pair of tunnels once (the later one is reported), but a variant's against all others
+            names = list(tunnels)
+            compared = names if only is not None else names[:names.index(tunnel_name)]
+            others += [(f"tunnel {name!r}", tunnels[name].subnet) for name in compared
+                       if name != tunnel_name and tunnels[name].subnet is not None]
+            for what, other in others:
+                if tunnel.subnet.overlaps(other):
+                    problems.append(problem(loc + ("subnet",), f"{tunnel.subnet} overlaps {other} of {what}"))
+        if report:
+            yield from problems
+
+
+def _link_subnets(topo: Topology) -> dict[str, ipaddress.IPv4Network]:
+    """Every link's subnet as the address plan gives it; only the fixed ones if no plan can be made."""
+    from testbed.errors import ScenarioError
+    from testbed.lab.topology import plan_addresses  # pure computation; imported here as load.py does
+
+    try:
+        return {name: segment.subnet for name, segment in plan_addresses(topo).segments.items()}
+    except (ScenarioError, KeyError):  # the plan's own problems are reported where the plan is checked
+        return {name: link.subnet for name, link in topo.links.items() if link.subnet is not None}

@@ -198,7 +198,8 @@ class Workload:
         index = list(self.traffic).index(spec.name)
         record = TrafficRecord(spec.name, spec.kind, spec.from_, spec.to, TRAFFIC_FIRST_PORT + index)
         self.traffic_records[spec.name] = record
-        sink, source = traffic.commands_for(spec, str(self.lab.plan.address(spec.to)), record.port)
+        sink, source = traffic.commands_for(spec, str(self.lab.plan.address(spec.to)), record.port,
+                                            python=self.lab.node(spec.from_).python)
         try:
             self.agents[spec.to].call("child_start", name=f"sink-{spec.name}", argv=sink)
             self.agents[spec.from_].call("child_start", name=f"source-{spec.name}", argv=source)
@@ -256,7 +257,7 @@ class Workload:
             for interface in self.lab.plan.node_interfaces(node):
                 prefix = str(self.out_dir / "taps" / f"{node}-{interface.ifname}")
                 self.agents[node].call("child_start", name=f"tap-{interface.ifname}",
-                                       argv=tap_command(interface.ifname, prefix))
+                                       argv=tap_command(interface.ifname, prefix, python=self.lab.node(node).python))
                 taps[f"{node}/{interface.ifname}"] = prefix
         return taps
 

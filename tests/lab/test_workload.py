@@ -115,4 +115,4 @@ def test_run_writes_the_records(registry, no_leftovers, tmp_path):
         assert set(workload["taps"]) == {"client/lan", "gateway/wan"}
         for prefix in workload["taps"].values():
             assert Path(prefix + ".npz").exists() and Path(prefix + ".pcap").exists()
-    assert "results in" in stdout
+    assert "report.html" in stdout

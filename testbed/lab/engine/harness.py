@@ -80,7 +80,7 @@ class EngineProcess:
         self._rule_added = False
 
     def start(self) -> None:
-        self.process = self.node.popen([sys.executable, "-m", "testbed.lab.engine", self.config.to_json()],
+        self.process = self.node.popen([self.node.python, "-m", "testbed.lab.engine", self.config.to_json()],
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        start_new_session=True)  # a terminal's Ctrl-C is the lab's to handle
         self._reader = threading.Thread(target=self._read, name=f"engine {self.label}", daemon=True)
