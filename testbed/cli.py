@@ -22,8 +22,11 @@ from testbed.errors import CapabilityError, InputError, TestbedError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Emulated network testbed: does a router's QoS design keep VoIP calls good?")
+images_app = typer.Typer(help="Node images for the docker backend.", no_args_is_help=True)
 lab_app = typer.Typer(no_args_is_help=True, help="Bring a scenario's network up, use it, take it down.")
 app.add_typer(lab_app, name="lab")
+images_app = typer.Typer(no_args_is_help=True, help="Node images for the docker backend.")
+app.add_typer(images_app, name="images")
 
 out = Console()
 err = Console(stderr=True)
@@ -370,6 +373,20 @@ def _engine_summary(engine: dict[str, Any]) -> str:
         return "kernel netem"
     return "no delay/loss in this lab (rate shaping only, if any)" if engine.get("kernel_netem") is None \
         else "kernel netem (where links ask for it)"
+
+
+@images_app.command("build")
+@reports_errors
+def images_build(
+    base: Annotated[str | None, typer.Option(help="base image (e.g. debian:bookworm-slim from your registry); "
+                                             "default: a local Debian bookworm made with debootstrap")] = None,
+) -> None:
+    """Build the node image (and, without --base, a local Debian base), offline from a host wheelhouse."""
+    _require_root()
+    from testbed.images import build_images
+
+    info = build_images(base, progress=lambda message: err.print(message, highlight=False))
+    out.print(f"node image ready: {info}", highlight=False)
 
 
 @lab_app.command("up")
