@@ -19,6 +19,7 @@ from typing import Any
 
 from testbed.errors import LabError
 from testbed.lab.nodes import Node
+from testbed.lab.priority import AGENT, promote
 
 READY_TIMEOUT = 30.0
 
@@ -48,6 +49,7 @@ class AgentClient:
         except Exception:
             self.close()
             raise LabError(f"the agent in node {node.name} did not start: {self.last_words()}") from None
+        promote(node.netns_path, *AGENT)
 
     def _read(self) -> None:
         assert self.process.stdout is not None

@@ -25,6 +25,7 @@ from testbed.errors import LabError
 from testbed.lab.engine.engine import COPY_MARK, EngineConfig
 from testbed.lab.engine.models import load_trace
 from testbed.lab.nodes import Node
+from testbed.lab.priority import ENGINE, promote
 from testbed.scenario.model import Impairment
 
 READY_TIMEOUT = 15.0
@@ -90,6 +91,7 @@ class EngineProcess:
             self.process.wait()
             raise LabError(f"the userspace impairment engine for {self.label} did not start: "
                            f"{self.error or 'no ready signal within %gs' % READY_TIMEOUT}")
+        promote(self.node.netns_path, *ENGINE)  # containers cannot raise their own priority
         self._iptables("-A")
         self._rule_added = True
 

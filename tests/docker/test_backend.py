@@ -1,0 +1,116 @@
+"""The docker backend with real containers: the same scenario gives the same verdict as on network
+namespaces, containers are never privileged, and nothing is left behind in any way a run can end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from testbed.lab import Lab
+from testbed.lab.docker_nodes import RUN_LABEL, client
+from testbed.scenario.model import Scenario
+from tests.conftest import REPO, require
+from tests.lab.conftest import run_testbed, start_testbed
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def engine():
+    try:
+        docker_client = client()
+    except Exception as exc:
+        require("docker engine", False, str(exc))
+    from testbed.images import NODE_IMAGE, node_image_present
+
+    require("node image", node_image_present(), f"build {NODE_IMAGE} with `testbed images build`")
+    return docker_client
+
+
+def our_containers(engine, run_ids) -> list[str]:
+    return [c.name for c in engine.containers.list(all=True, filters={"label": RUN_LABEL})
+            if c.labels.get(RUN_LABEL) in run_ids]
+
+
+def test_containers_are_not_privileged(engine, registry, no_leftovers):
+    scenario = Scenario.model_validate({"name": "docker", "backend": "docker"})
+    with Lab(scenario, registry=registry) as lab:
+        containers = [engine.containers.get(node.container) for node in lab.nodes.values()]
+        for container in containers:
+            host = container.attrs["HostConfig"]
+            assert host["Privileged"] is False
+            assert host["CapAdd"] == ["NET_ADMIN"]
+            assert host["NetworkMode"] == "none" and host["Init"] is True
+            assert container.labels[RUN_LABEL] == lab.run_id
+        reached = lab.node("client").run(["python3", "-c", (
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"s.connect(('{lab.plan.address('gateway')}', 9)); print(s.getsockname()[0])")])
+        assert reached.stdout.strip() == str(lab.plan.address("client")), reached.stderr
+    assert our_containers(engine, registry.history()) == []
+
+
+def run_office(tmp_path, backend: str) -> dict:
+    result = run_testbed("run", str(REPO / "scenarios" / "office.yaml"), "--backend", backend, "--out",
+                         str(tmp_path / backend), "--json", timeout=600)
+    assert result.stdout, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_office_gives_the_same_verdict_as_netns(engine, registry, no_leftovers, tmp_path):
+    docker_run, netns_run = run_office(tmp_path, "docker"), run_office(tmp_path, "netns")
+    assert docker_run["verdict"]["passed"] == netns_run["verdict"]["passed"] is True
+    for docker_variant, netns_variant in zip(docker_run["variants"], netns_run["variants"]):
+        for docker_call, netns_call in zip(docker_variant["calls"], netns_variant["calls"]):
+            for direction, scores in docker_call["directions"].items():
+                other = netns_call["directions"][direction]
+                assert abs(scores["mos_emodel"] - other["mos_emodel"]) <= 0.3, (docker_variant["name"], direction)
+    assert our_containers(engine, registry.history()) == []
+
+
+def test_failure_and_interrupt_leave_nothing(engine, registry, no_leftovers, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbackend: docker\nrouter: {template: broken}\n")
+    (tmp_path / "routers").mkdir()
+    (tmp_path / "routers" / "broken.yaml").write_text(
+        "kind: tc-script\nscript: |\n  tc class add dev {wan} parent 9: classid 9:1 htb rate 1mbit\n")
+    failed = run_testbed("lab", "check", str(bad), timeout=120)
+    assert failed.returncode == 4 and "tc-script line 1" in failed.stderr
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text("name: long\nbackend: docker\ncalls: [{from: client, to: gateway, duration: 60s}]\n")
+    process = start_testbed("run", str(scenario), "--out", str(tmp_path / "out"))
+    deadline = time.time() + 90
+    while time.time() < deadline and not our_containers(engine, registry.history()):
+        time.sleep(0.5)
+    time.sleep(5)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert our_containers(engine, registry.history()) == []
+
+
+def test_sigkill_then_cleanup_removes_the_containers(engine, registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "killed.yaml"
+    scenario.write_text("name: killed\nbackend: docker\n")
+    process = start_testbed("lab", "up", str(scenario), "--foreground")
+    deadline = time.time() + 90
+    while time.time() < deadline and len(our_containers(engine, registry.history())) < 3:
+        time.sleep(0.5)
+    time.sleep(1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(our_containers(engine, registry.history())) == 3
+    cleaned = run_testbed("cleanup", timeout=120)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert our_containers(engine, registry.history()) == []
+
+
+def test_lab_updown_bench_runs(engine, registry):
+    result = subprocess.run([os.sys.executable, str(REPO / "bench" / "lab_updown.py"), "--backend", "docker",
+                             "--runs", "3"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "up+down  median" in result.stdout
