@@ -4,9 +4,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := iproute2 iptables nftables
+DEBS := iproute2 iptables nftables libopus0
+# only where the kernel lacks sch_netem: the stock-kernel VM that runs the netem tests (testbed/lab/netemvm.py)
+VM_DEBS := qemu-system-x86 linux-image-amd64 busybox-static file
 
-.PHONY: demo test test-unit test-lab setup debs bench clean-venv
+.PHONY: demo test test-unit test-lab setup debs netem-vm bench clean-venv
 
 setup: debs $(VENV)/.installed
 
@@ -24,7 +26,28 @@ $(VENV)/.installed: pyproject.toml
 	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' 2> >(grep -v "^WARNING: Location" >&2)
 	@touch $@
 
-test: setup
+# netem tests run natively where this kernel has sch_netem (checked in a throwaway namespace), else in a VM
+netem-vm: debs $(VENV)/.installed
+	@if unshare --net tc qdisc add dev lo root netem delay 1ms 2>/dev/null; then exit 0; fi; \
+	missing=$$(for p in $(VM_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || printf '%s ' $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "no sch_netem here; the netem VM needs Debian packages: $$missing; run as root (sudo make ...)"; exit 3; fi; \
+	  echo "no sch_netem on this kernel; installing the netem VM's Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi; \
+	if [ ! -x $(BIN)/vng ]; then \
+	  echo "installing virtme-ng into $(VENV) (the netem VM)"; \
+	  $(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,vm]' 2> >(grep -v "^WARNING: Location" >&2); \
+	fi
+
+# the docker backend: a Docker engine (installed and started if missing) and the node image, built
+# offline from a host wheelhouse; quiet when both are current (containers/, testbed/images.py)
+.PHONY: images
+images: setup
+	@bash containers/provision-docker.sh
+	@$(BIN)/python -m testbed.images build --quiet
+
+test: setup netem-vm images
 	$(BIN)/pytest
 
 test-unit: setup
@@ -35,8 +58,7 @@ test-lab: setup
 
 demo: setup
 	@$(BIN)/testbed doctor || true
-	@$(BIN)/testbed validate scenarios/*.yaml
-	@$(BIN)/testbed lab check scenarios/office.yaml
+	@$(BIN)/testbed run scenarios/office.yaml
 
 bench: setup
 	$(BIN)/python bench/lab_updown.py

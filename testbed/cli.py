@@ -379,13 +379,15 @@ def _engine_summary(engine: dict[str, Any]) -> str:
 @reports_errors
 def images_build(
     base: Annotated[str | None, typer.Option(help="base image (e.g. debian:bookworm-slim from your registry); "
-                                             "default: a local Debian bookworm made with debootstrap")] = None,
+                                             "default: a local Debian bookworm made with mmdebstrap")] = None,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even when the image is current")] = False,
 ) -> None:
     """Build the node image (and, without --base, a local Debian base), offline from a host wheelhouse."""
     _require_root()
     from testbed.images import build_images
 
-    info = build_images(base, progress=lambda message: err.print(message, highlight=False))
+    info = build_images(base, progress=lambda message: err.print(message, highlight=False, markup=False),
+                        force=force)
     out.print(f"node image ready: {info}", highlight=False)
 
 
