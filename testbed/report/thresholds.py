@@ -3,7 +3,8 @@
 Units: ``mos_emodel`` and ``mos_pesq`` are MOS (1-5); ``loss`` is network loss in percent;
 ``p95_delay`` the 95th percentile one-way network delay in ms; ``jitter`` the mean RFC 3550 jitter in
 ms; ``setup_time`` seconds. A rule with ``over: OTHER`` is a gain rule: the variant's metric minus
-OTHER's, for the same call and direction, must lie within min/max.
+OTHER's, for the same call and direction, must lie within min/max; a call that failed to connect in
+OTHER counts as MOS 1 there.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def _check(rule: Threshold, text: str, variant: str, call: dict[str, Any], direc
     if rule.over:
         other_call = next((c for c in variants.get(rule.over, {}).get("calls", []) if c["id"] == call["id"]), None)
         other = metric(other_call, other_call["directions"].get(direction, {}), rule.metric) if other_call else None
+        if other is None and other_call and other_call["outcome"] != "connected" and rule.metric.startswith("mos"):
+            other = 1.0  # a call that never connected in the baseline is as bad as a call gets
         if other is None:
             return Check(text, variant, call["id"], direction, None, False,
                          f"{where}: no {rule.metric} in variant {rule.over} to compare with")
