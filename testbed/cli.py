@@ -155,10 +155,10 @@ def _netem_test_location(native: bool) -> str:
     if native:
         return "native (this kernel has sch_netem)"
     try:
-        from testbed.lab.netemvm import vm_summary
+        from testbed.lab.netemvm import netem_status
     except ImportError:
         return "no sch_netem here and no VM support installed"
-    return vm_summary()
+    return netem_status()
 
 
 @app.command()

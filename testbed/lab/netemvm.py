@@ -9,6 +9,10 @@ probe streams of ~1000 packets/s, too slow for real-time calls.
 What is needed: ``apt-get install qemu-system-x86 linux-image-amd64 busybox-static file`` and
 ``pip install virtme-ng`` (the project's ``vm`` extra); ``make test`` installs them where netem is missing.
 
+In the guest, sch_netem is loaded and ``net.core.rmem_max`` raised to 32 MB (a receiver under TCG falls
+behind in bursts; its socket buffer must hold them). Timing there needs the host's cores: with other work
+(another VM, builds) on them, netem's timers fire late and measured delays grow by milliseconds.
+
 Environment: ``TESTBED_VM_KERNEL`` (a ``vmlinuz`` path) picks the kernel, ``TESTBED_VM_MEMORY`` (2G) and
 ``TESTBED_VM_CPUS`` (2) size the VM.
 """
