@@ -76,19 +76,36 @@ def lab_namespaces(run_id: str) -> set[str]:
 
 
 def wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 30) -> str:
-    import selectors
+    """Everything ``process`` printed up to the first line containing ``needle``.
+
+    A reader thread owns the pipe: select() on the descriptor would miss lines already sitting in the
+    text wrapper's buffer when several arrive in one chunk.
+    """
+    import queue
+    import threading
     import time
 
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
+    lines = getattr(process, "_testbed_lines", None)
+    if lines is None:
+        lines = process._testbed_lines = queue.Queue()
+
+        def pump() -> None:
+            for line in process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
     seen = ""
     while time.monotonic() < deadline:
-        if selector.select(timeout=0.5):
-            line = process.stdout.readline()
-            if not line:
-                break
-            seen += line
-            if needle in line:
-                return seen
-    raise AssertionError(f"{needle!r} not printed within {timeout}s; got:\n{seen}\n{process.stderr.read() if process.poll() is not None else ''}")
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen += line
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not printed within {timeout}s; got:\n{seen}\n"
+                         f"{process.stderr.read() if process.poll() is not None else ''}")

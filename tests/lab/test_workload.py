@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.lab import Lab
+from testbed.lab import Lab, netns
 from testbed.media.tap import extended_sequence, load_records
 from testbed.scenario.load import load_template
 from testbed.scenario.model import Scenario
@@ -84,15 +84,19 @@ def test_ctrl_c_during_a_run_leaves_nothing(registry, no_leftovers, tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and not any(lab_namespaces(run_id) for run_id in registry.history()):
         time.sleep(0.2)
-    time.sleep(4)  # the call is up and the traffic flows
+    time.sleep(5)  # the call is up and the traffic flows
+    ours = {pid for run_id in registry.history() for namespace in lab_namespaces(run_id)
+            for pid in netns.pids_in(netns.NETNS_RUN_DIR / namespace)}
+    commands = {pid: _read(Path(f"/proc/{pid}/cmdline")) for pid in ours}
+    assert any(b"testbed.media.agent" in c for c in commands.values()), "the run had agents to stop"
+    assert any(b"testbed.lab.engine" in c for c in commands.values()), "and an impairment engine"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     for run_id in registry.history():
         assert lab_namespaces(run_id) == set()
-    leftovers = [line for line in Path("/proc").glob("[0-9]*/cmdline")
-                 if b"testbed.media" in _read(line) or b"testbed.lab.engine" in _read(line)]
-    assert leftovers == [], "agent, tap, traffic or engine processes survived"
+    survivors = [pid for pid in ours if Path(f"/proc/{pid}").exists()]
+    assert survivors == [], f"processes of the run survived: {[commands[p] for p in survivors]}"
 
 
 def _read(path: Path) -> bytes:
