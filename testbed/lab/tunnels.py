@@ -17,7 +17,9 @@ Routing, kept small:
   LAN address arrives through the tunnel but would be answered through the underlay);
 - each target routes the tunnel's subnet back via the concentrator: directly when they share a segment,
   otherwise via the target's usual next hop toward the concentrator, and so on for each router on that
-  path, until a node on one of the concentrator's segments routes it to the concentrator.
+  path, until a node on one of the concentrator's segments routes it to the concentrator;
+- VXLAN ends know each other's MAC address (permanent neighbour entries), so no ARP runs inside the
+  tunnel: ARP has no DSCP to copy and would queue in the router's bulk class (see ``_pin_neighbours``).
 
 A program on the first endpoint that binds its LAN address (a WebRTC host candidate does) still sends
 through the tunnel (routes go by destination), but the answer comes back outside it, to the LAN address.
@@ -44,6 +46,7 @@ from testbed.scenario.model import Topology
 OVERHEAD = {"gre": 24, "vxlan": 50}  # outer IPv4 (20) + GRE (4); outer IPv4 + UDP + VXLAN + inner Ethernet
 VXLAN_PORT = 4789  # IANA's; Linux's own default is 8472
 OUTER_TTL = 64
+NUD_PERMANENT = 0x80
 TOS_INHERIT = 1  # IFLA_GRE_TOS / IFLA_VXLAN_TOS: 1 means copy the inner TOS byte ("tos inherit")
 CONCENTRATOR_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -133,9 +136,10 @@ def plan_tunnels(topology: Topology, plan: AddressPlan) -> list[TunnelPlan]:
     for position, (name, spec) in enumerate(topology.tunnels.items(), start=1):
         first, concentrator = spec.endpoints
         subnet = subnets[name]
-        hosts = subnet.hosts()
-        ends = tuple(TunnelEnd(node, plan.address(node), ipaddress.IPv4Interface(f"{next(hosts)}/{subnet.prefixlen}"))
-                     for node in (first, concentrator))
+        network = subnet.network_address
+        ends = (TunnelEnd(first, plan.address(first), ipaddress.IPv4Interface(f"{network + 1}/{subnet.prefixlen}")),
+                TunnelEnd(concentrator, plan.address(concentrator),
+                          ipaddress.IPv4Interface(f"{network + 2}/{subnet.prefixlen}")))
         underlay_mtu = min(plan.node_interfaces(node)[0].mtu for node in (first, concentrator))
         mtu = spec.mtu or underlay_mtu - OVERHEAD[spec.kind]
         own_links = {i.link for i in plan.node_interfaces(first)}
@@ -148,8 +152,7 @@ def plan_tunnels(topology: Topology, plan: AddressPlan) -> list[TunnelPlan]:
                 routes[(first, destination)] = Route(first, destination, ends[1].address.ip, name)
             for route in _return_routes(plan, target, concentrator, subnet):
                 routes.setdefault((route.node, route.destination), route)
-        tunnels.append(TunnelPlan(name, spec.kind, spec.copy_dscp, mtu, position, subnet, ends,  # type: ignore[arg-type]
-                                  tuple(routes.values())))
+        tunnels.append(TunnelPlan(name, spec.kind, spec.copy_dscp, mtu, position, subnet, ends, tuple(routes.values())))
     return tunnels
 
 
@@ -179,14 +182,29 @@ def _add_device(ipr: IPRoute, tunnel: TunnelPlan, local: TunnelEnd, remote: Tunn
     ipr.link("set", index=index, state="up")
 
 
+def _pin_neighbours(a: IPRoute, b: IPRoute, tunnel: TunnelPlan) -> None:
+    """VXLAN carries Ethernet, so each end would ARP for the other inside the tunnel, and ARP has no TOS to
+    copy: its outer packets are DSCP 0 and wait in the router's bulk queue (a second behind a full one)
+    before the first voice packet may leave. Permanent neighbour entries make it an L3 tunnel like GRE,
+    as VPNs built on VXLAN do (static entries or EVPN ARP suppression)."""
+    ends = [(a, tunnel.ends[0]), (b, tunnel.ends[1])]
+    macs = [ipr.get_links(ipr.link_lookup(ifname=tunnel.name)[0])[0].get_attr("IFLA_ADDRESS") for ipr, _ in ends]
+    for (ipr, _), (_, peer), peer_mac in zip(ends, reversed(ends), reversed(macs)):
+        ipr.neigh("add", dst=str(peer.address.ip), lladdr=peer_mac, ifindex=ipr.link_lookup(ifname=tunnel.name)[0],
+                  state=NUD_PERMANENT)
+
+
 def wire(netlink: Netlink, topology: Topology, plan: AddressPlan, nodes: dict[str, Node]) -> list[TunnelPlan]:
     """Build every tunnel of the topology; call after the lab's addresses and routes are configured."""
     tunnels = plan_tunnels(topology, plan)
     for tunnel in tunnels:
         first, concentrator = tunnel.ends
         netns.write_sysctls(nodes[concentrator.node].netns_path, CONCENTRATOR_SYSCTLS)
-        _add_device(netlink(nodes[first.node].netns_path), tunnel, first, concentrator)
-        _add_device(netlink(nodes[concentrator.node].netns_path), tunnel, concentrator, first)
+        a, b = netlink(nodes[first.node].netns_path), netlink(nodes[concentrator.node].netns_path)
+        _add_device(a, tunnel, first, concentrator)
+        _add_device(b, tunnel, concentrator, first)
+        if tunnel.kind == "vxlan":
+            _pin_neighbours(a, b, tunnel)
     for tunnel in tunnels:  # after all devices: a route may leave through another tunnel's device
         for route in tunnel.routes:
             ipr = netlink(nodes[route.node].netns_path)
