@@ -109,3 +109,23 @@ def wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 30) -
             return seen
     raise AssertionError(f"{needle!r} not printed within {timeout}s; got:\n{seen}\n"
                          f"{process.stderr.read() if process.poll() is not None else ''}")
+
+
+def rest_of_output(process: subprocess.Popen, timeout: float = 60) -> str:
+    """What ``process`` prints after the lines ``wait_for_line`` consumed, until it exits (its reader
+    thread owns stdout from then on, so ``communicate`` would see nothing)."""
+    import queue
+
+    process.wait(timeout=timeout)
+    lines = getattr(process, "_testbed_lines", None)
+    if lines is None:
+        return process.stdout.read()
+    rest = ""
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            return rest
+        if line is None:
+            return rest
+        rest += line

@@ -19,7 +19,7 @@ from testbed.lab import Lab
 from testbed.media.tap import DIRECTION_IN, DIRECTION_OUT, extended_sequence, load_records, match_one_way, tap_command
 from testbed.scenario.model import Scenario
 from tests.conftest import REPO
-from tests.lab.conftest import wait_for_line
+from tests.lab.conftest import rest_of_output, wait_for_line
 from tests.unit.test_tap_unit import read_pcap
 
 SSRC = 0x5EED1234
@@ -82,8 +82,8 @@ def taps(lab: Lab, where: list[tuple[str, str]], tmp_path: Path) -> Iterator[dic
         yield done
         for node, process in running.items():
             process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=60)
-            assert process.returncode == 0, err
+            out = rest_of_output(process, timeout=60)
+            assert process.returncode == 0, process.stderr.read()
             done[node] = json.loads(out.strip().splitlines()[-1])
             assert done[node]["event"] == "done"
     finally:
