@@ -23,6 +23,8 @@ from typing import Protocol
 import numpy as np
 
 HEADER = struct.Struct("!IQ")  # sequence number, send time (ns, CLOCK_REALTIME)
+WARMUP_SEQUENCE = 0xFFFFFFFF
+WARMUP_SECONDS = 0.5
 SO_TIMESTAMPNS = 35
 IP_RECVTOS = 13
 IP_TOS = 1
@@ -77,8 +79,11 @@ class ProbeStream:
 
 def probe_stream(sender: RunsProcesses, receiver: RunsProcesses, address: str, workdir: Path, *,
                  pps: float = 1000, count: int = 5000, size: int = 200, dscp: int = 0, port: int = 5002,
-                 idle: float = 2.0, source_port: int = 0) -> ProbeStream:
-    """Send ``count`` datagrams of ``size`` bytes at ``pps`` from sender to ``address`` and measure them."""
+                 idle: float = 2.0, source_port: int = 0, warmup: bool = False) -> ProbeStream:
+    """Send ``count`` datagrams of ``size`` bytes at ``pps`` from sender to ``address`` and measure them.
+
+    ``warmup``: first send 3 datagrams the receiver ignores and wait 0.5 s, so every hop has resolved
+    its neighbour (they do count in tc counters and engine statistics)."""
     out = workdir / f"probe-{port}-{time.monotonic_ns()}.npz"
     receiving = receiver.popen([getattr(receiver, "python", sys.executable), "-m", "testbed.lab.measure", "receive",
                                 str(port), str(out),
@@ -88,7 +93,8 @@ def probe_stream(sender: RunsProcesses, receiver: RunsProcesses, address: str, w
             raise RuntimeError("probe receiver did not start")
         sending = sender.popen([getattr(sender, "python", sys.executable), "-m", "testbed.lab.measure", "send", address,
                                 str(port),
-                                str(pps), str(count), str(size), str(dscp), str(source_port)])
+                                str(pps), str(count), str(size), str(dscp), str(source_port),
+                                str(int(warmup))])
         sending.wait(timeout=count / pps * 3 + 60)
         receiving.wait(timeout=idle + 60)
     finally:
@@ -123,11 +129,19 @@ def load(path: Path, count: int) -> ProbeStream:
 # ---------------------------------------------------------------- the two processes
 
 
-def send(address: str, port: int, pps: float, count: int, size: int, dscp: int, source_port: int = 0) -> None:
+def send(address: str, port: int, pps: float, count: int, size: int, dscp: int, source_port: int = 0,
+         warmup: bool = False) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", source_port))
     sock.setsockopt(socket.IPPROTO_IP, IP_TOS, dscp << 2)
     padding = b"\0" * max(0, size - HEADER.size)
+    # warm-up datagrams (sequence numbers the receiver drops) let every hop resolve its neighbour first:
+    # otherwise the stream's first packets wait for ARP, or are dropped when the kernel's queue of
+    # unresolved packets overflows, which is the lab's start-up and not the link being measured
+    for _ in range(3 if warmup else 0):
+        sock.sendto(HEADER.pack(WARMUP_SEQUENCE, time.time_ns()) + padding, (address, port))
+    if warmup:
+        time.sleep(WARMUP_SECONDS)
     gap = 1.0 / pps
     due = time.perf_counter()
     for sequence in range(count):
@@ -172,6 +186,6 @@ def receive(port: int, out: str, idle: float) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "send":
         send(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]),
-             int(sys.argv[8]) if len(sys.argv) > 8 else 0)
+             int(sys.argv[8]) if len(sys.argv) > 8 else 0, len(sys.argv) > 9 and sys.argv[9] == "1")
     else:
         receive(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))

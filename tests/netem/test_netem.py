@@ -49,8 +49,10 @@ def netem_lab(links: dict, registry: Registry) -> Lab:
 
 
 def stream(lab: Lab, sender: str, receiver: str, workdir: Path, **kwargs) -> ProbeStream:
+    """Under TCG, resolving the path's neighbours takes long enough that the stream's first packets
+    would be dropped waiting for ARP: warm the path up first."""
     return probe_stream(_ScriptStart(lab.node(sender)), _ScriptStart(lab.node(receiver)),
-                        str(lab.plan.address(receiver)), workdir, **kwargs)
+                        str(lab.plan.address(receiver)), workdir, warmup=True, **kwargs)
 
 
 def leaf_qdisc(lab: Lab, node: str) -> str:
