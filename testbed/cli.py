@@ -371,8 +371,7 @@ def _engine_summary(engine: dict[str, Any]) -> str:
         return f"userspace engine on {', '.join(ends)} (impairment_engine: {engine.get('choice')})"
     if engine.get("kernel_netem"):
         return "kernel netem"
-    return "no delay/loss in this lab (rate shaping only, if any)" if engine.get("kernel_netem") is None \
-        else "kernel netem (where links ask for it)"
+    return "kernel netem where links ask for it, else rate shaping only"
 
 
 @images_app.command("build")

@@ -234,17 +234,18 @@ class CallEndpoint:
     async def offer(self) -> str:
         transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         transceiver.setCodecPreferences(codec_capability(self.codec))
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self._marked = mark_media_sockets(self.pc, self.dscp)
-        record_sent_packets(self.pc, self.sent)
-        return self.pc.localDescription.sdp
+        return await self._describe(await self.pc.createOffer())
 
     async def answer(self, offer_sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         self.pc.addTrack(self.track)
         for transceiver in self.pc.getTransceivers():
             transceiver.setCodecPreferences(codec_capability(self.codec))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return await self._describe(await self.pc.createAnswer())
+
+    async def _describe(self, description: RTCSessionDescription) -> str:
+        """Set our side's description (which gathers the ICE sockets), then mark and watch those sockets."""
+        await self.pc.setLocalDescription(description)
         self._marked = mark_media_sockets(self.pc, self.dscp)
         record_sent_packets(self.pc, self.sent)
         return self.pc.localDescription.sdp

@@ -11,7 +11,6 @@ import itertools
 import json
 import queue
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import Future
