@@ -33,7 +33,7 @@ def direction_stats(out: Path, result, call_id: str, sender_clip: str, receiver_
         return 1.0, float("nan")
     tap = load_records(result.taps[receiver_tap]).stream(int(sent["ssrc"][0]), 0)
     first = int(sent["seq"][0])
-    arrived = dict(zip(extended_sequence(tap.seq, reference=first).tolist(), tap.time_ns.tolist()))
+    arrived = dict(zip(extended_sequence(tap.seq, reference=first).tolist(), tap.time_ns.tolist(), strict=False))
     # the last packets sent may still be in flight when the tap stops: judge loss on all but the last 5
     settled = extended_sequence(sent["seq"])[:-5].tolist()
     lost = sum(1 for s in settled if s not in arrived) / max(1, len(settled))
@@ -45,9 +45,21 @@ def direction_stats(out: Path, result, call_id: str, sender_clip: str, receiver_
 
 
 def measure(count: int, seconds: float) -> bool:
-    scenario = Scenario.model_validate({"name": "capacity", "calls": [
-        {"name": "c", "from": "client", "to": "gateway", "codec": "opus", "duration": f"{seconds}s",
-         "count": count}]})
+    scenario = Scenario.model_validate(
+        {
+            "name": "capacity",
+            "calls": [
+                {
+                    "name": "c",
+                    "from": "client",
+                    "to": "gateway",
+                    "codec": "opus",
+                    "duration": f"{seconds}s",
+                    "count": count,
+                }
+            ],
+        }
+    )
     with tempfile.TemporaryDirectory() as directory, Lab(scenario, purpose="bench call_capacity") as lab:
         out = Path(directory)
         result = Workload(lab, out).run()
@@ -60,8 +72,10 @@ def measure(count: int, seconds: float) -> bool:
         cpu = sum(a["cpu_s"] for a in result.agents.values())
     per_call = cpu / seconds / count
     ok = connected == count and worst_loss == 0 and worst_jitter <= JITTER_LIMIT_MS
-    print(f"{count:>5} {connected:>9} {worst_loss:>9.2%} {worst_jitter:>12.2f} {per_call:>12.1%} {cpu / seconds:>10.0%}"
-          f"  {'ok' if ok else 'degraded'}")
+    print(
+        f"{count:>5} {connected:>9} {worst_loss:>9.2%} {worst_jitter:>12.2f} {per_call:>12.1%} {cpu / seconds:>10.0%}"
+        f"  {'ok' if ok else 'degraded'}"
+    )
     return ok
 
 

@@ -28,21 +28,35 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(rate: int, seconds: float) -> None:
-    scenario = Scenario.model_validate({"name": "bench", "impairment_engine": "userspace", "links": {
-        "wan": {"router": {"delay": "20ms", "jitter": "5ms", "flow_order": "jitter"}}}})
+    scenario = Scenario.model_validate(
+        {
+            "name": "bench",
+            "impairment_engine": "userspace",
+            "links": {"wan": {"router": {"delay": "20ms", "jitter": "5ms", "flow_order": "jitter"}}},
+        }
+    )
     with Lab(scenario, purpose="bench impair_engine") as lab, tempfile.TemporaryDirectory() as workdir:
         engine = lab.engines[("router", "wan")]
         cpu_before, started = cpu_seconds(engine.process.pid), time.monotonic()
-        stream = probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")),
-                              Path(workdir), pps=rate, count=int(rate * seconds), size=200)
+        stream = probe_stream(
+            lab.node("client"),
+            lab.node("gateway"),
+            str(lab.plan.address("gateway")),
+            Path(workdir),
+            pps=rate,
+            count=int(rate * seconds),
+            size=200,
+        )
         cpu = (cpu_seconds(engine.process.pid) - cpu_before) / (time.monotonic() - started)
     stats = lab.engine_stats["wan@router"]
     sent_span = (stream.send_ns.max() - stream.send_ns.min()) / 1e9
     kernel = stats.get("kernel", {})
-    print(f"{rate:>7} {stream.count / sent_span:>9.0f} {stream.received.sum() / sent_span:>9.0f} "
-          f"{stream.loss_rate:>6.2%} {stats['late_p50_ms']:>7.3f} {stats['late_p99_ms']:>7.3f} "
-          f"{stats['late_max_ms']:>7.2f} {cpu:>6.0%} {kernel.get('queue_dropped', '?'):>6} "
-          f"{kernel.get('user_dropped', '?'):>6}")
+    print(
+        f"{rate:>7} {stream.count / sent_span:>9.0f} {stream.received.sum() / sent_span:>9.0f} "
+        f"{stream.loss_rate:>6.2%} {stats['late_p50_ms']:>7.3f} {stats['late_p99_ms']:>7.3f} "
+        f"{stats['late_max_ms']:>7.2f} {cpu:>6.0%} {kernel.get('queue_dropped', '?'):>6} "
+        f"{kernel.get('user_dropped', '?'):>6}"
+    )
 
 
 def main() -> None:
@@ -51,8 +65,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     print("userspace engine, 200-byte UDP, 20 ms +- 5 ms normal jitter; scheduling error = verdict - due time")
-    print(f"{'offered':>7} {'sent/s':>9} {'recv/s':>9} {'loss':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'cpu':>6} {'qdrop':>6} {'udrop':>6}")
+    print(
+        f"{'offered':>7} {'sent/s':>9} {'recv/s':>9} {'loss':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'cpu':>6} {'qdrop':>6} {'udrop':>6}"
+    )
     for rate in (int(r) for r in args.rates.split(",")):
         measure(rate, args.seconds)
 

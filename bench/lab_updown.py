@@ -32,9 +32,11 @@ def main() -> None:
         totals.append(time.perf_counter() - started)
     quartiles = statistics.quantiles(totals, n=4)
     print(f"lab up+down, {args.backend} backend, {len(scenario.topology.nodes)} nodes, {args.runs} runs")
-    print(f"  up+down  median {statistics.median(totals) * 1000:7.1f} ms   "
-          f"p25 {quartiles[0] * 1000:6.1f}   p75 {quartiles[2] * 1000:6.1f}   "
-          f"min {min(totals) * 1000:6.1f}   max {max(totals) * 1000:6.1f}   stdev {statistics.stdev(totals) * 1000:5.1f}")
+    print(
+        f"  up+down  median {statistics.median(totals) * 1000:7.1f} ms   "
+        f"p25 {quartiles[0] * 1000:6.1f}   p75 {quartiles[2] * 1000:6.1f}   "
+        f"min {min(totals) * 1000:6.1f}   max {max(totals) * 1000:6.1f}   stdev {statistics.stdev(totals) * 1000:5.1f}"
+    )
     print(f"  up only  median {statistics.median(ups) * 1000:7.1f} ms")
 
 

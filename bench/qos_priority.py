@@ -27,20 +27,28 @@ FLOOD_PACKET = 1200
 def measure(template_name: str, seconds: float) -> None:
     scenario = Scenario.model_validate({"name": "qos", "links": {"wan": {"router": {"rate": "10mbit"}}}})
     template = load_template(REPO / "scenarios" / "routers" / f"{template_name}.yaml")
-    with Lab(scenario, router_template=template, purpose="bench qos_priority") as lab, \
-            tempfile.TemporaryDirectory() as workdir:
+    with (
+        Lab(scenario, router_template=template, purpose="bench qos_priority") as lab,
+        tempfile.TemporaryDirectory() as workdir,
+    ):
         client, gateway, address = lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway"))
         flood_pps = 2.5 * 10e6 / ((FLOOD_PACKET + 42) * 8)
-        flood = threading.Thread(target=probe_stream, args=(client, gateway, address, Path(workdir)), kwargs=dict(
-            pps=flood_pps, count=int(flood_pps * (seconds + 2)), size=FLOOD_PACKET, port=5001, idle=1.0))
+        flood = threading.Thread(
+            target=probe_stream,
+            args=(client, gateway, address, Path(workdir)),
+            kwargs=dict(pps=flood_pps, count=int(flood_pps * (seconds + 2)), size=FLOOD_PACKET, port=5001, idle=1.0),
+        )
         flood.start()
-        voice = probe_stream(client, gateway, address, Path(workdir), pps=50, count=int(50 * seconds), size=200,
-                             dscp=46, port=20000)
+        voice = probe_stream(
+            client, gateway, address, Path(workdir), pps=50, count=int(50 * seconds), size=200, dscp=46, port=20000
+        )
         flood.join()
     delays = voice.delays_ms
     p50, p95, p99 = np.percentile(delays, [50, 95, 99]) if len(delays) else (np.nan,) * 3
-    print(f"{template_name:<22} {voice.loss_rate:>7.1%} {p50:>9.2f} {p95:>9.2f} {p99:>9.2f} "
-          f"{sorted(set(voice.dscp[voice.received].tolist()))}")
+    print(
+        f"{template_name:<22} {voice.loss_rate:>7.1%} {p50:>9.2f} {p95:>9.2f} {p99:>9.2f} "
+        f"{sorted(set(voice.dscp[voice.received].tolist()))}"
+    )
 
 
 def main() -> None:

@@ -37,9 +37,16 @@ def make_direction(seconds: float, seed: int = 1) -> dict[str, np.ndarray]:
     send = packets.arrival_ns[0] - int(delays[~lost][0] * 1e6) + np.arange(n, dtype=np.int64) * FRAME_NS
     recv = np.where(lost, -1, send + np.round(delays * 1e6).astype(np.int64))
     sizes = np.array([len(p) for p in packets.payloads], dtype=np.int32)
-    return {"arrival_ns": packets.arrival_ns, "seq": packets.seq, "rtp_ts": packets.rtp_ts, "payload_sizes": sizes,
-            "payload": np.frombuffer(b"".join(packets.payloads), dtype=np.uint8),
-            "tap_seq": np.arange(n, dtype=np.int64), "tap_send": send, "tap_recv": recv}
+    return {
+        "arrival_ns": packets.arrival_ns,
+        "seq": packets.seq,
+        "rtp_ts": packets.rtp_ts,
+        "payload_sizes": sizes,
+        "payload": np.frombuffer(b"".join(packets.payloads), dtype=np.uint8),
+        "tap_seq": np.arange(n, dtype=np.int64),
+        "tap_send": send,
+        "tap_recv": recv,
+    }
 
 
 def score(arrays: dict[str, np.ndarray]) -> dict[str, float]:
@@ -49,11 +56,18 @@ def score(arrays: dict[str, np.ndarray]) -> dict[str, float]:
     t1 = time.perf_counter()
     result = playout(ReceivedPackets.from_arrays(**arrays), "opus")
     t2 = time.perf_counter()
-    mos = pesq_score(result.audio, result.rate, load_clip("client", 16000), 16000,
-                     loop_frames=len(encoded_clip("opus", "client"))).mos
+    mos = pesq_score(
+        result.audio, result.rate, load_clip("client", 16000), 16000, loop_frames=len(encoded_clip("opus", "client"))
+    ).mos
     t3 = time.perf_counter()
-    return {"netstats": t1 - t0, "playout": t2 - t1, "pesq": t3 - t2, "total": t3 - t0, "mos": mos or 0.0,
-            "loss": net.loss.fraction}
+    return {
+        "netstats": t1 - t0,
+        "playout": t2 - t1,
+        "pesq": t3 - t2,
+        "total": t3 - t0,
+        "mos": mos or 0.0,
+        "loss": net.loss.fraction,
+    }
 
 
 def main() -> None:

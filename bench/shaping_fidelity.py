@@ -22,12 +22,14 @@ WIRE_OVERHEAD = 8 + 20 + 14  # UDP + IPv4 + Ethernet, as HTB counts on a veth
 
 
 def run(settings: dict, engine: str, **probe) -> tuple[ProbeStream, str]:
-    scenario = Scenario.model_validate({"name": "fidelity", "impairment_engine": engine,
-                                        "links": {"wan": {"router": settings}}})
+    scenario = Scenario.model_validate(
+        {"name": "fidelity", "impairment_engine": engine, "links": {"wan": {"router": settings}}}
+    )
     with Lab(scenario, purpose="bench shaping_fidelity") as lab, tempfile.TemporaryDirectory() as workdir:
         used = "userspace" if lab.engines else ("netem" if lab.kernel_netem else "htb")
-        stream = probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")),
-                              Path(workdir), **probe)
+        stream = probe_stream(
+            lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")), Path(workdir), **probe
+        )
     return stream, used
 
 
@@ -47,26 +49,32 @@ def main() -> None:
         bits = {"1mbit": 1e6, "10mbit": 10e6, "50mbit": 50e6}[rate]
         size = 1200
         pps = 2 * bits / ((size + WIRE_OVERHEAD) * 8)  # offer twice the rate
-        stream, used = run({"rate": rate, "queue_limit": 100_000}, args.engine, pps=pps,
-                           count=int(pps * 3), size=size)
+        stream, used = run({"rate": rate, "queue_limit": 100_000}, args.engine, pps=pps, count=int(pps * 3), size=size)
         print(f"{'rate ' + rate:<34} {used:<10} {rate:<22} {goodput(stream, size) / 1e6:.3f} Mbit/s")
     stream, used = run({"delay": "50ms", "jitter": "10ms", "flow_order": "jitter"}, args.engine, pps=1000, count=n)
     d = stream.delays_ms
-    print(f"{'delay 50ms jitter 10ms normal':<34} {used:<10} {'median 50, sd 10 ms':<22} "
-          f"median {np.median(d):.2f}, sd {np.std(d):.2f}, p1 {np.percentile(d, 1):.1f}, "
-          f"p99 {np.percentile(d, 99):.1f} ms")
+    print(
+        f"{'delay 50ms jitter 10ms normal':<34} {used:<10} {'median 50, sd 10 ms':<22} "
+        f"median {np.median(d):.2f}, sd {np.std(d):.2f}, p1 {np.percentile(d, 1):.1f}, "
+        f"p99 {np.percentile(d, 99):.1f} ms"
+    )
     stream, used = run({"delay": "50ms", "jitter": "10ms"}, args.engine, pps=50, count=min(n, 1500))
     d = stream.delays_ms
-    print(f"{'  same, flow order kept, 50 pps':<34} {used:<10} {'(userspace default)':<22} "
-          f"median {np.median(d):.2f}, sd {np.std(d):.2f} ms, reordered {stream.reordered}")
+    print(
+        f"{'  same, flow order kept, 50 pps':<34} {used:<10} {'(userspace default)':<22} "
+        f"median {np.median(d):.2f}, sd {np.std(d):.2f} ms, reordered {stream.reordered}"
+    )
     stream, used = run({"loss": "5%"}, args.engine, pps=2000, count=n)
     half = 2.576 * np.sqrt(0.05 * 0.95 / n)
     print(f"{'loss 5% random':<34} {used:<10} {f'5% (99%: ±{half:.2%})':<22} {stream.loss_rate:.2%}")
-    stream, used = run({"loss": {"model": "gilbert_elliott", "p": "5%", "r": "25%"}}, args.engine, pps=2000,
-                       count=2 * n)
+    stream, used = run(
+        {"loss": {"model": "gilbert_elliott", "p": "5%", "r": "25%"}}, args.engine, pps=2000, count=2 * n
+    )
     bursts = stream.loss_bursts()
-    print(f"{'loss gilbert_elliott p 5% r 25%':<34} {used:<10} {'16.7%, bursts 4.00':<22} "
-          f"{stream.loss_rate:.2%}, bursts {np.mean(bursts):.2f} ({len(bursts)} bursts)")
+    print(
+        f"{'loss gilbert_elliott p 5% r 25%':<34} {used:<10} {'16.7%, bursts 4.00':<22} "
+        f"{stream.loss_rate:.2%}, bursts {np.mean(bursts):.2f} ({len(bursts)} bursts)"
+    )
 
 
 if __name__ == "__main__":

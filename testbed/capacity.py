@@ -37,13 +37,25 @@ class VariantCapacity:
     capped: bool = False  # passed at the search's upper limit
 
 
-def run_trial(loaded: LoadedScenario, variant: str, calls: int, out_dir: Path, metric: str, min_mos: float,
-              impairment_engine: str | None) -> Trial:
+def run_trial(
+    loaded: LoadedScenario,
+    variant: str,
+    calls: int,
+    out_dir: Path,
+    metric: str,
+    min_mos: float,
+    impairment_engine: str | None,
+) -> Trial:
     scenario = loaded.variant(variant)
     first = scenario.calls[0].model_copy(update={"count": calls})
     scenario = scenario.model_copy(update={"calls": [first]})
-    with Lab(scenario, purpose=f"capacity {loaded.path} {variant} x{calls}", shared_dirs=[out_dir],
-             router_template=loaded.variant_templates[variant], impairment_engine=impairment_engine) as lab:
+    with Lab(
+        scenario,
+        purpose=f"capacity {loaded.path} {variant} x{calls}",
+        shared_dirs=[out_dir],
+        router_template=loaded.variant_templates[variant],
+        impairment_engine=impairment_engine,
+    ) as lab:
         Workload(lab, out_dir, timeline_templates=loaded.timeline_templates).run().save()
         (out_dir / "lab.json").write_text(json.dumps(lab.describe(), indent=1))
     scores = score_variant(out_dir, with_pesq=metric == "mos_pesq")
@@ -54,9 +66,17 @@ def run_trial(loaded: LoadedScenario, variant: str, calls: int, out_dir: Path, m
     return Trial(calls, passed, worst, connected)
 
 
-def search(loaded: LoadedScenario, variant: str, out_dir: Path, *, min_mos: float, metric: str = "mos_emodel",
-           max_calls: int = 64, impairment_engine: str | None = None,
-           progress: Callable[[str], None] = lambda message: None) -> VariantCapacity:
+def search(
+    loaded: LoadedScenario,
+    variant: str,
+    out_dir: Path,
+    *,
+    min_mos: float,
+    metric: str = "mos_emodel",
+    max_calls: int = 64,
+    impairment_engine: str | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> VariantCapacity:
     if not loaded.scenario.calls:
         raise InputError(f"{loaded.path}: capacity needs a call in 'calls' to multiply")
     result = VariantCapacity(variant, 0)
@@ -64,11 +84,15 @@ def search(loaded: LoadedScenario, variant: str, out_dir: Path, *, min_mos: floa
 
     def trial(n: int) -> bool:
         if n not in tried:
-            tried[n] = run_trial(loaded, variant, n, out_dir / variant / f"calls-{n}", metric, min_mos, impairment_engine)
+            tried[n] = run_trial(
+                loaded, variant, n, out_dir / variant / f"calls-{n}", metric, min_mos, impairment_engine
+            )
             result.trials.append(tried[n])
             t = tried[n]
-            progress(f"{variant}: {n} call(s): {'pass' if t.passed else 'fail'} (worst {metric} "
-                     f"{'-' if t.worst_mos is None else f'{t.worst_mos:.2f}'}, {t.connected} connected)")
+            progress(
+                f"{variant}: {n} call(s): {'pass' if t.passed else 'fail'} (worst {metric} "
+                f"{'-' if t.worst_mos is None else f'{t.worst_mos:.2f}'}, {t.connected} connected)"
+            )
         return tried[n].passed
 
     good, bad = 0, None

@@ -20,8 +20,12 @@ from rich.table import Table
 
 from testbed.errors import CapabilityError, InputError, TestbedError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Emulated network testbed: does a router's QoS design keep VoIP calls good?")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Emulated network testbed: does a router's QoS design keep VoIP calls good?",
+)
 images_app = typer.Typer(help="Node images for the docker backend.", no_args_is_help=True)
 lab_app = typer.Typer(no_args_is_help=True, help="Bring a scenario's network up, use it, take it down.")
 app.add_typer(lab_app, name="lab")
@@ -50,8 +54,12 @@ def reports_errors(command: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug or an environment failure: one line, exit 4, details on request
-            err.print(f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
-                      "(the testbed failed; run with TESTBED_DEBUG=1 for a traceback)", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                "(the testbed failed; run with TESTBED_DEBUG=1 for a traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
             if os.environ.get("TESTBED_DEBUG"):
                 raise
             raise typer.Exit(4) from None
@@ -65,8 +73,12 @@ def _registry():
     return Registry()
 
 
-ENGINE_OPTION = Annotated[str | None, typer.Option(
-    "--impairment-engine", help="auto (netem where the kernel has it), netem or userspace; overrides the scenario")]
+ENGINE_OPTION = Annotated[
+    str | None,
+    typer.Option(
+        "--impairment-engine", help="auto (netem where the kernel has it), netem or userspace; overrides the scenario"
+    ),
+]
 
 
 def _load(path: Path, variant: str | None):
@@ -95,8 +107,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]
             problems.extend(exc.problems)
             continue
         scenario = loaded.scenario
-        out.print(f"[green]ok[/] {path}: {scenario.name}, {len(scenario.topology.nodes)} nodes, "
-                  f"variants: {', '.join(loaded.variant_names)}", highlight=False)
+        out.print(
+            f"[green]ok[/] {path}: {scenario.name}, {len(scenario.topology.nodes)} nodes, "
+            f"variants: {', '.join(loaded.variant_names)}",
+            highlight=False,
+        )
     if problems:
         from testbed.errors import ScenarioError
 
@@ -105,8 +120,9 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]
 
 @app.command()
 @reports_errors
-def schema(router_template: Annotated[bool, typer.Option("--router-template", help="the router template format")]
-           = False) -> None:
+def schema(
+    router_template: Annotated[bool, typer.Option("--router-template", help="the router template format")] = False,
+) -> None:
     """Print the JSON Schema of scenario files (or router templates) for editors and CI checks."""
     from testbed.scenario.schema import router_template_schema, scenario_schema
 
@@ -125,20 +141,36 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
     capabilities = probe(_registry())
     missing_essential = [name for name in ESSENTIAL if not has(capabilities, name)]
     engine = impairment_engine(capabilities)
-    engine_text = {"netem": "kernel netem (sch_netem is here)",
-                   "userspace": "the userspace NFQUEUE engine (this kernel has no sch_netem)",
-                   None: "none: links can be rate-limited, not delayed or made lossy"}[engine]
+    engine_text = {
+        "netem": "kernel netem (sch_netem is here)",
+        "userspace": "the userspace NFQUEUE engine (this kernel has no sch_netem)",
+        None: "none: links can be rate-limited, not delayed or made lossy",
+    }[engine]
     netem_tests = _netem_test_location(has(capabilities, "netem"))
     if as_json:
-        print(json.dumps({"capabilities": [c.as_dict() for c in capabilities], "impairment_engine": engine,
-                          "netem_tests": netem_tests, "ready": not missing_essential}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "capabilities": [c.as_dict() for c in capabilities],
+                    "impairment_engine": engine,
+                    "netem_tests": netem_tests,
+                    "ready": not missing_essential,
+                },
+                indent=2,
+            )
+        )
     else:
         table = Table(title="testbed doctor", show_lines=False)
         for column in ("capability", "status", "detail", "without it", "how to get it"):
             table.add_column(column, overflow="fold")
         for c in capabilities:
-            table.add_row(c.name, "[green]yes[/]" if c.available else "[red]no[/]", c.detail,
-                          "" if c.available else c.disables, "" if c.available else c.remedy)
+            table.add_row(
+                c.name,
+                "[green]yes[/]" if c.available else "[red]no[/]",
+                c.detail,
+                "" if c.available else c.disables,
+                "" if c.available else c.remedy,
+            )
         out.print(table)
         out.print(f"delay/loss (impairment_engine: auto): {engine_text}", highlight=False)
         out.print(f"netem tests: {netem_tests}", highlight=False)
@@ -167,8 +199,9 @@ def run(
     scenario: Annotated[Path, typer.Argument(help="scenario file")],
     variant: Annotated[list[str] | None, typer.Option(help="run only this variant (repeatable)")] = None,
     repeat: Annotated[int, typer.Option(min=1, max=100, help="run every variant this many times")] = 1,
-    out_dir_option: Annotated[Path | None, typer.Option(
-        "--out", help="output directory (default: results/<time>-<scenario>)")] = None,
+    out_dir_option: Annotated[
+        Path | None, typer.Option("--out", help="output directory (default: results/<time>-<scenario>)")
+    ] = None,
     junit: Annotated[Path | None, typer.Option(help="also write the JUnit XML here (for CI)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print result.json instead of the table")] = False,
     impairment_engine: ENGINE_OPTION = None,
@@ -193,8 +226,15 @@ def run(
     def progress(message: str) -> None:
         err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}", highlight=False)
 
-    run_scenario(loaded, out_dir, variants=variant, repeat=repeat, impairment_engine=impairment_engine,
-                 backend=backend, progress=progress)
+    run_scenario(
+        loaded,
+        out_dir,
+        variants=variant,
+        repeat=repeat,
+        impairment_engine=impairment_engine,
+        backend=backend,
+        progress=progress,
+    )
     progress("scoring")
     result = finish(loaded, out_dir, junit=junit, progress=progress)
     _report(result, out_dir, as_json)
@@ -207,8 +247,9 @@ def _report(result: dict[str, Any], out_dir: Path, as_json: bool) -> None:
         print(json.dumps(result, indent=1))
     else:
         print_summary(result, out)
-        out.print(f"report: {out_dir / 'report.html'}  (result.json, junit.xml, audio/ and taps/ beside it)",
-                  highlight=False)
+        out.print(
+            f"report: {out_dir / 'report.html'}  (result.json, junit.xml, audio/ and taps/ beside it)", highlight=False
+        )
     if not result["verdict"]["passed"]:
         raise typer.Exit(1)
 
@@ -217,13 +258,13 @@ def _report(result: dict[str, Any], out_dir: Path, as_json: bool) -> None:
 @reports_errors
 def capacity(
     scenario: Annotated[Path, typer.Argument(help="scenario file (its first call is multiplied)")],
-    min_mos: Annotated[float, typer.Option(min=1.0, max=5.0, help="every call direction must score at least this")]
-    = 4.0,
+    min_mos: Annotated[
+        float, typer.Option(min=1.0, max=5.0, help="every call direction must score at least this")
+    ] = 4.0,
     metric: Annotated[str, typer.Option(help="mos_emodel (fast) or mos_pesq")] = "mos_emodel",
     variant: Annotated[list[str] | None, typer.Option(help="only this variant (repeatable)")] = None,
     max_calls: Annotated[int, typer.Option(min=1, max=200, help="search no higher than this")] = 64,
-    out_dir_option: Annotated[Path | None, typer.Option("--out", help="trial records (default: results/...)")]
-    = None,
+    out_dir_option: Annotated[Path | None, typer.Option("--out", help="trial records (default: results/...)")] = None,
     impairment_engine: ENGINE_OPTION = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
@@ -244,10 +285,19 @@ def capacity(
             raise InputError(f"{scenario}: no variant {name!r} (variants: {', '.join(loaded.variant_names)})")
     out_dir = out_dir_option or default_out_dir(f"{loaded.scenario.name}-capacity")
     started = time.monotonic()
-    results = [search(loaded, name, out_dir, min_mos=min_mos, metric=metric, max_calls=max_calls,
-                      impairment_engine=impairment_engine,
-                      progress=lambda m: err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {m}", highlight=False))
-               for name in names]
+    results = [
+        search(
+            loaded,
+            name,
+            out_dir,
+            min_mos=min_mos,
+            metric=metric,
+            max_calls=max_calls,
+            impairment_engine=impairment_engine,
+            progress=lambda m: err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {m}", highlight=False),
+        )
+        for name in names
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "capacity.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     if as_json:
@@ -270,8 +320,9 @@ def score(
     ta_ms: Annotated[float | None, typer.Option(help="emodel: absolute mouth-to-ear delay Ta in ms")] = None,
     loss_pct: Annotated[float | None, typer.Option(help="emodel: packet loss Ppl in percent")] = None,
     burst_ratio: Annotated[float, typer.Option(help="emodel: BurstR (1 = random loss)")] = 1.0,
-    codec: Annotated[str | None, typer.Option(help="emodel: codec whose Ie/Bpl to use (g711, g711-plc, opus, ...)")]
-    = None,
+    codec: Annotated[
+        str | None, typer.Option(help="emodel: codec whose Ie/Bpl to use (g711, g711-plc, opus, ...)")
+    ] = None,
     ie: Annotated[float | None, typer.Option(help="emodel: equipment impairment Ie (with --bpl)")] = None,
     bpl: Annotated[float | None, typer.Option(help="emodel: packet-loss robustness Bpl (with --ie)")] = None,
     wideband: Annotated[bool, typer.Option("--wideband", help="emodel: G.107.1 wideband scale")] = False,
@@ -289,18 +340,31 @@ def score(
     run_dir = Path(target)
     run_file = run_dir / "run.json"
     if not run_file.exists():
-        raise InputError(f"{run_dir}: not a run directory (no run.json); give a directory written by `testbed run` "
-                         "or 'emodel'")
+        raise InputError(
+            f"{run_dir}: not a run directory (no run.json); give a directory written by `testbed run` or 'emodel'"
+        )
     scenario_file = Path(json.loads(run_file.read_text())["scenario_file"])
     if not scenario_file.exists():
         raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
-    result = finish(load_scenario(scenario_file), run_dir, with_pesq=not no_pesq,
-                    progress=lambda message: err.print(message, highlight=False))
+    result = finish(
+        load_scenario(scenario_file),
+        run_dir,
+        with_pesq=not no_pesq,
+        progress=lambda message: err.print(message, highlight=False),
+    )
     _report(result, run_dir, as_json)
 
 
-def _score_emodel(ta_ms: float | None, loss_pct: float | None, burst_ratio: float, codec_name: str | None,
-                  ie: float | None, bpl: float | None, wideband: bool, as_json: bool) -> None:
+def _score_emodel(
+    ta_ms: float | None,
+    loss_pct: float | None,
+    burst_ratio: float,
+    codec_name: str | None,
+    ie: float | None,
+    bpl: float | None,
+    wideband: bool,
+    as_json: bool,
+) -> None:
     from testbed.scoring import emodel
     from testbed.scoring.codecs import codec as codec_params
 
@@ -313,14 +377,25 @@ def _score_emodel(ta_ms: float | None, loss_pct: float | None, burst_ratio: floa
     if codec_name is not None:
         params = codec_params(codec_name)
         ie, bpl, wideband = params.ie, params.bpl, params.wideband or wideband
-    result = emodel.rating(emodel.EModelInput(ta=ta_ms, ppl=loss_pct, burst_r=burst_ratio,
-                                              ie=ie or 0.0, bpl=bpl if bpl is not None else 1.0, wideband=wideband))
+    result = emodel.rating(
+        emodel.EModelInput(
+            ta=ta_ms,
+            ppl=loss_pct,
+            burst_r=burst_ratio,
+            ie=ie or 0.0,
+            bpl=bpl if bpl is not None else 1.0,
+            wideband=wideband,
+        )
+    )
     if as_json:
         print(json.dumps({"r": round(result.r, 4), "mos": round(result.mos, 4)}))
     else:
         scale = "G.107.1 wideband" if wideband else "G.107 narrowband"
-        out.print(f"R = {result.r:.2f}, MOS = {result.mos:.3f} ({scale}; Ta {ta_ms:g} ms, Ppl {loss_pct:g}%, "
-                  f"BurstR {burst_ratio:g}, Ie {ie or 0:g}, Bpl {bpl if bpl is not None else 1:g})", highlight=False)
+        out.print(
+            f"R = {result.r:.2f}, MOS = {result.mos:.3f} ({scale}; Ta {ta_ms:g} ms, Ppl {loss_pct:g}%, "
+            f"BurstR {burst_ratio:g}, Ie {ie or 0:g}, Bpl {bpl if bpl is not None else 1:g})",
+            highlight=False,
+        )
         for warning in result.warnings:
             err.print(f"note: {warning}", highlight=False)
 
@@ -377,16 +452,20 @@ def _engine_summary(engine: dict[str, Any]) -> str:
 @images_app.command("build")
 @reports_errors
 def images_build(
-    base: Annotated[str | None, typer.Option(help="base image (e.g. debian:bookworm-slim from your registry); "
-                                             "default: a local Debian bookworm made with mmdebstrap")] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="base image (e.g. debian:bookworm-slim from your registry); "
+            "default: a local Debian bookworm made with mmdebstrap"
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even when the image is current")] = False,
 ) -> None:
     """Build the node image (and, without --base, a local Debian base), offline from a host wheelhouse."""
     _require_root()
     from testbed.images import build_images
 
-    info = build_images(base, progress=lambda message: err.print(message, highlight=False, markup=False),
-                        force=force)
+    info = build_images(base, progress=lambda message: err.print(message, highlight=False, markup=False), force=force)
     out.print(f"node image ready: {info}", highlight=False)
 
 
@@ -396,8 +475,7 @@ def lab_up(
     scenario: Annotated[Path, typer.Argument(help="scenario file")],
     variant: Annotated[str | None, typer.Option(help="variant to build (default: the first)")] = None,
     backend: Annotated[str | None, typer.Option(help="netns (default) or docker")] = None,
-    foreground: Annotated[bool, typer.Option("--foreground", help="hold the lab until Ctrl-C, then remove it")]
-    = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="hold the lab until Ctrl-C, then remove it")] = False,
     impairment_engine: ENGINE_OPTION = None,
 ) -> None:
     """Build a scenario's lab and print its nodes and addresses; it stays until `testbed lab down RUN`."""
@@ -405,16 +483,25 @@ def lab_up(
     from testbed.lab import Lab
 
     loaded, effective, name = _load(scenario, variant)
-    with Lab(effective, backend=backend, keep=not foreground, purpose=f"lab up {scenario}",
-             router_template=loaded.variant_templates[name], impairment_engine=impairment_engine) as lab:
+    with Lab(
+        effective,
+        backend=backend,
+        keep=not foreground,
+        purpose=f"lab up {scenario}",
+        router_template=loaded.variant_templates[name],
+        impairment_engine=impairment_engine,
+    ) as lab:
         _print_lab(lab.describe(), lab.run_id)
         if foreground:
             out.print(f"lab {lab.run_id} is up; Ctrl-C removes it", highlight=False)
             sys.stdout.flush()
             signal.pause()
         else:
-            out.print(f"run id [bold]{lab.run_id}[/]: `testbed lab exec {lab.run_id} NODE -- CMD`, "
-                      f"`testbed lab down {lab.run_id}`", highlight=False)
+            out.print(
+                f"run id [bold]{lab.run_id}[/]: `testbed lab exec {lab.run_id} NODE -- CMD`, "
+                f"`testbed lab down {lab.run_id}`",
+                highlight=False,
+            )
 
 
 @lab_app.command("down")
@@ -446,8 +533,7 @@ def lab_list() -> None:
         table.add_column(column)
     for record in registry.runs():
         state = "kept" if record.kept else ("running" if record.owner_alive() else "stale (testbed cleanup)")
-        table.add_row(record.run_id, record.purpose, record.backend, state,
-                      ", ".join(record.info.get("nodes", {})))
+        table.add_row(record.run_id, record.purpose, record.backend, state, ", ".join(record.info.get("nodes", {})))
     out.print(table)
 
 
@@ -494,8 +580,13 @@ def lab_check(
 
     loaded, effective, name = _load(scenario, variant)
     failures = 0
-    with Lab(effective, backend=backend, purpose=f"lab check {scenario}",
-             router_template=loaded.variant_templates[name], impairment_engine=impairment_engine) as lab:
+    with Lab(
+        effective,
+        backend=backend,
+        purpose=f"lab check {scenario}",
+        router_template=loaded.variant_templates[name],
+        impairment_engine=impairment_engine,
+    ) as lab:
         hosts = [name for name, kind in lab.plan.nodes.items() if kind == "host"]
         table = Table(title=f"UDP reachability in {effective.name} (lab up in {lab.up_seconds * 1000:.0f} ms)")
         table.add_column("from \\ to")
@@ -507,8 +598,13 @@ def lab_check(
                 if source == destination:
                     cells.append("-")
                     continue
-                result = udp_probe(lab.node(source).netns_path, lab.node(destination).netns_path,
-                                   str(lab.plan.address(destination)), source=source, destination=destination)
+                result = udp_probe(
+                    lab.node(source).netns_path,
+                    lab.node(destination).netns_path,
+                    str(lab.plan.address(destination)),
+                    source=source,
+                    destination=destination,
+                )
                 failures += not result.received
                 cells.append(f"[green]{result.hops} hop(s)[/]" if result.received else "[red]lost[/]")
             table.add_row(source, *cells)

@@ -58,8 +58,9 @@ LOCK_PATH = Path(tempfile.gettempdir()) / "voip-testbed-images.lock"
 # what goes into the project wheel, relative to the repository root
 SOURCE_FILES = ("pyproject.toml", "README.md", "setup.cfg", "setup.py", "MANIFEST.in")
 SOURCE_PACKAGE = "testbed"
-HOW_TO_GET_DOCKER = ("install and start one: sudo containers/provision-docker.sh (Debian's docker.io), "
-                     "or systemctl start docker")
+HOW_TO_GET_DOCKER = (
+    "install and start one: sudo containers/provision-docker.sh (Debian's docker.io), or systemctl start docker"
+)
 
 Progress = Callable[[str], None]
 NOTHING_TO_BUILD = "nothing to build"
@@ -92,8 +93,10 @@ class ImageInfo:
     def __str__(self) -> str:
         state = "built" if self.rebuilt else "up to date"
         steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in self.timings.items())
-        return (f"{self.name} {self.id[7:19]} ({state}{'; ' + steps if steps else ''}): "
-                f"{self.size_bytes / 1e6:.0f} MB, voip-testbed {self.version}, base {self.base}")
+        return (
+            f"{self.name} {self.id[7:19]} ({state}{'; ' + steps if steps else ''}): "
+            f"{self.size_bytes / 1e6:.0f} MB, voip-testbed {self.version}, base {self.base}"
+        )
 
 
 # ------------------------------------------------------------------ public API
@@ -141,7 +144,8 @@ def build_images(base: str | None, progress: Progress, *, force: bool = False) -
         raise CapabilityError(
             f"the node image runs Debian bookworm's Python {BASE_PYTHON_VERSION} and installs wheels built by "
             f"this Python ({PYTHON_VERSION}): run testbed from a Python {BASE_PYTHON_VERSION} environment, or "
-            f"pass --base an image whose python3 is {PYTHON_VERSION}")
+            f"pass --base an image whose python3 is {PYTHON_VERSION}"
+        )
     engine = _engine(timeout=BUILD_TIMEOUT_S)
     timings: dict[str, float] = {}
     with _lock(progress):
@@ -170,8 +174,18 @@ def build_images(base: str | None, progress: Progress, *, force: bool = False) -
             timings["wheelhouse"] = time.monotonic() - started
             shutil.copy2(source / "containers" / "Dockerfile", context / "Dockerfile")
             started = time.monotonic()
-            image = _docker_build(engine, context, base_ref, base_image.id, digest, deps_hash,
-                                  offline=base is None, nocache=force, progress=progress, root=source)
+            image = _docker_build(
+                engine,
+                context,
+                base_ref,
+                base_image.id,
+                digest,
+                deps_hash,
+                offline=base is None,
+                nocache=force,
+                progress=progress,
+                root=source,
+            )
             timings["node"] = time.monotonic() - started
         _remove_stale(engine, existing, image, deps_hash, progress)
         info = _info(image, base_ref, base_image.id, True, base_rebuilt, timings)
@@ -185,7 +199,8 @@ def repo_root() -> Path:
     if not (root / "containers" / "Dockerfile").is_file() or not (root / "pyproject.toml").is_file():
         raise CapabilityError(
             f"building images needs the project's source checkout (containers/Dockerfile, pyproject.toml), "
-            f"found none at {root}: run testbed from a clone installed with `pip install -e .`")
+            f"found none at {root}: run testbed from a clone installed with `pip install -e .`"
+        )
     return root
 
 
@@ -238,14 +253,17 @@ def _ensure_base(engine: Any, root: Path, progress: Progress, timings: dict[str,
         return False
     why = "missing" if image is None else "out of date (containers/build-base.sh changed)"
     if os.geteuid() != 0:
-        raise CapabilityError(f"the base image {BASE_IMAGE} is {why} and building it needs root: "
-                              "run as root (sudo), or pass --base IMAGE (e.g. debian:bookworm-slim from a registry)")
+        raise CapabilityError(
+            f"the base image {BASE_IMAGE} is {why} and building it needs root: "
+            "run as root (sudo), or pass --base IMAGE (e.g. debian:bookworm-slim from a registry)"
+        )
     for tool, package in (("mmdebstrap", "mmdebstrap"), ("docker", "docker.io")):
         if shutil.which(tool) is None:
             raise CapabilityError(
                 f"the base image {BASE_IMAGE} is {why} and building it needs {tool}: apt-get install {package} "
                 "(or sudo containers/provision-docker.sh), or pass --base IMAGE (e.g. debian:bookworm-slim "
-                "from a registry)")
+                "from a registry)"
+            )
     progress(f"base image {BASE_IMAGE} is {why}: building it with {script.relative_to(root)} (about 30-60 s)")
     started = time.monotonic()
     lines = _stream(["bash", str(script), BASE_IMAGE], progress)
@@ -273,7 +291,8 @@ def _resolve_base(engine: Any, ref: str, progress: Progress) -> Any:
     except docker.errors.APIError as exc:
         raise CapabilityError(
             f"base image {ref} is not here and cannot be pulled ({exc.explanation or exc}): pull or load it "
-            "into the engine, or build without --base to make a local Debian base with mmdebstrap") from None
+            "into the engine, or build without --base to make a local Debian base with mmdebstrap"
+        ) from None
 
 
 def _snapshot(root: Path, dest: Path) -> Path:
@@ -293,17 +312,34 @@ def _wheelhouse(source: Path, tmp: Path, wheelhouse: Path, progress: Progress) -
     constraints.write_text("".join(f"{pin}\n" for pin in pins))
     built = tmp / "wheels"
     progress(f"wheelhouse: pip wheel of the project and its dependencies ({len(pins)} pinned to this environment)")
-    command = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--quiet",
-               "--wheel-dir", str(built), "--constraint", str(constraints), str(source)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+        "--wheel-dir",
+        str(built),
+        "--constraint",
+        str(constraints),
+        str(source),
+    ]
     result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
-        lines = [line for line in (result.stdout + result.stderr).splitlines()
-                 if line.strip() and not line.startswith("WARNING: Location")]
+        lines = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.strip() and not line.startswith("WARNING: Location")
+        ]
         if "No module named pip" in result.stderr:
-            raise CapabilityError(f"{sys.executable} has no pip; the wheelhouse is built with it: "
-                                  f"{sys.executable} -m ensurepip")
-        raise ImageBuildError("building the wheelhouse failed (pip wheel; dependencies come from PyPI):\n"
-                              + "\n".join(lines[-12:]))
+            raise CapabilityError(
+                f"{sys.executable} has no pip; the wheelhouse is built with it: {sys.executable} -m ensurepip"
+            )
+        raise ImageBuildError(
+            "building the wheelhouse failed (pip wheel; dependencies come from PyPI):\n" + "\n".join(lines[-12:])
+        )
     deps, project = wheelhouse / "deps", wheelhouse / "project"
     deps.mkdir(parents=True)
     project.mkdir(parents=True)
@@ -323,8 +359,19 @@ def _wheelhouse(source: Path, tmp: Path, wheelhouse: Path, progress: Progress) -
     return deps_digest.hexdigest()
 
 
-def _docker_build(engine: Any, context: Path, base_ref: str, base_id: str, digest: str, deps_hash: str, *,
-                  offline: bool, nocache: bool, progress: Progress, root: Path) -> Any:
+def _docker_build(
+    engine: Any,
+    context: Path,
+    base_ref: str,
+    base_id: str,
+    digest: str,
+    deps_hash: str,
+    *,
+    offline: bool,
+    nocache: bool,
+    progress: Progress,
+    root: Path,
+) -> Any:
     import docker
 
     version = _project_version(root)
@@ -347,14 +394,23 @@ def _docker_build(engine: Any, context: Path, base_ref: str, base_id: str, diges
     image_id = None
     try:
         stream = engine.api.build(
-            path=str(context), tag=NODE_IMAGE, rm=True, forcerm=True, pull=False, nocache=nocache, decode=True,
-            network_mode=network, labels=labels,
-            buildargs={"BASE_IMAGE": base_ref, "PYTHON_VERSION": PYTHON_VERSION, "DEPS_HASH": deps_hash})
+            path=str(context),
+            tag=NODE_IMAGE,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            nocache=nocache,
+            decode=True,
+            network_mode=network,
+            labels=labels,
+            buildargs={"BASE_IMAGE": base_ref, "PYTHON_VERSION": PYTHON_VERSION, "DEPS_HASH": deps_hash},
+        )
         for chunk in stream:
             if "error" in chunk or "errorDetail" in chunk:
                 message = chunk.get("error") or chunk["errorDetail"].get("message", "")
-                raise ImageBuildError(f"docker build of {NODE_IMAGE} failed: {message.strip()}\n"
-                                      + "\n".join(output[-12:]))
+                raise ImageBuildError(
+                    f"docker build of {NODE_IMAGE} failed: {message.strip()}\n" + "\n".join(output[-12:])
+                )
             for line in ANSI.sub("", str(chunk.get("stream", ""))).splitlines():
                 if line.strip():
                     output.append(line.rstrip())
@@ -370,8 +426,10 @@ def _docker_build(engine: Any, context: Path, base_ref: str, base_id: str, diges
     try:
         return engine.images.get(NODE_IMAGE)
     except docker.errors.ImageNotFound:
-        raise ImageBuildError(f"docker build reported no error but there is no {NODE_IMAGE} "
-                              f"(last image {image_id}):\n" + "\n".join(output[-12:])) from None
+        raise ImageBuildError(
+            f"docker build reported no error but there is no {NODE_IMAGE} "
+            f"(last image {image_id}):\n" + "\n".join(output[-12:])
+        ) from None
 
 
 def _remove_stale(engine: Any, old: Any, new: Any, deps_hash: str, progress: Progress) -> None:
@@ -413,8 +471,9 @@ def _engine(timeout: int) -> Any:
     except Exception as exc:  # DockerException, requests' errors, PermissionError: all mean no usable engine
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         if "Permission denied" in reason:
-            raise CapabilityError(f"no access to the Docker engine ({reason}): run as root (sudo) or join the "
-                                  "docker group") from None
+            raise CapabilityError(
+                f"no access to the Docker engine ({reason}): run as root (sudo) or join the docker group"
+            ) from None
         raise CapabilityError(f"no Docker engine answers ({reason}): {HOW_TO_GET_DOCKER}") from None
 
 
@@ -427,21 +486,34 @@ def _image(engine: Any, ref: str) -> Any:
         return None
 
 
-def _info(image: Any, base: str, base_id: str, rebuilt: bool, base_rebuilt: bool,
-          timings: dict[str, float]) -> ImageInfo:
+def _info(
+    image: Any, base: str, base_id: str, rebuilt: bool, base_rebuilt: bool, timings: dict[str, float]
+) -> ImageInfo:
     labels = image.labels or {}
-    return ImageInfo(name=NODE_IMAGE, id=image.id, size_bytes=int(image.attrs.get("Size", 0)), base=base,
-                     base_id=base_id, version=labels.get(LABEL + "version", "?"),
-                     source_hash=labels.get(SOURCE_HASH_LABEL, ""), rebuilt=rebuilt, base_rebuilt=base_rebuilt,
-                     timings=dict(timings))
+    return ImageInfo(
+        name=NODE_IMAGE,
+        id=image.id,
+        size_bytes=int(image.attrs.get("Size", 0)),
+        base=base,
+        base_id=base_id,
+        version=labels.get(LABEL + "version", "?"),
+        source_hash=labels.get(SOURCE_HASH_LABEL, ""),
+        rebuilt=rebuilt,
+        base_rebuilt=base_rebuilt,
+        timings=dict(timings),
+    )
 
 
 def _source_paths(root: Path) -> list[Path]:
     paths = [root / name for name in SOURCE_FILES if (root / name).is_file()]
     for path in sorted((root / SOURCE_PACKAGE).rglob("*")):
         relative = path.relative_to(root).parts
-        if path.is_file() and "__pycache__" not in relative and path.suffix not in (".pyc", ".pyo") \
-                and not any(part.endswith(".egg-info") for part in relative):
+        if (
+            path.is_file()
+            and "__pycache__" not in relative
+            and path.suffix not in (".pyc", ".pyo")
+            and not any(part.endswith(".egg-info") for part in relative)
+        ):
             paths.append(path)
     return paths
 
@@ -454,7 +526,7 @@ def _project_version(root: Path) -> str:
 def _shorten(line: str, width: int = 110) -> str:
     """A build step's instruction on one readable line (RUN steps are long shell scripts)."""
     line = re.sub(r"\s{2,}", " ", line)
-    return line if len(line) <= width or not line.startswith("Step ") else line[:width - 3] + "..."
+    return line if len(line) <= width or not line.startswith("Step ") else line[: width - 3] + "..."
 
 
 def _normalize(name: str) -> str:
@@ -508,10 +580,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.images", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="make the node image current")
-    build.add_argument("--base", help="base image whose python3 is this Python's version "
-                                      "(default: a local Debian bookworm made with mmdebstrap)")
-    build.add_argument("--force", action="store_true",
-                       help="rebuild the wheelhouse and node image without cache, even when current")
+    build.add_argument(
+        "--base",
+        help="base image whose python3 is this Python's version "
+        "(default: a local Debian bookworm made with mmdebstrap)",
+    )
+    build.add_argument(
+        "--force", action="store_true", help="rebuild the wheelhouse and node image without cache, even when current"
+    )
     build.add_argument("--quiet", action="store_true", help="print nothing when the image is current")
     commands.add_parser("status", help="exit 0 when the node image is current, 1 when not")
     args = parser.parse_args(argv)
@@ -520,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             present, current = node_image_present(), node_image_current()
             print(f"{NODE_IMAGE}: " + ("current" if current else "stale" if present else "missing"))
             return 0 if current else 1
+
         def progress(line: str) -> None:
             if not (args.quiet and line.endswith(NOTHING_TO_BUILD)):
                 print(line, flush=True)

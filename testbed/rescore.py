@@ -62,19 +62,37 @@ def score_call(call: dict[str, Any], taps: dict[str, str], variant_dir: Path, wi
         params = codec_params(call["codec"])
         clip_rate = 16000 if params.wideband else 8000
         score: DirectionScore = score_direction(
-            call["codec"], sent, _tap_arrivals(taps, call[receiver_side], ssrc),
-            ReceivedPackets.from_npz(np.load(receiver["received_file"])), load_clip(sender["clip"], clip_rate),
-            clip_rate, sender.get("clip_frames"), with_pesq=with_pesq)
+            call["codec"],
+            sent,
+            _tap_arrivals(taps, call[receiver_side], ssrc),
+            ReceivedPackets.from_npz(np.load(receiver["received_file"])),
+            load_clip(sender["clip"], clip_rate),
+            clip_rate,
+            sender.get("clip_frames"),
+            with_pesq=with_pesq,
+        )
         if score.audio is not None and len(score.audio):
-            write_wav(variant_dir / "audio" / f"{call['id']}-{call[sender_side]}-to-{call[receiver_side]}.wav",
-                      score.audio, score.audio_rate)
+            write_wav(
+                variant_dir / "audio" / f"{call['id']}-{call[sender_side]}-to-{call[receiver_side]}.wav",
+                score.audio,
+                score.audio_rate,
+            )
         directions[label] = score.as_dict()
-    return {"id": call["id"], "name": call["name"], "outcome": call["outcome"], "reason": call["reason"],
-            "setup_s": call["setup_s"], "codec": call["codec"], "dscp": call["dscp"], "directions": directions}
+    return {
+        "id": call["id"],
+        "name": call["name"],
+        "outcome": call["outcome"],
+        "reason": call["reason"],
+        "setup_s": call["setup_s"],
+        "codec": call["codec"],
+        "dscp": call["dscp"],
+        "directions": directions,
+    }
 
 
-def score_variant(variant_dir: Path, with_pesq: bool = True,
-                  progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+def score_variant(
+    variant_dir: Path, with_pesq: bool = True, progress: Callable[[str], None] = lambda message: None
+) -> dict[str, Any]:
     workload_file = variant_dir / "workload.json"
     if not workload_file.exists():
         raise InputError(f"{variant_dir}: no workload.json (not a variant directory of a `testbed run`)")

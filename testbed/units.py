@@ -13,10 +13,17 @@ _NUMBER = r"(?P<num>\d+(?:\.\d*)?|\.\d+)"
 # Rates are bits per second. Unlike tc (where "mbps" means megabytes), "mbps" here means megabits,
 # as ISPs and dialer vendors write it.
 _RATE_UNITS = {
-    "bit": 1, "bps": 1,
-    "kbit": 1e3, "kbps": 1e3, "k": 1e3,
-    "mbit": 1e6, "mbps": 1e6, "m": 1e6,
-    "gbit": 1e9, "gbps": 1e9, "g": 1e9,
+    "bit": 1,
+    "bps": 1,
+    "kbit": 1e3,
+    "kbps": 1e3,
+    "k": 1e3,
+    "mbit": 1e6,
+    "mbps": 1e6,
+    "m": 1e6,
+    "gbit": 1e9,
+    "gbps": 1e9,
+    "g": 1e9,
 }
 _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0}
 _SIZE_UNITS = {"b": 1, "kb": 1000, "k": 1000, "kib": 1024, "mb": 1_000_000, "mib": 1 << 20}
@@ -27,13 +34,30 @@ PERCENT_EXAMPLES = "e.g. 0.5%, 25%"
 SIZE_EXAMPLES = "e.g. 1200B, 64kb, 1mib"
 
 DSCP_NAMES: dict[str, int] = {
-    "BE": 0, "DF": 0, "CS0": 0,
-    "CS1": 8, "AF11": 10, "AF12": 12, "AF13": 14,
-    "CS2": 16, "AF21": 18, "AF22": 20, "AF23": 22,
-    "CS3": 24, "AF31": 26, "AF32": 28, "AF33": 30,
-    "CS4": 32, "AF41": 34, "AF42": 36, "AF43": 38,
-    "CS5": 40, "VA": 44, "EF": 46,
-    "CS6": 48, "CS7": 56,
+    "BE": 0,
+    "DF": 0,
+    "CS0": 0,
+    "CS1": 8,
+    "AF11": 10,
+    "AF12": 12,
+    "AF13": 14,
+    "CS2": 16,
+    "AF21": 18,
+    "AF22": 20,
+    "AF23": 22,
+    "CS3": 24,
+    "AF31": 26,
+    "AF32": 28,
+    "AF33": 30,
+    "CS4": 32,
+    "AF41": 34,
+    "AF42": 36,
+    "AF43": 38,
+    "CS5": 40,
+    "VA": 44,
+    "EF": 46,
+    "CS6": 48,
+    "CS7": 56,
 }
 
 
@@ -114,9 +138,7 @@ def parse_dscp(value: object) -> int:
             return parse_dscp(int(name))
         if name in DSCP_NAMES:
             return DSCP_NAMES[name]
-    raise ValueError(
-        f"{value!r} is not a DSCP value; use 0-63 or one of {', '.join(sorted(set(DSCP_NAMES)))}"
-    )
+    raise ValueError(f"{value!r} is not a DSCP value; use 0-63 or one of {', '.join(sorted(set(DSCP_NAMES)))}")
 
 
 def format_rate(bits_per_second: float) -> str:

@@ -36,8 +36,10 @@ def client():
         engine.ping()
         return engine
     except Exception as exc:  # the SDK raises several kinds; all mean no usable engine
-        raise CapabilityError(f"the docker backend needs a running Docker engine ({type(exc).__name__}): "
-                              "apt-get install docker.io and start dockerd (containers/provision-docker.sh)") from None
+        raise CapabilityError(
+            f"the docker backend needs a running Docker engine ({type(exc).__name__}): "
+            "apt-get install docker.io and start dockerd (containers/provision-docker.sh)"
+        ) from None
 
 
 @dataclass
@@ -58,8 +60,9 @@ class DockerNode:
         return subprocess.Popen(["docker", "exec", *interactive, self.container, *argv], **kwargs)
 
     def run(self, argv: Sequence[str], timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "exec", self.container, *argv], capture_output=True, text=True,
-                              timeout=timeout, **kwargs)
+        return subprocess.run(
+            ["docker", "exec", self.container, *argv], capture_output=True, text=True, timeout=timeout, **kwargs
+        )
 
 
 class DockerBackend:
@@ -90,10 +93,18 @@ class DockerBackend:
             directory.mkdir(parents=True, exist_ok=True)
         try:
             container = self.engine.containers.run(
-                self.image, ["sleep", "infinity"], name=container_name, detach=True, network_mode="none",
-                cap_add=["NET_ADMIN"], init=True, sysctls=node_sysctls(kind), hostname=name.replace("_", "-"),
+                self.image,
+                ["sleep", "infinity"],
+                name=container_name,
+                detach=True,
+                network_mode="none",
+                cap_add=["NET_ADMIN"],
+                init=True,
+                sysctls=node_sysctls(kind),
+                hostname=name.replace("_", "-"),
                 labels={RUN_LABEL: run.run_id, NODE_LABEL: name},
-                volumes={str(d): {"bind": str(d), "mode": "rw"} for d in self.shared_dirs})
+                volumes={str(d): {"bind": str(d), "mode": "rw"} for d in self.shared_dirs},
+            )
         except docker.errors.ImageNotFound:
             raise CapabilityError(f"no image {self.image}: build it with `testbed images build`") from None
         except docker.errors.APIError as exc:

@@ -49,10 +49,23 @@ def _loss_arguments(loss: LossSpec) -> list[str]:
         return arguments + ([_percent(loss.correlation)] if loss.correlation else [])
     if loss.model == "gilbert_elliott":
         # netem's gemodel: p, r, 1-h (loss in bad state), 1-k (loss in good state)
-        return ["loss", "gemodel", _percent(loss.p or 0), _percent(loss.r or 0),
-                _percent(loss.loss_bad), _percent(loss.loss_good)]
-    return ["loss", "state", _percent(loss.p13 or 0), _percent(loss.p31 or 0), _percent(loss.p32),
-            _percent(loss.p23), _percent(loss.p14)]
+        return [
+            "loss",
+            "gemodel",
+            _percent(loss.p or 0),
+            _percent(loss.r or 0),
+            _percent(loss.loss_bad),
+            _percent(loss.loss_good),
+        ]
+    return [
+        "loss",
+        "state",
+        _percent(loss.p13 or 0),
+        _percent(loss.p31 or 0),
+        _percent(loss.p32),
+        _percent(loss.p23),
+        _percent(loss.p14),
+    ]
 
 
 def netem_arguments(impairment: Impairment, limit: int) -> list[str]:
@@ -94,8 +107,9 @@ def netem_works(namespace: Path) -> bool:
     process = netns.popen(namespace, add, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if process.wait(timeout=10) != 0:
         return False
-    netns.popen(namespace, ["tc", "qdisc", "del", "dev", "lo", "root"], stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL).wait(timeout=10)
+    netns.popen(
+        namespace, ["tc", "qdisc", "del", "dev", "lo", "root"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ).wait(timeout=10)
     return True
 
 
@@ -105,7 +119,8 @@ def require_netem(needs: bool, netem_available: bool, where: str) -> None:
             f"{where} needs sch_netem (delay, jitter, loss, reorder, duplicate or corrupt), which this kernel "
             "lacks: install your distribution's full kernel modules (e.g. linux-modules-extra-$(uname -r)) "
             "or use a stock kernel, or let the userspace engine do it (impairment_engine: userspace or auto, "
-            "`--impairment-engine`); rate-only links work without it (`testbed doctor` shows what is missing)")
+            "`--impairment-engine`); rate-only links work without it (`testbed doctor` shows what is missing)"
+        )
 
 
 def handle_text(handle: int) -> str:
@@ -113,16 +128,28 @@ def handle_text(handle: int) -> str:
     return f"{handle >> 16:x}:{handle & 0xFFFF:x}"
 
 
-def install_leaf(ipr: IPRoute, namespace: Path, ifname: str, parent: int, handle: int,
-                 impairment: Impairment, queue_limit: int) -> None:
+def install_leaf(
+    ipr: IPRoute, namespace: Path, ifname: str, parent: int, handle: int, impairment: Impairment, queue_limit: int
+) -> None:
     """The queue under an HTB class: pfifo with the queue limit, or netem when the direction needs it."""
     if not impairment.needs_netem():
         index = ipr.link_lookup(ifname=ifname)[0]
         ipr.tc("replace", "pfifo", index, handle, parent=parent, limit=queue_limit)
         return
     limit = netem_queue_limit(impairment.model_copy(update={"queue_limit": queue_limit}))
-    command = ["tc", "qdisc", "replace", "dev", ifname, "parent", handle_text(parent), "handle",
-               handle_text(handle), "netem", *netem_arguments(impairment, limit)]
+    command = [
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        ifname,
+        "parent",
+        handle_text(parent),
+        "handle",
+        handle_text(handle),
+        "netem",
+        *netem_arguments(impairment, limit),
+    ]
     process = netns.popen(namespace, command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = process.communicate(timeout=10)
     if process.returncode != 0 and "qdisc kind is unknown" in output:
@@ -147,7 +174,18 @@ def apply(ipr: IPRoute, namespace: Path, ifname: str, impairment: Impairment) ->
     rate = impairment.rate or LINE_RATE
     burst = impairment.burst or burst_bytes(rate)
     ipr.tc("replace", "htb", index, ROOT_HANDLE, default=0x10)  # in place: a timeline change keeps the queue
-    ipr.tc("replace-class", "htb", index, CLASS_ID, parent=ROOT_HANDLE, rate=f"{rate}bit", ceil=f"{rate}bit",
-           burst=burst, cburst=burst, prio=0)
-    install_leaf(ipr, namespace, ifname, CLASS_ID, LEAF_HANDLE, impairment,
-                 impairment.queue_limit or DEFAULT_QUEUE_LIMIT)
+    ipr.tc(
+        "replace-class",
+        "htb",
+        index,
+        CLASS_ID,
+        parent=ROOT_HANDLE,
+        rate=f"{rate}bit",
+        ceil=f"{rate}bit",
+        burst=burst,
+        cburst=burst,
+        prio=0,
+    )
+    install_leaf(
+        ipr, namespace, ifname, CLASS_ID, LEAF_HANDLE, impairment, impairment.queue_limit or DEFAULT_QUEUE_LIMIT
+    )

@@ -11,8 +11,8 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -71,7 +71,7 @@ ENGINE_FAILED_SIGNAL = signal.SIGUSR1  # the watchdog's way to interrupt whateve
 
 
 @contextmanager
-def engine_failures_raise(lab: "Lab") -> Iterator[None]:
+def engine_failures_raise(lab: Lab) -> Iterator[None]:
     """While inside, the lab's watchdog can raise EngineFailed in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -188,7 +188,8 @@ class Lab:
             for segment in self.plan.segments.values():
                 if segment.switched:
                     self.nodes[switch_name(segment.name)] = backend.create_node(
-                        self.run, switch_name(segment.name), "switch")
+                        self.run, switch_name(segment.name), "switch"
+                    )
             for node in self.nodes.values():
                 links.bring_up_loopback(self.netlink, node)
             for segment in self.plan.segments.values():
@@ -229,8 +230,9 @@ class Lab:
             record = self.registry.load(self.run.run_id) or self.run
             removal = remove_run(self.registry, record)
             if removal.failed:
-                raise LabError(f"teardown of run {record.run_id} incomplete ({'; '.join(removal.failed)}); "
-                               "run `testbed cleanup`")
+                raise LabError(
+                    f"teardown of run {record.run_id} incomplete ({'; '.join(removal.failed)}); run `testbed cleanup`"
+                )
             self.run = None
 
     def apply_impairments(self, per_link: dict[str, dict[str, Impairment]]) -> None:
@@ -252,8 +254,9 @@ class Lab:
             return False
         if impairment.trace:
             if self.engine_choice == "netem":
-                raise InputError("a link 'trace' is replayed by the userspace engine only; use impairment_engine "
-                                 "auto or userspace")
+                raise InputError(
+                    "a link 'trace' is replayed by the userspace engine only; use impairment_engine auto or userspace"
+                )
             return True
         if self.engine_choice == "auto":
             if self.kernel_netem is None:
@@ -326,8 +329,11 @@ class Lab:
                 kernel_parts[link] = self._engine_for(node_name, link, impairment)
         self.router_template = template
         self.class_names[node_name] = qos.apply_router(
-            self.netlink(node.netns_path), qos.RouterSides(node_name, node.netns_path, dict(sides)), template,
-            kernel_parts)
+            self.netlink(node.netns_path),
+            qos.RouterSides(node_name, node.netns_path, dict(sides)),
+            template,
+            kernel_parts,
+        )
 
     # ------------------------------------------------------------ description
 
@@ -335,8 +341,12 @@ class Lab:
         """Nodes, their namespaces and addresses: what `testbed lab up` prints and `lab exec` needs."""
         router = None
         if self.router is not None and self.router_template is not None:
-            router = {"node": self.router[0], "sides": self.router[1], "template": self.router_template.description,
-                      "classes": self.class_names.get(self.router[0], {})}
+            router = {
+                "node": self.router[0],
+                "sides": self.router[1],
+                "template": self.router_template.description,
+                "classes": self.class_names.get(self.router[0], {}),
+            }
         vpn = tunnels.plan_tunnels(self.scenario.topology, self.plan)
         return {
             "scenario": self.scenario.name,
@@ -352,8 +362,10 @@ class Lab:
                 name: {
                     "kind": node.kind,
                     "netns": str(node.netns_path),
-                    "interfaces": {**{i.ifname: str(i.address) for i in self.plan.node_interfaces(name)},
-                                   **{t.name: str(end.address) for t in vpn for end in t.ends if end.node == name}},
+                    "interfaces": {
+                        **{i.ifname: str(i.address) for i in self.plan.node_interfaces(name)},
+                        **{t.name: str(end.address) for t in vpn for end in t.ends if end.node == name},
+                    },
                 }
                 for name, node in self.nodes.items()
             },

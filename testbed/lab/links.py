@@ -47,8 +47,13 @@ def bring_up_loopback(netlink: Netlink, node: Node) -> None:
 
 def _veth(netlink: Netlink, a: Node, a_ifname: str, b: Node, b_ifname: str, mtu: int) -> None:
     ipr = netlink(a.netns_path)
-    ipr.link("add", ifname=a_ifname, kind="veth", mtu=mtu,
-             peer={"ifname": b_ifname, "net_ns_fd": str(b.netns_path), "mtu": mtu})
+    ipr.link(
+        "add",
+        ifname=a_ifname,
+        kind="veth",
+        mtu=mtu,
+        peer={"ifname": b_ifname, "net_ns_fd": str(b.netns_path), "mtu": mtu},
+    )
 
 
 def wire_segment(netlink: Netlink, segment: Segment, nodes: dict[str, Node], switch: Node | None) -> None:

@@ -77,24 +77,58 @@ class ProbeStream:
         return int(np.sum(order < np.maximum.accumulate(order)))
 
 
-def probe_stream(sender: RunsProcesses, receiver: RunsProcesses, address: str, workdir: Path, *,
-                 pps: float = 1000, count: int = 5000, size: int = 200, dscp: int = 0, port: int = 5002,
-                 idle: float = 2.0, source_port: int = 0, warmup: bool = False) -> ProbeStream:
+def probe_stream(
+    sender: RunsProcesses,
+    receiver: RunsProcesses,
+    address: str,
+    workdir: Path,
+    *,
+    pps: float = 1000,
+    count: int = 5000,
+    size: int = 200,
+    dscp: int = 0,
+    port: int = 5002,
+    idle: float = 2.0,
+    source_port: int = 0,
+    warmup: bool = False,
+) -> ProbeStream:
     """Send ``count`` datagrams of ``size`` bytes at ``pps`` from sender to ``address`` and measure them.
 
     ``warmup``: first send 3 datagrams the receiver ignores and wait 0.5 s, so every hop has resolved
     its neighbour (they do count in tc counters and engine statistics)."""
     out = workdir / f"probe-{port}-{time.monotonic_ns()}.npz"
-    receiving = receiver.popen([getattr(receiver, "python", sys.executable), "-m", "testbed.lab.measure", "receive",
-                                str(port), str(out),
-                                str(idle)], stdout=subprocess.PIPE, text=True)
+    receiving = receiver.popen(
+        [
+            getattr(receiver, "python", sys.executable),
+            "-m",
+            "testbed.lab.measure",
+            "receive",
+            str(port),
+            str(out),
+            str(idle),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         if receiving.stdout is None or receiving.stdout.readline().strip() != "ready":
             raise RuntimeError("probe receiver did not start")
-        sending = sender.popen([getattr(sender, "python", sys.executable), "-m", "testbed.lab.measure", "send", address,
-                                str(port),
-                                str(pps), str(count), str(size), str(dscp), str(source_port),
-                                str(int(warmup))])
+        sending = sender.popen(
+            [
+                getattr(sender, "python", sys.executable),
+                "-m",
+                "testbed.lab.measure",
+                "send",
+                address,
+                str(port),
+                str(pps),
+                str(count),
+                str(size),
+                str(dscp),
+                str(source_port),
+                str(int(warmup)),
+            ]
+        )
         sending.wait(timeout=count / pps * 3 + 60)
         receiving.wait(timeout=idle + 60)
     finally:
@@ -129,8 +163,9 @@ def load(path: Path, count: int) -> ProbeStream:
 # ---------------------------------------------------------------- the two processes
 
 
-def send(address: str, port: int, pps: float, count: int, size: int, dscp: int, source_port: int = 0,
-         warmup: bool = False) -> None:
+def send(
+    address: str, port: int, pps: float, count: int, size: int, dscp: int, source_port: int = 0, warmup: bool = False
+) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", source_port))
     sock.setsockopt(socket.IPPROTO_IP, IP_TOS, dscp << 2)
@@ -185,7 +220,15 @@ def receive(port: int, out: str, idle: float) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "send":
-        send(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]),
-             int(sys.argv[8]) if len(sys.argv) > 8 else 0, len(sys.argv) > 9 and sys.argv[9] == "1")
+        send(
+            sys.argv[2],
+            int(sys.argv[3]),
+            float(sys.argv[4]),
+            int(sys.argv[5]),
+            int(sys.argv[6]),
+            int(sys.argv[7]),
+            int(sys.argv[8]) if len(sys.argv) > 8 else 0,
+            len(sys.argv) > 9 and sys.argv[9] == "1",
+        )
     else:
         receive(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))

@@ -33,8 +33,10 @@ from pathlib import Path
 
 from testbed.errors import CapabilityError, LabError
 
-INSTALL_HINT = ("apt-get install --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static file; "
-                "pip install virtme-ng (or `pip install -e '.[vm]'`; `sudo make test` does both)")
+INSTALL_HINT = (
+    "apt-get install --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static file; "
+    "pip install virtme-ng (or `pip install -e '.[vm]'`; `sudo make test` does both)"
+)
 QEMU = "qemu-system-x86_64"
 RC_FILE = "vm-exit-code"
 CONSOLE_FILE = "vm-console.log"
@@ -120,7 +122,7 @@ def _is_static_elf(path: Path) -> bool:
             header = f.read(64)
             if header[:4] != b"\x7fELF" or header[4] != 2:
                 return False
-            phoff, = struct.unpack_from("<Q", header, 0x20)
+            (phoff,) = struct.unpack_from("<Q", header, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", header, 0x36)
             f.seek(phoff)
             table = f.read(phentsize * phnum)
@@ -166,8 +168,12 @@ def host_has_netem() -> bool:
     if os.geteuid() != 0 or shutil.which("tc") is None or shutil.which("unshare") is None:
         return False
     try:
-        result = subprocess.run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
-                                 "1ms"], check=False, capture_output=True, timeout=30)
+        result = subprocess.run(
+            ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0
@@ -206,9 +212,19 @@ def vng_command(kernel: Kernel, rwdir: Path, script: Path) -> list[str]:
     vng = find_vng()
     if vng is None:
         raise CapabilityError(f"netem VM unavailable: no vng (virtme-ng); to get it: {INSTALL_HINT}")
-    command = [str(vng), "--run", str(kernel.image), "--memory", os.environ.get("TESTBED_VM_MEMORY", "2G"),
-               "--cpus", os.environ.get("TESTBED_VM_CPUS", "2"), "--rwdir", str(rwdir),
-               "--exec", f"sh {shlex.quote(str(script))}"]
+    command = [
+        str(vng),
+        "--run",
+        str(kernel.image),
+        "--memory",
+        os.environ.get("TESTBED_VM_MEMORY", "2G"),
+        "--cpus",
+        os.environ.get("TESTBED_VM_CPUS", "2"),
+        "--rwdir",
+        str(rwdir),
+        "--exec",
+        f"sh {shlex.quote(str(script))}",
+    ]
     if os.environ.get("TESTBED_VM_KVM", "") not in ("1", "true", "yes"):
         command.insert(3, "--disable-kvm")
     return command
@@ -247,8 +263,14 @@ def run_in_vm(command: list[str], rwdir: Path, timeout: float, env: dict[str, st
     rc_file = rwdir / RC_FILE
     rc_file.unlink(missing_ok=True)
     script = rwdir / SCRIPT_FILE
-    guest_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8",
-                 "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "TESTBED_IN_VM": "1", **env}
+    guest_env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TESTBED_IN_VM": "1",
+        **env,
+    }
     script.write_text(_guest_script(command, rwdir, guest_env))
     vng = find_vng()
     assert vng is not None
@@ -257,14 +279,23 @@ def run_in_vm(command: list[str], rwdir: Path, timeout: float, env: dict[str, st
     console = rwdir / CONSOLE_FILE
     started = time.monotonic()
     with console.open("w") as out:
-        process = subprocess.Popen(vng_command(kernel, rwdir, script), stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, env=host_env, cwd=rwdir, start_new_session=True)
+        process = subprocess.Popen(
+            vng_command(kernel, rwdir, script),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=host_env,
+            cwd=rwdir,
+            start_new_session=True,
+        )
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            raise LabError(f"the netem VM did not finish within {timeout:.0f}s; guest output "
-                           f"{rwdir / GUEST_LOG}:\n{_tail(rwdir / GUEST_LOG)}") from None
+            raise LabError(
+                f"the netem VM did not finish within {timeout:.0f}s; guest output "
+                f"{rwdir / GUEST_LOG}:\n{_tail(rwdir / GUEST_LOG)}"
+            ) from None
         except BaseException:  # Ctrl-C: QEMU must not outlive us
             _kill_group(process)
             raise
@@ -272,6 +303,8 @@ def run_in_vm(command: list[str], rwdir: Path, timeout: float, env: dict[str, st
     try:
         return int(rc_file.read_text().strip())
     except (OSError, ValueError):
-        raise LabError(f"the netem VM ended (vng exit {process.returncode} after {elapsed:.0f}s) without the "
-                       f"command's exit code; console {console}:\n{_tail(console)}\nguest output:\n"
-                       f"{_tail(rwdir / GUEST_LOG)}") from None
+        raise LabError(
+            f"the netem VM ended (vng exit {process.returncode} after {elapsed:.0f}s) without the "
+            f"command's exit code; console {console}:\n{_tail(console)}\nguest output:\n"
+            f"{_tail(rwdir / GUEST_LOG)}"
+        ) from None

@@ -40,19 +40,25 @@ _NEEDS: dict[str, tuple[str, str]] = {
     "bridge": ("segments with more than two endpoints", "the bridge module (CONFIG_BRIDGE)"),
     "htb": ("rate limits and router QoS templates", f"sch_htb from {KERNEL_EXTRA}"),
     "tbf": ("token-bucket rate limits", f"sch_tbf from {KERNEL_EXTRA}"),
-    "netem": ("kernel delay/jitter/loss (the userspace engine or the netem VM stand in)",
-              f"sch_netem from {KERNEL_EXTRA}"),
+    "netem": (
+        "kernel delay/jitter/loss (the userspace engine or the netem VM stand in)",
+        f"sch_netem from {KERNEL_EXTRA}",
+    ),
     "prio": ("tc-script templates that use prio", f"sch_prio from {KERNEL_EXTRA}"),
     "fq_codel": ("tc-script templates that use fq_codel", f"sch_fq_codel from {KERNEL_EXTRA}"),
     "u32": ("DSCP and port classification in router templates", f"cls_u32 from {KERNEL_EXTRA}"),
     "ingress": ("ingress DSCP handling (bleach/remark) via tc", f"sch_ingress from {KERNEL_EXTRA}"),
     "ifb": ("ingress shaping", f"the ifb module from {KERNEL_EXTRA}"),
     "tc": ("netem distributions and loss models, tc-script templates", "apt-get install iproute2"),
-    "iptables-dscp": ("DSCP marking of calls and the userspace impairment engine",
-                      "apt-get install iptables (and the xt_DSCP/xt_dscp modules)"),
+    "iptables-dscp": (
+        "DSCP marking of calls and the userspace impairment engine",
+        "apt-get install iptables (and the xt_DSCP/xt_dscp modules)",
+    ),
     "nftables": ("nftables-based DSCP rules", "apt-get install nftables"),
-    "nfqueue": ("the userspace impairment engine (delay and loss where sch_netem is missing)",
-                "apt-get install iptables; the xt_NFQUEUE and nfnetlink_queue modules"),
+    "nfqueue": (
+        "the userspace impairment engine (delay and loss where sch_netem is missing)",
+        "apt-get install iptables; the xt_NFQUEUE and nfnetlink_queue modules",
+    ),
     "docker": ("the docker backend", "apt-get install docker.io and start dockerd"),
     "espeak-ng": ("regenerating the reference speech clips", "apt-get install espeak-ng"),
 }
@@ -69,8 +75,7 @@ def _tc_qdisc(kind: str, **args: object) -> Callable[[IPRoute, int], None]:
 def _u32(ipr: IPRoute, index: int) -> None:
     ipr.tc("add", "htb", index, 0x10000, default=0x10)
     try:
-        ipr.tc("add-filter", "u32", index, parent=0x10000, prio=1, protocol=0x0800, target=0x10010,
-               keys=["0x0/0x0+0"])
+        ipr.tc("add-filter", "u32", index, parent=0x10000, prio=1, protocol=0x0800, target=0x10010, keys=["0x0/0x0+0"])
     finally:
         ipr.tc("del", index=index, root=True)
 
@@ -144,15 +149,48 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
                     check(ipr, index)
                     results.append(_capability(name, True, "works"))
                 except NetlinkError as exc:
-                    results.append(_capability(name, False, f"kernel says: {exc.args[1] if len(exc.args) > 1 else exc}"))
+                    results.append(
+                        _capability(name, False, f"kernel says: {exc.args[1] if len(exc.args) > 1 else exc}")
+                    )
         ok, out = _run(["tc", "qdisc", "add", "dev", "probe0", "root", "handle", "1:", "prio"], str(path))
         results.append(_capability("prio", ok, "works" if ok else f"tc says: {out}"))
         if shutil.which("iptables"):
-            ok, out = _run(["iptables", "-t", "mangle", "-A", "POSTROUTING", "-m", "dscp", "--dscp", "46",
-                            "-j", "DSCP", "--set-dscp", "0"], str(path))
+            ok, out = _run(
+                [
+                    "iptables",
+                    "-t",
+                    "mangle",
+                    "-A",
+                    "POSTROUTING",
+                    "-m",
+                    "dscp",
+                    "--dscp",
+                    "46",
+                    "-j",
+                    "DSCP",
+                    "--set-dscp",
+                    "0",
+                ],
+                str(path),
+            )
             results.append(_capability("iptables-dscp", ok, "dscp match and DSCP target work" if ok else out))
-            ok, out = _run(["iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", "probe0", "-j", "NFQUEUE",
-                            "--queue-num", "0", "--queue-bypass"], str(path))
+            ok, out = _run(
+                [
+                    "iptables",
+                    "-t",
+                    "mangle",
+                    "-A",
+                    "POSTROUTING",
+                    "-o",
+                    "probe0",
+                    "-j",
+                    "NFQUEUE",
+                    "--queue-num",
+                    "0",
+                    "--queue-bypass",
+                ],
+                str(path),
+            )
             results.append(_capability("nfqueue", ok, "NFQUEUE target works" if ok else out))
         else:
             results.append(_capability("iptables-dscp", False, "no iptables command"))

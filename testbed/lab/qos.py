@@ -32,7 +32,11 @@ from testbed.errors import InputError, LabError
 from testbed.lab import impair, netns
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.router_template import (
-    EgressPolicy, RouterTemplate, TrafficClass, resolve_share, script_commands,
+    EgressPolicy,
+    RouterTemplate,
+    TrafficClass,
+    resolve_share,
+    script_commands,
 )
 
 ETH_P_IP = 0x0800
@@ -120,14 +124,24 @@ def _class_filters(traffic_class: TrafficClass, classid: int, prio: int) -> list
         base = [protocol_key(match.protocol)] if match.protocol else []
         port_keys: list[list[str]] = [[]]
         if match.ports:
-            port_keys = [[IHL_5, f"0x{value:04x}/0x{mask:04x}+{offset}"]
-                         for text in match.ports for value, mask in port_blocks(*_port_range(text))
-                         for offset in (SOURCE_PORT_OFFSET, DESTINATION_PORT_OFFSET)]
+            port_keys = [
+                [IHL_5, f"0x{value:04x}/0x{mask:04x}+{offset}"]
+                for text in match.ports
+                for value, mask in port_blocks(*_port_range(text))
+                for offset in (SOURCE_PORT_OFFSET, DESTINATION_PORT_OFFSET)
+            ]
         dscp_keys: list[list[str]] = [[dscp_key(d)] for d in match.dscp] or [[]]
         for dscp in dscp_keys:
             for ports in port_keys:
-                filters.append(FilterPlan(prio, ETH_P_IP, tuple(dscp + base + ports), classid,
-                                          f"{traffic_class.name}: {match.model_dump(exclude_defaults=True)}"))
+                filters.append(
+                    FilterPlan(
+                        prio,
+                        ETH_P_IP,
+                        tuple(dscp + base + ports),
+                        classid,
+                        f"{traffic_class.name}: {match.model_dump(exclude_defaults=True)}",
+                    )
+                )
         prio += 1
     return filters
 
@@ -140,8 +154,9 @@ def control_class_name(template: RouterTemplate, policy: EgressPolicy) -> str | 
     return min(policy.classes, key=lambda c: c.priority).name  # min() keeps the first of equals
 
 
-def plan_egress(template: RouterTemplate, policy: EgressPolicy, link_rate: int,
-                link_queue_limit: int | None = None) -> EgressPlan:
+def plan_egress(
+    template: RouterTemplate, policy: EgressPolicy, link_rate: int, link_queue_limit: int | None = None
+) -> EgressPlan:
     """The HTB tree and filters for one router side (pure; unit-tested)."""
     classes: list[ClassPlan] = []
     filters: list[FilterPlan] = []
@@ -151,47 +166,83 @@ def plan_egress(template: RouterTemplate, policy: EgressPolicy, link_rate: int,
         rate = resolve_share(traffic_class.rate, link_rate)
         ceil = min(resolve_share(traffic_class.ceil, link_rate), link_rate)
         if rate > link_rate:
-            raise InputError(f"router class {traffic_class.name!r}: rate {units.format_rate(rate)} is above the "
-                             f"link rate {units.format_rate(link_rate)}")
+            raise InputError(
+                f"router class {traffic_class.name!r}: rate {units.format_rate(rate)} is above the "
+                f"link rate {units.format_rate(link_rate)}"
+            )
         limit = traffic_class.queue_limit or policy.queue_limit or link_queue_limit or impair.DEFAULT_QUEUE_LIMIT
-        plan = ClassPlan(traffic_class.name, ROOT | minor, minor << 16, rate, max(ceil, rate),
-                         traffic_class.priority, limit)
+        plan = ClassPlan(
+            traffic_class.name, ROOT | minor, minor << 16, rate, max(ceil, rate), traffic_class.priority, limit
+        )
         classes.append(plan)
         class_filters = _class_filters(traffic_class, plan.classid, prio)
         filters += class_filters
         prio = max([prio - 1, *(f.prio for f in class_filters)]) + 1
     guaranteed = sum(c.rate for c in classes)
     if guaranteed > link_rate * 1.001:
-        raise InputError(f"router classes guarantee {units.format_rate(guaranteed)} on a "
-                         f"{units.format_rate(link_rate)} link; lower their rates")
-    default = next(c for c, tc in zip(classes, policy.classes) if tc.default)
+        raise InputError(
+            f"router classes guarantee {units.format_rate(guaranteed)} on a "
+            f"{units.format_rate(link_rate)} link; lower their rates"
+        )
+    default = next(c for c, tc in zip(classes, policy.classes, strict=False) if tc.default)
     control = control_class_name(template, policy)
     if control is not None:
         target = next(c.classid for c in classes if c.name == control)
-        filters = [FilterPlan(ARP_FILTER_PRIO, ETH_P_ARP, (MATCH_ALL,), target, f"{control}: ARP"),
-                   FilterPlan(ICMPV6_FILTER_PRIO, ETH_P_IPV6, (ICMPV6,), target, f"{control}: ICMPv6 (ND)"),
-                   *filters]
+        filters = [
+            FilterPlan(ARP_FILTER_PRIO, ETH_P_ARP, (MATCH_ALL,), target, f"{control}: ARP"),
+            FilterPlan(ICMPV6_FILTER_PRIO, ETH_P_IPV6, (ICMPV6,), target, f"{control}: ICMPv6 (ND)"),
+            *filters,
+        ]
     return EgressPlan(link_rate, classes, filters, default.classid & 0xFFFF)
 
 
-def install_egress(ipr: IPRoute, namespace: Path, ifname: str, plan: EgressPlan, impairment: Impairment,
-                   burst: int | None = None) -> None:
+def install_egress(
+    ipr: IPRoute, namespace: Path, ifname: str, plan: EgressPlan, impairment: Impairment, burst: int | None = None
+) -> None:
     """Replace the interface's egress with the planned tree; the link's netem settings go in every leaf."""
     index = ipr.link_lookup(ifname=ifname)[0]
     impair.clear_root(ipr, ifname)
     ipr.tc("add", "htb", index, ROOT, default=plan.default_minor)
     link_burst = burst or impair.burst_bytes(plan.link_rate)
-    ipr.tc("add-class", "htb", index, PARENT, parent=ROOT, rate=f"{plan.link_rate}bit",
-           ceil=f"{plan.link_rate}bit", burst=link_burst, cburst=link_burst)
+    ipr.tc(
+        "add-class",
+        "htb",
+        index,
+        PARENT,
+        parent=ROOT,
+        rate=f"{plan.link_rate}bit",
+        ceil=f"{plan.link_rate}bit",
+        burst=link_burst,
+        cburst=link_burst,
+    )
     for traffic_class in plan.classes:
         class_burst = burst or impair.burst_bytes(traffic_class.ceil)
-        ipr.tc("add-class", "htb", index, traffic_class.classid, parent=PARENT, rate=f"{traffic_class.rate}bit",
-               ceil=f"{traffic_class.ceil}bit", burst=class_burst, cburst=class_burst, prio=traffic_class.priority)
-        impair.install_leaf(ipr, namespace, ifname, traffic_class.classid, traffic_class.leaf, impairment,
-                            traffic_class.queue_limit)
+        ipr.tc(
+            "add-class",
+            "htb",
+            index,
+            traffic_class.classid,
+            parent=PARENT,
+            rate=f"{traffic_class.rate}bit",
+            ceil=f"{traffic_class.ceil}bit",
+            burst=class_burst,
+            cburst=class_burst,
+            prio=traffic_class.priority,
+        )
+        impair.install_leaf(
+            ipr, namespace, ifname, traffic_class.classid, traffic_class.leaf, impairment, traffic_class.queue_limit
+        )
     for rule in plan.filters:
-        ipr.tc("add-filter", "u32", index, parent=ROOT, prio=rule.prio, protocol=rule.protocol,
-               target=rule.target, keys=list(rule.keys))
+        ipr.tc(
+            "add-filter",
+            "u32",
+            index,
+            parent=ROOT,
+            prio=rule.prio,
+            protocol=rule.protocol,
+            target=rule.target,
+            keys=list(rule.keys),
+        )
 
 
 # ---------------------------------------------------------------- ingress DSCP
@@ -204,15 +255,19 @@ def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
         if template.ingress_dscp == "bleach":
             lines.append(f"-A {DSCP_CHAIN} -i {ifname} -j DSCP --set-dscp 0")
         elif template.ingress_dscp == "remark":
-            lines += [f"-A {DSCP_CHAIN} -i {ifname} -m dscp --dscp {r.from_} -j DSCP --set-dscp {r.to}"
-                      f" -m comment --comment remark" for r in template.remark]
+            lines += [
+                f"-A {DSCP_CHAIN} -i {ifname} -m dscp --dscp {r.from_} -j DSCP --set-dscp {r.to}"
+                f" -m comment --comment remark"
+                for r in template.remark
+            ]
     return "\n".join(lines + ["COMMIT", ""])
 
 
 def _run(namespace: Path, command: list[str], stdin: str | None = None) -> str:
     try:
-        process = netns.popen(namespace, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+        process = netns.popen(
+            namespace, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
     except FileNotFoundError:
         raise LabError(f"{command[0]!r} is not installed (run `make setup`)") from None
     output, _ = process.communicate(stdin, timeout=30)
@@ -239,8 +294,10 @@ def expand_script(template: RouterTemplate, placeholders: dict[str, str | None])
         for name, value in placeholders.items():
             if "{" + name + "}" in text:
                 if value is None:
-                    raise InputError(f"tc-script line {number} uses {{{name}}}, but the scenario gives the "
-                                     f"router's end of that link no rate")
+                    raise InputError(
+                        f"tc-script line {number} uses {{{name}}}, but the scenario gives the "
+                        f"router's end of that link no rate"
+                    )
                 text = text.replace("{" + name + "}", value)
         commands.append((number, shlex.split(text)))
     return commands
@@ -280,20 +337,25 @@ class RouterSides:
     sides: dict[str, str] = field(default_factory=dict)  # "wan"/"lan" -> interface name
 
 
-def apply_router(ipr: IPRoute, router: RouterSides, template: RouterTemplate,
-                 impairments: dict[str, Impairment]) -> dict[str, dict[str, str]]:
+def apply_router(
+    ipr: IPRoute, router: RouterSides, template: RouterTemplate, impairments: dict[str, Impairment]
+) -> dict[str, dict[str, str]]:
     """Install ``template`` on the router (replacing the previous one). ``impairments`` holds the router's
     own link settings per interface. Returns interface -> {tc handle: class name}."""
     names: dict[str, dict[str, str]] = {}
     interfaces = list(router.sides.values())
     if template.kind == "tc-script":
-        for side, ifname in router.sides.items():
+        for ifname in router.sides.values():
             if impairments.get(ifname, Impairment()).needs_netem():
-                raise InputError(f"with a tc-script template the router's egress on {ifname} is the script's: "
-                                 f"put delay/loss on the other end of link {ifname!r}, or into the script")
+                raise InputError(
+                    f"with a tc-script template the router's egress on {ifname} is the script's: "
+                    f"put delay/loss on the other end of link {ifname!r}, or into the script"
+                )
             impair.clear_root(ipr, ifname)
-        rates = {f"{side}_rate": (f"{impairments[i].rate}bit" if i in impairments and impairments[i].rate else None)
-                 for side, i in router.sides.items()}
+        rates = {
+            f"{side}_rate": (f"{impairments[i].rate}bit" if i in impairments and impairments[i].rate else None)
+            for side, i in router.sides.items()
+        }
         run_script(router.namespace, template, {**router.sides, **rates})
     else:
         for side, ifname in router.sides.items():

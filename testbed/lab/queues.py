@@ -49,10 +49,22 @@ def read_queues(ipr: IPRoute, node: str, interface: str, at: float) -> list[Queu
             queue = stats.get_attr("TCA_STATS_QUEUE") if stats else None
             if basic is None or queue is None:
                 continue
-            samples.append(QueueSample(
-                round(at, 3), node, interface, what, message.get_attr("TCA_KIND"), format_handle(message["handle"]),
-                basic["bytes"], basic["packets"], queue["drops"], queue["overlimits"], queue["backlog"],
-                queue["qlen"]))
+            samples.append(
+                QueueSample(
+                    round(at, 3),
+                    node,
+                    interface,
+                    what,
+                    message.get_attr("TCA_KIND"),
+                    format_handle(message["handle"]),
+                    basic["bytes"],
+                    basic["packets"],
+                    queue["drops"],
+                    queue["overlimits"],
+                    queue["backlog"],
+                    queue["qlen"],
+                )
+            )
     return samples
 
 

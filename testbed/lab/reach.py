@@ -31,8 +31,16 @@ class ProbeResult:
         return None if self.ttl is None else SEND_TTL - self.ttl
 
 
-def udp_probe(source_ns: Path, destination_ns: Path, address: str, *, source: str = "", destination: str = "",
-              timeout: float = 2.0, payload: bytes = b"voip-testbed probe") -> ProbeResult:
+def udp_probe(
+    source_ns: Path,
+    destination_ns: Path,
+    address: str,
+    *,
+    source: str = "",
+    destination: str = "",
+    timeout: float = 2.0,
+    payload: bytes = b"voip-testbed probe",
+) -> ProbeResult:
     """Send one datagram from ``source_ns`` to ``address`` (an address inside ``destination_ns``)."""
 
     def make_receiver() -> socket.socket:
@@ -59,7 +67,13 @@ def udp_probe(source_ns: Path, destination_ns: Path, address: str, *, source: st
                 continue
             if data != payload:
                 continue
-            ttl = next((struct.unpack("i", value[:4])[0] for level, kind, value in ancillary
-                        if level == socket.IPPROTO_IP and kind == socket.IP_TTL), None)
+            ttl = next(
+                (
+                    struct.unpack("i", value[:4])[0]
+                    for level, kind, value in ancillary
+                    if level == socket.IPPROTO_IP and kind == socket.IP_TTL
+                ),
+                None,
+            )
             return ProbeResult(source, destination, address, True, ttl)
     return ProbeResult(source, destination, address, False, None)

@@ -8,8 +8,8 @@ a name pattern. The files live on /run (tmpfs), which is wiped at reboot togethe
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field

@@ -84,8 +84,12 @@ def _allocate_subnets(topology: Topology) -> dict[str, ipaddress.IPv4Network]:
         for candidate in pool:
             if not any(candidate.overlaps(taken) for taken in fixed.values()):
                 if candidate.num_addresses - 2 < len(link.endpoints):
-                    raise ScenarioError([f"topology.subnet_prefix /{topology.subnet_prefix} is too small "
-                                         f"for the {len(link.endpoints)} endpoints of link {name!r}"])
+                    raise ScenarioError(
+                        [
+                            f"topology.subnet_prefix /{topology.subnet_prefix} is too small "
+                            f"for the {len(link.endpoints)} endpoints of link {name!r}"
+                        ]
+                    )
                 result[name] = candidate
                 break
         else:
@@ -143,8 +147,14 @@ def _routes(topology: Topology, segments: dict[str, Segment], interfaces: list[I
                 if link not in reached_links:
                     reached_links.add(link)
                     gateway, via = first_hop[node]
-                    routes.append(Route(source, segments[link].subnet, address[(gateway, via)].address.ip,
-                                        address[(source, via)].ifname))
+                    routes.append(
+                        Route(
+                            source,
+                            segments[link].subnet,
+                            address[(gateway, via)].address.ip,
+                            address[(source, via)].ifname,
+                        )
+                    )
                 for neighbour in segments[link].endpoints:
                     if neighbour != source and neighbour not in first_hop:
                         first_hop[neighbour] = first_hop[node]
@@ -162,7 +172,10 @@ def plan_addresses(topology: Topology) -> AddressPlan:
         segments[name] = segment
         addresses = _assign_addresses(topology, name, segment.subnet)
         for node in link.endpoints:
-            interfaces.append(Interface(node, name, name, ipaddress.IPv4Interface(
-                f"{addresses[node]}/{segment.subnet.prefixlen}"), link.mtu))
+            interfaces.append(
+                Interface(
+                    node, name, name, ipaddress.IPv4Interface(f"{addresses[node]}/{segment.subnet.prefixlen}"), link.mtu
+                )
+            )
     routes = _routes(topology, segments, interfaces)
     return AddressPlan({n: spec.kind for n, spec in topology.nodes.items()}, segments, interfaces, routes)

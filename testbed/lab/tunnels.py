@@ -76,10 +76,15 @@ class TunnelPlan:
     routes: tuple[Route, ...]  # into the tunnel on the first endpoint, back to it on targets and routers
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "kind": self.kind, "copy_dscp": self.copy_dscp, "mtu": self.mtu,
-                "subnet": str(self.subnet),
-                "ends": {end.node: {"underlay": str(end.underlay), "address": str(end.address)} for end in self.ends},
-                "routes": [f"{r.node}: {r.destination} via {r.gateway} dev {r.ifname}" for r in self.routes]}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "copy_dscp": self.copy_dscp,
+            "mtu": self.mtu,
+            "subnet": str(self.subnet),
+            "ends": {end.node: {"underlay": str(end.underlay), "address": str(end.address)} for end in self.ends},
+            "routes": [f"{r.node}: {r.destination} via {r.gateway} dev {r.ifname}" for r in self.routes],
+        }
 
 
 # ------------------------------------------------------------------ plan (pure)
@@ -98,8 +103,7 @@ def _subnets(topology: Topology, plan: AddressPlan) -> dict[str, ipaddress.IPv4N
         prefix = max(topology.subnet_prefix, pool.prefixlen)
         free = next((c for c in pool.subnets(new_prefix=prefix) if not any(c.overlaps(t) for t in taken)), None)
         if free is None:
-            raise ScenarioError([f"topology.address_pool {pool} has no room for tunnel {name!r}; "
-                                 "give it a 'subnet'"])
+            raise ScenarioError([f"topology.address_pool {pool} has no room for tunnel {name!r}; give it a 'subnet'"])
         result[name] = free
         taken.append(free)
     return result
@@ -109,8 +113,12 @@ def _owner(plan: AddressPlan, address: ipaddress.IPv4Address) -> str:
     return next(i.node for i in plan.interfaces if i.address.ip == address)
 
 
-def _return_routes(plan: AddressPlan, target: str, concentrator: str, subnet: ipaddress.IPv4Network,
-                   ) -> list[Route]:
+def _return_routes(
+    plan: AddressPlan,
+    target: str,
+    concentrator: str,
+    subnet: ipaddress.IPv4Network,
+) -> list[Route]:
     """Routes that carry ``subnet`` from ``target`` to the concentrator, hop by hop along the plan's routes."""
     concentrator_links = {i.link: i.address.ip for i in plan.node_interfaces(concentrator)}
     toward = plan.address(concentrator)
@@ -137,9 +145,12 @@ def plan_tunnels(topology: Topology, plan: AddressPlan) -> list[TunnelPlan]:
         first, concentrator = spec.endpoints
         subnet = subnets[name]
         network = subnet.network_address
-        ends = (TunnelEnd(first, plan.address(first), ipaddress.IPv4Interface(f"{network + 1}/{subnet.prefixlen}")),
-                TunnelEnd(concentrator, plan.address(concentrator),
-                          ipaddress.IPv4Interface(f"{network + 2}/{subnet.prefixlen}")))
+        ends = (
+            TunnelEnd(first, plan.address(first), ipaddress.IPv4Interface(f"{network + 1}/{subnet.prefixlen}")),
+            TunnelEnd(
+                concentrator, plan.address(concentrator), ipaddress.IPv4Interface(f"{network + 2}/{subnet.prefixlen}")
+            ),
+        )
         underlay_mtu = min(plan.node_interfaces(node)[0].mtu for node in (first, concentrator))
         mtu = spec.mtu or underlay_mtu - OVERHEAD[spec.kind]
         own_links = {i.link for i in plan.node_interfaces(first)}
@@ -162,20 +173,33 @@ def plan_tunnels(topology: Topology, plan: AddressPlan) -> list[TunnelPlan]:
 def _add_device(ipr: IPRoute, tunnel: TunnelPlan, local: TunnelEnd, remote: TunnelEnd) -> None:
     tos = TOS_INHERIT if tunnel.copy_dscp else 0
     if tunnel.kind == "gre":
-        device = {"kind": "gre", "gre_local": str(local.underlay), "gre_remote": str(remote.underlay),
-                  "gre_ttl": OUTER_TTL, "gre_tos": tos}
+        device = {
+            "kind": "gre",
+            "gre_local": str(local.underlay),
+            "gre_remote": str(remote.underlay),
+            "gre_ttl": OUTER_TTL,
+            "gre_tos": tos,
+        }
     else:  # vxlan: unicast to the one remote (IFLA_VXLAN_GROUP holds a unicast remote as well as a group)
-        device = {"kind": "vxlan", "vxlan_id": tunnel.vni, "vxlan_local": str(local.underlay),
-                  "vxlan_group": str(remote.underlay), "vxlan_port": VXLAN_PORT, "vxlan_ttl": OUTER_TTL,
-                  "vxlan_tos": tos}
+        device = {
+            "kind": "vxlan",
+            "vxlan_id": tunnel.vni,
+            "vxlan_local": str(local.underlay),
+            "vxlan_group": str(remote.underlay),
+            "vxlan_port": VXLAN_PORT,
+            "vxlan_ttl": OUTER_TTL,
+            "vxlan_tos": tos,
+        }
     try:
         ipr.link("add", ifname=tunnel.name, mtu=tunnel.mtu, **device)
     except NetlinkError as exc:
         if exc.code == errno.EOPNOTSUPP:  # "Unknown device type": the kernel has no such tunnel
             module = {"gre": "ip_gre", "vxlan": "vxlan"}[tunnel.kind]
             other = "vxlan" if tunnel.kind == "gre" else "gre"
-            raise CapabilityError(f"tunnel {tunnel.name!r}: this kernel cannot make {tunnel.kind} devices (module "
-                                  f"{module}); `modprobe {module}` on the host, or use kind: {other}") from None
+            raise CapabilityError(
+                f"tunnel {tunnel.name!r}: this kernel cannot make {tunnel.kind} devices (module "
+                f"{module}); `modprobe {module}` on the host, or use kind: {other}"
+            ) from None
         raise
     index = ipr.link_lookup(ifname=tunnel.name)[0]
     ipr.addr("add", index=index, address=str(local.address.ip), prefixlen=local.address.network.prefixlen)
@@ -189,9 +213,14 @@ def _pin_neighbours(a: IPRoute, b: IPRoute, tunnel: TunnelPlan) -> None:
     as VPNs built on VXLAN do (static entries or EVPN ARP suppression)."""
     ends = [(a, tunnel.ends[0]), (b, tunnel.ends[1])]
     macs = [ipr.get_links(ipr.link_lookup(ifname=tunnel.name)[0])[0].get_attr("IFLA_ADDRESS") for ipr, _ in ends]
-    for (ipr, _), (_, peer), peer_mac in zip(ends, reversed(ends), reversed(macs)):
-        ipr.neigh("add", dst=str(peer.address.ip), lladdr=peer_mac, ifindex=ipr.link_lookup(ifname=tunnel.name)[0],
-                  state=NUD_PERMANENT)
+    for (ipr, _), (_, peer), peer_mac in zip(ends, reversed(ends), reversed(macs), strict=False):
+        ipr.neigh(
+            "add",
+            dst=str(peer.address.ip),
+            lladdr=peer_mac,
+            ifindex=ipr.link_lookup(ifname=tunnel.name)[0],
+            state=NUD_PERMANENT,
+        )
 
 
 def wire(netlink: Netlink, topology: Topology, plan: AddressPlan, nodes: dict[str, Node]) -> list[TunnelPlan]:
@@ -208,6 +237,10 @@ def wire(netlink: Netlink, topology: Topology, plan: AddressPlan, nodes: dict[st
     for tunnel in tunnels:  # after all devices: a route may leave through another tunnel's device
         for route in tunnel.routes:
             ipr = netlink(nodes[route.node].netns_path)
-            ipr.route("add", dst=str(route.destination), gateway=str(route.gateway),
-                      oif=ipr.link_lookup(ifname=route.ifname)[0])
+            ipr.route(
+                "add",
+                dst=str(route.destination),
+                gateway=str(route.gateway),
+                oif=ipr.link_lookup(ifname=route.ifname)[0],
+            )
     return tunnels

@@ -74,8 +74,13 @@ class Agent:
             result = await handler(**request.get("args", {}))
             self.emit({"id": request.get("id"), "ok": True, "result": result})
         except Exception as exc:  # the harness shows it; the agent keeps serving
-            self.emit({"id": request.get("id") if isinstance(locals().get("request"), dict) else None,
-                       "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            self.emit(
+                {
+                    "id": request.get("id") if isinstance(locals().get("request"), dict) else None,
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            )
 
     # ------------------------------------------------------------ calls
 
@@ -98,8 +103,9 @@ class Agent:
     async def cmd_call_offer(self, call: str, codec: str, dscp: int, clip: str, out_dir: str) -> dict[str, Any]:
         return {"sdp": await self._endpoint(call, codec, dscp, clip, out_dir).offer()}
 
-    async def cmd_call_answer(self, call: str, codec: str, dscp: int, clip: str, out_dir: str,
-                              sdp: str) -> dict[str, Any]:
+    async def cmd_call_answer(
+        self, call: str, codec: str, dscp: int, clip: str, out_dir: str, sdp: str
+    ) -> dict[str, Any]:
         return {"sdp": await self._endpoint(call, codec, dscp, clip, out_dir).answer(sdp)}
 
     async def cmd_call_accept(self, call: str, sdp: str) -> dict[str, Any]:
@@ -118,8 +124,9 @@ class Agent:
         """Start a child process (a traffic source or sink, a tap) and wait for its ready line."""
         if name in self.children:
             raise ValueError(f"{name!r} runs already in node {self.node}")
-        process = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                       limit=16 << 20)
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, limit=16 << 20
+        )
         self.children[name] = process
         self.child_reports[name] = []
         first = await self._child_line(name, process, timeout=15)
@@ -129,12 +136,13 @@ class Agent:
         asyncio.ensure_future(self._relay(name, process))
         return {"pid": process.pid}
 
-    async def _child_line(self, name: str, process: asyncio.subprocess.Process,
-                          timeout: float | None = None) -> dict[str, Any] | None:
+    async def _child_line(
+        self, name: str, process: asyncio.subprocess.Process, timeout: float | None = None
+    ) -> dict[str, Any] | None:
         assert process.stdout is not None
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         if not line:
             return None
@@ -166,7 +174,7 @@ class Agent:
         process = self.children[name]
         try:
             code = await asyncio.wait_for(process.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             code = await self._end_child(name)
         self.children.pop(name, None)
         await asyncio.sleep(0.05)
@@ -180,7 +188,7 @@ class Agent:
             process.terminate()
             try:
                 await asyncio.wait_for(process.wait(), CHILD_STOP_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
         return process.returncode
@@ -188,8 +196,11 @@ class Agent:
     async def cmd_usage(self) -> dict[str, Any]:
         """CPU seconds this agent and its finished children used: what the harness itself costs."""
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {"cpu_s": round(own.ru_utime + own.ru_stime, 3),
-                "children_cpu_s": round(children.ru_utime + children.ru_stime, 3), "max_rss_kb": own.ru_maxrss}
+        return {
+            "cpu_s": round(own.ru_utime + own.ru_stime, 3),
+            "children_cpu_s": round(children.ru_utime + children.ru_stime, 3),
+            "max_rss_kb": own.ru_maxrss,
+        }
 
     async def cmd_ping(self) -> dict[str, Any]:
         return {"node": self.node, "calls": list(self.calls), "children": list(self.children)}

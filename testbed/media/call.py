@@ -24,8 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiortc import (RTCConfiguration, RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender,
-                    RTCSessionDescription)
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.codecs import get_encoder
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
@@ -43,10 +49,10 @@ def clip_frames(samples: np.ndarray, rate: int = CLIP_RATE) -> Iterator[AudioFra
     """The clip as 20 ms audio frames (the last one padded with the clip's start, as the loop goes on)."""
     size = int(rate * FRAME_SECONDS)
     count = -(-len(samples) // size)
-    padded = np.concatenate([samples, samples[:count * size - len(samples)]]).astype(np.int16)
+    padded = np.concatenate([samples, samples[: count * size - len(samples)]]).astype(np.int16)
     for index in range(count):
         frame = AudioFrame(format="s16", layout="mono", samples=size)
-        frame.planes[0].update(padded[index * size:(index + 1) * size].tobytes())
+        frame.planes[0].update(padded[index * size : (index + 1) * size].tobytes())
         frame.sample_rate = rate
         frame.pts = index * size
         frame.time_base = fractions.Fraction(1, rate)
@@ -65,8 +71,14 @@ def encoded_clip(codec: str, clip_role: str) -> list[bytes]:
     key = (codec, clip_role)
     if key not in _ENCODED:
         capability = codec_capability(codec)[0]
-        encoder = get_encoder(RTCRtpCodecParameters(mimeType=capability.mimeType, clockRate=capability.clockRate,
-                                                     channels=capability.channels, payloadType=0))
+        encoder = get_encoder(
+            RTCRtpCodecParameters(
+                mimeType=capability.mimeType,
+                clockRate=capability.clockRate,
+                channels=capability.channels,
+                payloadType=0,
+            )
+        )
         payloads = []
         for frame in clip_frames(load_clip(clip_role, CLIP_RATE)):
             encoded, _ = encoder.encode(frame)
@@ -125,10 +137,17 @@ class PacketRecord:
 
     def save(self, path: Path) -> None:
         sizes = np.array([len(p) for p in self.payloads], dtype=np.int32)
-        np.savez(path, arrival_ns=np.array(self.arrival_ns, dtype=np.int64), seq=np.array(self.seq, dtype=np.int32),
-                 rtp_ts=np.array(self.rtp_ts, dtype=np.int64), ssrc=np.array(self.ssrc, dtype=np.int64),
-                 pt=np.array(self.pt, dtype=np.int16), marker=np.array(self.marker, dtype=np.int8),
-                 payload_sizes=sizes, payload=np.frombuffer(b"".join(self.payloads), dtype=np.uint8))
+        np.savez(
+            path,
+            arrival_ns=np.array(self.arrival_ns, dtype=np.int64),
+            seq=np.array(self.seq, dtype=np.int32),
+            rtp_ts=np.array(self.rtp_ts, dtype=np.int64),
+            ssrc=np.array(self.ssrc, dtype=np.int64),
+            pt=np.array(self.pt, dtype=np.int16),
+            marker=np.array(self.marker, dtype=np.int8),
+            payload_sizes=sizes,
+            payload=np.frombuffer(b"".join(self.payloads), dtype=np.uint8),
+        )
 
 
 def record_received_packets(receiver: RTCRtpReceiver, record: PacketRecord, decode: bool = False) -> None:
@@ -159,8 +178,13 @@ class SentRecord:
     ssrc: list[int] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        np.savez(path, send_ns=np.array(self.send_ns, dtype=np.int64), seq=np.array(self.seq, dtype=np.int32),
-                 rtp_ts=np.array(self.rtp_ts, dtype=np.int64), ssrc=np.array(self.ssrc, dtype=np.int64))
+        np.savez(
+            path,
+            send_ns=np.array(self.send_ns, dtype=np.int64),
+            seq=np.array(self.seq, dtype=np.int32),
+            rtp_ts=np.array(self.rtp_ts, dtype=np.int64),
+            ssrc=np.array(self.ssrc, dtype=np.int64),
+        )
 
 
 RTP_HEADER = struct.Struct("!BBHII")
@@ -209,8 +233,15 @@ def codec_capability(codec: str):
 class CallEndpoint:
     """One side of one call. The harness relays offer and answer between the two sides."""
 
-    def __init__(self, call_id: str, codec: str, dscp: int, clip_role: str, out_dir: Path,
-                 on_event: Callable[[dict[str, Any]], None]):
+    def __init__(
+        self,
+        call_id: str,
+        codec: str,
+        dscp: int,
+        clip_role: str,
+        out_dir: Path,
+        on_event: Callable[[dict[str, Any]], None],
+    ):
         self.call_id = call_id
         self.codec = codec
         self.dscp = dscp
@@ -286,10 +317,19 @@ class CallEndpoint:
         sent_path = self.out_dir / f"{self.call_id}-{self.clip_role}-sent.npz"
         self.sent.save(sent_path)
         return {
-            "call": self.call_id, "codec": self.codec, "dscp": self.dscp, "clip": self.clip_role,
-            "sent_ssrc": self.sent.ssrc[0] if self.sent.ssrc else None, "clip_started": self.track.started,
-            "frames_sent": self.track.sent, "clip_frames": len(self.track.payloads), "packets_received": len(self.received.seq),
-            "connected_at": self.connected_at, "setup_s": None if self.connected_at is None
-            else round(self.connected_at - self.created, 4), "sockets_marked": getattr(self, "_marked", 0),
-            "received_file": str(path), "sent_file": str(sent_path), "packets_sent": len(self.sent.seq),
+            "call": self.call_id,
+            "codec": self.codec,
+            "dscp": self.dscp,
+            "clip": self.clip_role,
+            "sent_ssrc": self.sent.ssrc[0] if self.sent.ssrc else None,
+            "clip_started": self.track.started,
+            "frames_sent": self.track.sent,
+            "clip_frames": len(self.track.payloads),
+            "packets_received": len(self.received.seq),
+            "connected_at": self.connected_at,
+            "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
+            "sockets_marked": getattr(self, "_marked", 0),
+            "received_file": str(path),
+            "sent_file": str(sent_path),
+            "packets_sent": len(self.sent.seq),
         }

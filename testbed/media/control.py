@@ -37,9 +37,15 @@ class AgentClient:
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
         self._ready: Future = Future()
-        self.process = node.popen([node.python, "-m", "testbed.media.agent", "--node", node.name],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, bufsize=1, start_new_session=True)
+        self.process = node.popen(
+            [node.python, "-m", "testbed.media.agent", "--node", node.name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
         self._stderr: list[str] = []
         threading.Thread(target=self._read, name=f"agent {node.name}", daemon=True).start()
         threading.Thread(target=self._read_stderr, name=f"agent {node.name} stderr", daemon=True).start()

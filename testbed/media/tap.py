@@ -35,7 +35,7 @@ import socket
 import struct
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -99,19 +99,19 @@ def rtp_filter(snaplen: int = DEFAULT_SNAPLEN) -> list[Instruction]:
     """
     drop = "drop"  # jump targets are labels here, offsets below
     program: list[tuple[int, int | str, int | str, int]] = [
-        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 12),                   # A = ethertype
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, ETH_P_IP),         # IPv4?
-        (BPF_LD | BPF_B | BPF_ABS, 0, 0, 23),                   # A = IP protocol
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, 17),               # UDP?
-        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 20),                   # A = flags + fragment offset
-        (BPF_JMP | BPF_JSET | BPF_K, drop, 0, 0x1FFF),          # a later fragment: no UDP header
-        (BPF_LDX | BPF_B | BPF_MSH, 0, 0, ETH_HEADER),          # X = 4 * IHL
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 12),  # A = ethertype
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, ETH_P_IP),  # IPv4?
+        (BPF_LD | BPF_B | BPF_ABS, 0, 0, 23),  # A = IP protocol
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, 17),  # UDP?
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 20),  # A = flags + fragment offset
+        (BPF_JMP | BPF_JSET | BPF_K, drop, 0, 0x1FFF),  # a later fragment: no UDP header
+        (BPF_LDX | BPF_B | BPF_MSH, 0, 0, ETH_HEADER),  # X = 4 * IHL
         (BPF_LD | BPF_B | BPF_IND, 0, 0, ETH_HEADER + 8 + 11),  # 12th payload byte: shorter ones drop
-        (BPF_LD | BPF_B | BPF_IND, 0, 0, ETH_HEADER + 8),       # A = first payload byte
-        (BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xC0),                # its version bits
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, 0x80),             # RTP/RTCP version 2?
-        (BPF_RET | BPF_K, 0, 0, snaplen),                       # accept, truncated to snaplen
-        (BPF_RET | BPF_K, 0, 0, 0),                             # drop:
+        (BPF_LD | BPF_B | BPF_IND, 0, 0, ETH_HEADER + 8),  # A = first payload byte
+        (BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xC0),  # its version bits
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, 0x80),  # RTP/RTCP version 2?
+        (BPF_RET | BPF_K, 0, 0, snaplen),  # accept, truncated to snaplen
+        (BPF_RET | BPF_K, 0, 0, 0),  # drop:
     ]
     target = len(program) - 1
 
@@ -133,20 +133,20 @@ def attach_filter(sock: socket.socket, program: list[Instruction], lock: bool = 
 # ---------------------------------------------------------------- records
 
 RECORD_FIELDS: dict[str, str] = {
-    "time_ns": "i8",     # kernel timestamp, CLOCK_REALTIME
-    "direction": "u1",   # 0 in, 1 out
+    "time_ns": "i8",  # kernel timestamp, CLOCK_REALTIME
+    "direction": "u1",  # 0 in, 1 out
     "ssrc": "u4",
     "seq": "u2",
     "rtp_ts": "u4",
     "pt": "u1",
     "marker": "u1",
-    "size": "u2",        # IP total length
+    "size": "u2",  # IP total length
     "dscp": "u1",
-    "src": "u4",         # IPv4 address as an integer
+    "src": "u4",  # IPv4 address as an integer
     "dst": "u4",
     "sport": "u2",
     "dport": "u2",
-    "payload": "i4",     # UDP payload minus the RTP header (incl. CSRCs, extension); SRTP: with auth tag
+    "payload": "i4",  # UDP payload minus the RTP header (incl. CSRCs, extension); SRTP: with auth tag
 }
 
 
@@ -210,13 +210,21 @@ def load_records(path: str | Path) -> TapRecords:
     with np.load(path, allow_pickle=False) as data:
         columns = {name: data[name].astype(kind, copy=False) for name, kind in RECORD_FIELDS.items()}
         meta = json.loads(str(data["meta"])) if "meta" in data else {}
-    return TapRecords(**columns, interface=meta.get("interface", ""), rtcp=int(meta.get("rtcp", 0)),
-                      dropped=int(meta.get("dropped", 0)), meta=meta)
+    return TapRecords(
+        **columns,
+        interface=meta.get("interface", ""),
+        rtcp=int(meta.get("rtcp", 0)),
+        dropped=int(meta.get("dropped", 0)),
+        meta=meta,
+    )
 
 
 def save_records(path: str | Path, columns: dict[str, np.ndarray], meta: dict) -> None:
-    np.savez(path, **{name: columns[name].astype(kind, copy=False) for name, kind in RECORD_FIELDS.items()},
-             meta=np.array(json.dumps(meta)))
+    np.savez(
+        path,
+        **{name: columns[name].astype(kind, copy=False) for name, kind in RECORD_FIELDS.items()},
+        meta=np.array(json.dumps(meta)),
+    )
 
 
 # ---------------------------------------------------------------- sequence numbers and matching
@@ -251,8 +259,14 @@ class OneWay(NamedTuple):
         return (self.recv_ns - self.send_ns) / 1e6
 
 
-def match_one_way(sender: TapRecords, receiver: TapRecords, ssrc: int, *,
-                  send_direction: int = DIRECTION_OUT, receive_direction: int = DIRECTION_IN) -> OneWay:
+def match_one_way(
+    sender: TapRecords,
+    receiver: TapRecords,
+    ssrc: int,
+    *,
+    send_direction: int = DIRECTION_OUT,
+    receive_direction: int = DIRECTION_IN,
+) -> OneWay:
     """Pair the packets of ``ssrc`` leaving the sender's tap with those arriving at the receiver's.
 
     Sequence numbers are extended on each side (rollover) and the receiver's are put in the sender's
@@ -266,10 +280,12 @@ def match_one_way(sender: TapRecords, receiver: TapRecords, ssrc: int, *,
     received_ext = extended_sequence(received.seq, int(sent_ext[0]) if len(sent_ext) else None)
     sent_keys, sent_first = np.unique(sent_ext, return_index=True)
     received_keys, received_first = np.unique(received_ext, return_index=True)
-    keys, in_sent, in_received = np.intersect1d(sent_keys, received_keys, assume_unique=True,
-                                                return_indices=True)
-    return OneWay(keys.astype(np.int64), sent.time_ns[sent_first[in_sent]].astype(np.int64),
-                  received.time_ns[received_first[in_received]].astype(np.int64))
+    keys, in_sent, in_received = np.intersect1d(sent_keys, received_keys, assume_unique=True, return_indices=True)
+    return OneWay(
+        keys.astype(np.int64),
+        sent.time_ns[sent_first[in_sent]].astype(np.int64),
+        received.time_ns[received_first[in_received]].astype(np.int64),
+    )
 
 
 # ---------------------------------------------------------------- parsing (vectorised)
@@ -286,9 +302,9 @@ def _u32(frames: np.ndarray, rows: np.ndarray, at: np.ndarray) -> np.ndarray:
 @dataclass
 class Parsed:
     columns: dict[str, np.ndarray]  # RTP packets only (``RECORD_FIELDS`` without time and direction)
-    rtp: np.ndarray                 # mask over the input rows
+    rtp: np.ndarray  # mask over the input rows
     rtcp: np.ndarray
-    orig_len: np.ndarray            # frame length on the wire (Ethernet header + IP total length)
+    orig_len: np.ndarray  # frame length on the wire (Ethernet header + IP total length)
 
 
 def parse_frames(frames: np.ndarray, caplen: np.ndarray) -> Parsed:
@@ -310,9 +326,16 @@ def parse_frames(frames: np.ndarray, caplen: np.ndarray) -> Parsed:
     rtp = udp + 8
     udp_len = _u16(frames, rows, np.minimum(udp + 4, width - 2)).astype(np.int64)
     first, second = frames[rows, np.minimum(rtp, width - 1)], frames[rows, np.minimum(rtp + 1, width - 1)]
-    ok = ((ethertype == ETH_P_IP) & (version_ihl >> 4 == 4) & (ihl >= 20) & (frames[:, 23] == 17)
-          & (_u16(frames, rows, zero + 20) & 0x1FFF == 0) & (caplen >= rtp + 12) & (udp_len >= 8 + 12)
-          & (first >> 6 == 2))
+    ok = (
+        (ethertype == ETH_P_IP)
+        & (version_ihl >> 4 == 4)
+        & (ihl >= 20)
+        & (frames[:, 23] == 17)
+        & (_u16(frames, rows, zero + 20) & 0x1FFF == 0)
+        & (caplen >= rtp + 12)
+        & (udp_len >= 8 + 12)
+        & (first >> 6 == 2)
+    )
     rtcp = ok & ((second & 0x7F) >= 64) & ((second & 0x7F) <= 95)
     is_rtp = ok & ~rtcp
     orig_len = np.maximum(caplen, ETH_HEADER + ip_len)
@@ -371,7 +394,7 @@ class PcapWriter:
     """Appends records to a pcap file until ``limit`` bytes; past it, packets are counted, not written."""
 
     def __init__(self, path: str | Path, snaplen: int, limit: int):
-        self.file = open(path, "wb")
+        self.file = open(path, "wb")  # noqa: SIM115 - held open across writes, closed by close()
         self.file.write(pcap_header(snaplen))
         self.written = PCAP_HEADER.size
         self.limit = limit
@@ -395,8 +418,13 @@ class PcapWriter:
 class Tap:
     """The capture loop: raw frames go into a fixed buffer, parsed and written ``CHUNK`` at a time."""
 
-    def __init__(self, interface: str, out_prefix: str | Path, snaplen: int = DEFAULT_SNAPLEN,
-                 pcap_limit: int = DEFAULT_PCAP_LIMIT_MB << 20):
+    def __init__(
+        self,
+        interface: str,
+        out_prefix: str | Path,
+        snaplen: int = DEFAULT_SNAPLEN,
+        pcap_limit: int = DEFAULT_PCAP_LIMIT_MB << 20,
+    ):
         if snaplen < MIN_SNAPLEN:
             raise ValueError(f"snaplen {snaplen} is below {MIN_SNAPLEN}, too short for IPv4+UDP+RTP headers")
         self.interface = interface
@@ -404,7 +432,7 @@ class Tap:
         self.snaplen = snaplen
         self.buffer = bytearray(CHUNK * snaplen)
         view = memoryview(self.buffer)
-        self.slots = [[view[i * snaplen:(i + 1) * snaplen]] for i in range(CHUNK)]
+        self.slots = [[view[i * snaplen : (i + 1) * snaplen]] for i in range(CHUNK)]
         self.frames = np.frombuffer(self.buffer, dtype=np.uint8).reshape(CHUNK, snaplen)
         self.stamps: list[bytes] = []
         self.kinds: list[int] = []
@@ -497,13 +525,27 @@ class Tap:
         passed, dropped = self.statistics()
         self.sock.close()
         self.pcap.close()
-        columns = ({name: np.concatenate([c[name] for c in self.chunks]) for name in RECORD_FIELDS}
-                   if self.chunks else empty_columns())
-        summary = {"packets": int(len(columns["time_ns"])), "rtcp": self.rtcp, "dropped": dropped,
-                   "other": self.other, "kernel_passed": passed, "pcap_bytes": self.pcap.written,
-                   "pcap_skipped": self.pcap.skipped}
-        meta = dict(summary, interface=self.interface, snaplen=self.snaplen, started_ns=self.started_ns,
-                    stopped_ns=time.time_ns())
+        columns = (
+            {name: np.concatenate([c[name] for c in self.chunks]) for name in RECORD_FIELDS}
+            if self.chunks
+            else empty_columns()
+        )
+        summary = {
+            "packets": int(len(columns["time_ns"])),
+            "rtcp": self.rtcp,
+            "dropped": dropped,
+            "other": self.other,
+            "kernel_passed": passed,
+            "pcap_bytes": self.pcap.written,
+            "pcap_skipped": self.pcap.skipped,
+        }
+        meta = dict(
+            summary,
+            interface=self.interface,
+            snaplen=self.snaplen,
+            started_ns=self.started_ns,
+            stopped_ns=time.time_ns(),
+        )
         save_records(self.prefix.with_name(self.prefix.name + ".npz"), columns, meta)
         return summary
 
@@ -523,11 +565,27 @@ def _drain(fd: int) -> None:
         pass
 
 
-def tap_command(interface: str, out_prefix: str | Path, snaplen: int = DEFAULT_SNAPLEN,
-                pcap_limit_mb: int = DEFAULT_PCAP_LIMIT_MB, python: str = sys.executable) -> list[str]:
+def tap_command(
+    interface: str,
+    out_prefix: str | Path,
+    snaplen: int = DEFAULT_SNAPLEN,
+    pcap_limit_mb: int = DEFAULT_PCAP_LIMIT_MB,
+    python: str = sys.executable,
+) -> list[str]:
     """The argv that runs a tap (start it inside the node, e.g. with ``node.popen``)."""
-    return [python, "-m", "testbed.media.tap", "--interface", interface, "--out", str(out_prefix),
-            "--snaplen", str(snaplen), "--pcap-limit-mb", str(pcap_limit_mb)]
+    return [
+        python,
+        "-m",
+        "testbed.media.tap",
+        "--interface",
+        interface,
+        "--out",
+        str(out_prefix),
+        "--snaplen",
+        str(snaplen),
+        "--pcap-limit-mb",
+        str(pcap_limit_mb),
+    ]
 
 
 def emit(event: str, **values: object) -> None:
@@ -539,8 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interface", required=True, help="interface of this node to capture on")
     parser.add_argument("--out", required=True, help="output prefix: PREFIX.npz and PREFIX.pcap")
     parser.add_argument("--snaplen", type=int, default=DEFAULT_SNAPLEN, help="bytes kept per packet")
-    parser.add_argument("--pcap-limit-mb", type=int, default=DEFAULT_PCAP_LIMIT_MB,
-                        help="stop writing the pcap past this size (records go on)")
+    parser.add_argument(
+        "--pcap-limit-mb",
+        type=int,
+        default=DEFAULT_PCAP_LIMIT_MB,
+        help="stop writing the pcap past this size (records go on)",
+    )
     args = parser.parse_args(argv)
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)

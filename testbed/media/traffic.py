@@ -146,8 +146,18 @@ class TrafficResult:
 
     @classmethod
     def from_reports(cls, name: str, source: SourceReport, sink: SinkReport) -> TrafficResult:
-        return cls(name, source.kind, source.sent_bytes, sink.bytes, sink.seconds, sink.bps, sink.wire_bps,
-                   source.dropped_local, dict(sink.dscp), list(sink.intervals))
+        return cls(
+            name,
+            source.kind,
+            source.sent_bytes,
+            sink.bytes,
+            sink.seconds,
+            sink.bps,
+            sink.wire_bps,
+            source.dropped_local,
+            dict(sink.dscp),
+            list(sink.intervals),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -171,12 +181,30 @@ def sink_kind(kind: str) -> str:
     return "tcp" if kind == "tcp_bulk" else "udp"
 
 
-def sink_command(kind: str, port: int, *, flows: int = 1, report_every: float = 1.0, idle: float = 0.0,
-                 bind: str | None = None, python: str = sys.executable) -> list[str]:
+def sink_command(
+    kind: str,
+    port: int,
+    *,
+    flows: int = 1,
+    report_every: float = 1.0,
+    idle: float = 0.0,
+    bind: str | None = None,
+    python: str = sys.executable,
+) -> list[str]:
     """argv of a sink for the traffic ``kind`` (a source kind or tcp/udp); port 0: the kernel picks one.
     ``bind``: listen address (default 0.0.0.0; "::" for IPv6 sources)."""
-    argv = [*_module(python), "sink", "--kind", kind if kind in ("tcp", "udp") else sink_kind(kind),
-            "--port", str(port), "--flows", str(flows), "--report-every", repr(float(report_every))]
+    argv = [
+        *_module(python),
+        "sink",
+        "--kind",
+        kind if kind in ("tcp", "udp") else sink_kind(kind),
+        "--port",
+        str(port),
+        "--flows",
+        str(flows),
+        "--report-every",
+        repr(float(report_every)),
+    ]
     if idle:
         argv += ["--idle", repr(float(idle))]
     if bind:
@@ -184,15 +212,38 @@ def sink_command(kind: str, port: int, *, flows: int = 1, report_every: float = 
     return argv
 
 
-def source_command(kind: str, address: str, port: int, *, flows: int = 1, rate: float | None = None,
-                   packet_size: int = 1200, dscp: int = 0, duration: float | None = None,
-                   on: float | None = None, off: float | None = None, connect_timeout: float = 5.0,
-                   python: str = sys.executable) -> list[str]:
+def source_command(
+    kind: str,
+    address: str,
+    port: int,
+    *,
+    flows: int = 1,
+    rate: float | None = None,
+    packet_size: int = 1200,
+    dscp: int = 0,
+    duration: float | None = None,
+    on: float | None = None,
+    off: float | None = None,
+    connect_timeout: float = 5.0,
+    python: str = sys.executable,
+) -> list[str]:
     """argv of a source; without ``duration`` it runs until SIGTERM. ``rate`` is a wire rate (UDP)."""
     if kind not in KINDS:
         raise ValueError(f"traffic kind {kind!r}: use one of {', '.join(KINDS)}")
-    argv = [*_module(python), "source", "--kind", kind, "--to", address, "--port", str(port),
-            "--flows", str(flows), "--dscp", str(dscp)]
+    argv = [
+        *_module(python),
+        "source",
+        "--kind",
+        kind,
+        "--to",
+        address,
+        "--port",
+        str(port),
+        "--flows",
+        str(flows),
+        "--dscp",
+        str(dscp),
+    ]
     if kind != "tcp_bulk":
         if rate is None:
             raise ValueError(f"{kind} needs a rate")
@@ -208,14 +259,25 @@ def source_command(kind: str, address: str, port: int, *, flows: int = 1, rate: 
     return argv
 
 
-def commands_for(spec: TrafficSpec, address: str, port: int, *, report_every: float = 1.0,
-                 python: str = sys.executable) -> tuple[list[str], list[str]]:
+def commands_for(
+    spec: TrafficSpec, address: str, port: int, *, report_every: float = 1.0, python: str = sys.executable
+) -> tuple[list[str], list[str]]:
     """(sink argv, source argv) for a scenario's traffic entry; the source runs from start to stop."""
     duration = None if spec.stop is None else spec.stop - spec.start
     sink = sink_command(spec.kind, port, flows=spec.flows, report_every=report_every, python=python)
-    source = source_command(spec.kind, address, port, flows=spec.flows, rate=spec.rate,
-                            packet_size=spec.packet_size, dscp=spec.dscp, duration=duration, on=spec.on,
-                            off=spec.off, python=python)
+    source = source_command(
+        spec.kind,
+        address,
+        port,
+        flows=spec.flows,
+        rate=spec.rate,
+        packet_size=spec.packet_size,
+        dscp=spec.dscp,
+        duration=duration,
+        on=spec.on,
+        off=spec.off,
+        python=python,
+    )
     return sink, source
 
 
@@ -254,20 +316,41 @@ def sink_report(lines: Iterable[str | dict[str, Any]]) -> SinkReport:
     events = parse_events(lines)
     done = _done(events, "sink")
     ready = next((e for e in events if e.get("event") == "ready"), {})
-    intervals = [Interval(e["t"], e["seconds"], e["bytes"], e.get("packets"), e["bps"], e["wire_bps"])
-                 for e in events if e.get("event") == "interval"]
-    return SinkReport(done["kind"], done["bytes"], done.get("packets"), done["seconds"], done["bps"],
-                      done["wire_bps"], [FlowCount(**f) for f in done.get("per_flow", [])],
-                      {int(k): v for k, v in done.get("dscp", {}).items()}, intervals, ready.get("time", 0.0),
-                      done.get("cpu_seconds", 0.0))
+    intervals = [
+        Interval(e["t"], e["seconds"], e["bytes"], e.get("packets"), e["bps"], e["wire_bps"])
+        for e in events
+        if e.get("event") == "interval"
+    ]
+    return SinkReport(
+        done["kind"],
+        done["bytes"],
+        done.get("packets"),
+        done["seconds"],
+        done["bps"],
+        done["wire_bps"],
+        [FlowCount(**f) for f in done.get("per_flow", [])],
+        {int(k): v for k, v in done.get("dscp", {}).items()},
+        intervals,
+        ready.get("time", 0.0),
+        done.get("cpu_seconds", 0.0),
+    )
 
 
 def source_report(lines: Iterable[str | dict[str, Any]]) -> SourceReport:
     """The source's output -> its report; raises TrafficError if it failed or never finished."""
     done = _done(parse_events(lines), "source")
-    return SourceReport(done["kind"], done["sent_bytes"], done.get("sent_packets"), done["seconds"], done["bps"],
-                        done["wire_bps"], done.get("dropped_local", 0), done.get("skipped", 0),
-                        done.get("refused", 0), done.get("cpu_seconds", 0.0))
+    return SourceReport(
+        done["kind"],
+        done["sent_bytes"],
+        done.get("sent_packets"),
+        done["seconds"],
+        done["bps"],
+        done["wire_bps"],
+        done.get("dropped_local", 0),
+        done.get("skipped", 0),
+        done.get("refused", 0),
+        done.get("cpu_seconds", 0.0),
+    )
 
 
 def udp_overhead(address: str) -> int:
@@ -506,9 +589,15 @@ class Sink:
     def _interval(self, t: float, now: float, since: tuple[float, int, int]) -> tuple[float, int, int]:
         seconds = now - since[0]
         got, packets = self.total_bytes - since[1], self.total_packets - since[2]
-        emit("interval", t=round(t, 6), seconds=round(seconds, 6), bytes=got,
-             packets=packets if self.kind == "udp" else None, bps=got * 8 / seconds if seconds else 0.0,
-             wire_bps=self.wire_bytes(got, packets) * 8 / seconds if seconds else 0.0)
+        emit(
+            "interval",
+            t=round(t, 6),
+            seconds=round(seconds, 6),
+            bytes=got,
+            packets=packets if self.kind == "udp" else None,
+            bps=got * 8 / seconds if seconds else 0.0,
+            wire_bps=self.wire_bytes(got, packets) * 8 / seconds if seconds else 0.0,
+        )
         return now, self.total_bytes, self.total_packets
 
     def report(self) -> None:
@@ -516,13 +605,26 @@ class Sink:
         after_first = self.total_bytes - self.first_bytes
         packets_after = max(0, self.total_packets - 1)
         udp = self.kind == "udp"
-        emit("done", kind=self.kind, bytes=self.total_bytes, packets=self.total_packets if udp else None,
-             seconds=round(seconds, 6), bps=after_first * 8 / seconds if seconds else 0.0,
-             wire_bps=self.wire_bytes(after_first, packets_after) * 8 / seconds if seconds else 0.0,
-             per_flow=[{"peer": peer, "bytes": self.flow_bytes[peer],
-                        "packets": self.flow_packets.get(peer, 0) if udp else None} for peer in self.flow_bytes],
-             dscp={str(k): v for k, v in sorted(self.dscp.items())}, mss=None if udp else self.mss,
-             cpu_seconds=round(time.process_time(), 3))
+        emit(
+            "done",
+            kind=self.kind,
+            bytes=self.total_bytes,
+            packets=self.total_packets if udp else None,
+            seconds=round(seconds, 6),
+            bps=after_first * 8 / seconds if seconds else 0.0,
+            wire_bps=self.wire_bytes(after_first, packets_after) * 8 / seconds if seconds else 0.0,
+            per_flow=[
+                {
+                    "peer": peer,
+                    "bytes": self.flow_bytes[peer],
+                    "packets": self.flow_packets.get(peer, 0) if udp else None,
+                }
+                for peer in self.flow_bytes
+            ],
+            dscp={str(k): v for k, v in sorted(self.dscp.items())},
+            mss=None if udp else self.mss,
+            cpu_seconds=round(time.process_time(), 3),
+        )
         for connection in list(self.connections):
             connection.close()
         self.sock.close()
@@ -549,8 +651,7 @@ class Source:
         self.started = self.ended = 0.0
 
     def run(self) -> int:
-        emit("ready", kind=self.kind, to=self.args.to, port=self.args.port, flows=self.args.flows,
-             pid=os.getpid())
+        emit("ready", kind=self.kind, to=self.args.to, port=self.args.port, flows=self.args.flows, pid=os.getpid())
         try:
             if self.kind == "tcp_bulk":
                 self._tcp()
@@ -565,12 +666,24 @@ class Source:
     def report(self) -> None:
         seconds = max(0.0, self.ended - self.started)
         udp = self.kind != "tcp_bulk"
-        wire = (self.sent_bytes + self.sent_packets * udp_overhead(self.args.to) if udp
-                else self.sent_bytes * (TCP_DEFAULT_MSS + TCP_HEADERS) / TCP_DEFAULT_MSS)
-        emit("done", kind=self.kind, sent_bytes=self.sent_bytes, sent_packets=self.sent_packets if udp else None,
-             seconds=round(seconds, 6), bps=self.sent_bytes * 8 / seconds if seconds else 0.0,
-             wire_bps=wire * 8 / seconds if seconds else 0.0, dropped_local=self.dropped, skipped=self.skipped,
-             refused=self.refused, cpu_seconds=round(time.process_time(), 3))
+        wire = (
+            self.sent_bytes + self.sent_packets * udp_overhead(self.args.to)
+            if udp
+            else self.sent_bytes * (TCP_DEFAULT_MSS + TCP_HEADERS) / TCP_DEFAULT_MSS
+        )
+        emit(
+            "done",
+            kind=self.kind,
+            sent_bytes=self.sent_bytes,
+            sent_packets=self.sent_packets if udp else None,
+            seconds=round(seconds, 6),
+            bps=self.sent_bytes * 8 / seconds if seconds else 0.0,
+            wire_bps=wire * 8 / seconds if seconds else 0.0,
+            dropped_local=self.dropped,
+            skipped=self.skipped,
+            refused=self.refused,
+            cpu_seconds=round(time.process_time(), 3),
+        )
 
     # UDP: one socket per flow (distinct source ports), datagrams round-robin over them
 
@@ -648,8 +761,10 @@ class Source:
             self.stop.sleep(0.1)
         if self.stop.requested:
             raise _Stopped
-        raise Failed(f"could not connect to {args.to}:{args.port} within {args.connect_timeout:g} s "
-                     f"({problem}); is the sink running there?")
+        raise Failed(
+            f"could not connect to {args.to}:{args.port} within {args.connect_timeout:g} s "
+            f"({problem}); is the sink running there?"
+        )
 
     def _tcp(self) -> None:
         args = self.args
@@ -724,8 +839,13 @@ def parser() -> argparse.ArgumentParser:
     sink.add_argument("--port", type=_port, required=True, help="0: the kernel picks (reported in 'ready')")
     sink.add_argument("--flows", type=int, default=1, help="TCP: connections to accept, then end when all close")
     sink.add_argument("--report-every", type=_positive, default=1.0, metavar="SECONDS")
-    sink.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
-                      help="end this long after the last arrival (0: only on SIGTERM or when TCP flows close)")
+    sink.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="end this long after the last arrival (0: only on SIGTERM or when TCP flows close)",
+    )
     sink.add_argument("--bind", default="0.0.0.0", help="address to listen on (:: for IPv6)")
     source = roles.add_parser("source", help="send cross traffic")
     source.add_argument("--kind", choices=KINDS, required=True)
@@ -738,8 +858,9 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--duration", type=_positive, help="seconds; default: until SIGTERM")
     source.add_argument("--on", type=_positive, help="udp_onoff: burst seconds")
     source.add_argument("--off", type=_positive, help="udp_onoff: pause seconds")
-    source.add_argument("--connect-timeout", type=_positive, default=5.0,
-                        help="tcp_bulk: keep retrying refused connects this long")
+    source.add_argument(
+        "--connect-timeout", type=_positive, default=5.0, help="tcp_bulk: keep retrying refused connects this long"
+    )
     return main
 
 

@@ -32,10 +32,17 @@ def summary_table(result: dict[str, Any]) -> Table:
             for direction, scores in call["directions"].items():
                 network = scores.get("network") or {}
                 loss = (network.get("loss") or {}).get("fraction")
-                table.add_row(variant["name"], call["id"], direction, _mos(scores.get("mos_emodel")),
-                              _mos(scores.get("mos_pesq")), _num(None if loss is None else 100 * loss, 1, "%"),
-                              _num((network.get("delay") or {}).get("p95_ms"), 1, " ms"),
-                              _num((network.get("jitter") or {}).get("mean_ms"), 1, " ms"), setup)
+                table.add_row(
+                    variant["name"],
+                    call["id"],
+                    direction,
+                    _mos(scores.get("mos_emodel")),
+                    _mos(scores.get("mos_pesq")),
+                    _num(None if loss is None else 100 * loss, 1, "%"),
+                    _num((network.get("delay") or {}).get("p95_ms"), 1, " ms"),
+                    _num((network.get("jitter") or {}).get("mean_ms"), 1, " ms"),
+                    setup,
+                )
     return table
 
 
@@ -45,8 +52,10 @@ def verdict_line(result: dict[str, Any]) -> str:
         return "no thresholds in the scenario: nothing to pass or fail"
     if verdict["passed"]:
         return f"[green]PASS[/]: all {verdict['checks']} threshold checks met"
-    return f"[red]FAIL[/]: {verdict['failed']} of {verdict['checks']} threshold checks fell short; first: " \
-           f"{verdict['first_failure']}"
+    return (
+        f"[red]FAIL[/]: {verdict['failed']} of {verdict['checks']} threshold checks fell short; first: "
+        f"{verdict['first_failure']}"
+    )
 
 
 def print_summary(result: dict[str, Any], console: Console) -> None:

@@ -30,10 +30,16 @@ def _escape(text: Any) -> str:
     return html.escape(str(text))
 
 
-def line_chart(title: str, y_label: str, series: list[tuple[str, list[float], list[float]]],
-               markers: list[tuple[float, str]] = (), y_min: float | None = None, y_max: float | None = None) -> str:
+def line_chart(
+    title: str,
+    y_label: str,
+    series: list[tuple[str, list[float], list[float]]],
+    markers: list[tuple[float, str]] = (),
+    y_min: float | None = None,
+    y_max: float | None = None,
+) -> str:
     """An SVG line chart: ``series`` = (label, xs, ys); ``markers`` = (x, label) dashed verticals."""
-    points = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys) if y is not None]
+    points = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=False) if y is not None]
     if not points:
         return f'<svg width="{WIDTH}" height="60"><text x="10" y="35">{_escape(title)}: no data</text></svg>'
     x_low = min(min(x for x, _ in points), *(m for m, _ in markers)) if markers else min(x for x, _ in points)
@@ -50,29 +56,37 @@ def line_chart(title: str, y_label: str, series: list[tuple[str, list[float], li
     def sy(y: float) -> float:
         return PAD_TOP + plot_h - (min(max(y, y_low), y_high) - y_low) / (y_high - y_low) * plot_h
 
-    parts = [f'<svg width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg" font-size="11">',
-             f'<text x="{PAD_LEFT}" y="15" font-weight="bold">{_escape(title)}</text>',
-             f'<text x="12" y="{PAD_TOP + plot_h / 2}" transform="rotate(-90 12 {PAD_TOP + plot_h / 2})" '
-             f'text-anchor="middle">{_escape(y_label)}</text>']
+    parts = [
+        f'<svg width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg" font-size="11">',
+        f'<text x="{PAD_LEFT}" y="15" font-weight="bold">{_escape(title)}</text>',
+        f'<text x="12" y="{PAD_TOP + plot_h / 2}" transform="rotate(-90 12 {PAD_TOP + plot_h / 2})" '
+        f'text-anchor="middle">{_escape(y_label)}</text>',
+    ]
     for i in range(5):
         value = y_low + (y_high - y_low) * i / 4
         y = sy(value)
-        parts.append(f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                     f'<text x="{PAD_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{value:.3g}</text>')
+        parts.append(
+            f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text x="{PAD_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{value:.3g}</text>'
+        )
     for i in range(6):
         value = x_low + (x_high - x_low) * i / 5
         parts.append(f'<text x="{sx(value):.1f}" y="{HEIGHT - 18}" text-anchor="middle">{value:.0f}</text>')
     parts.append(f'<text x="{PAD_LEFT + plot_w / 2}" y="{HEIGHT - 4}" text-anchor="middle">seconds into the run</text>')
     for x, label in markers:
-        parts.append(f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{PAD_TOP}" y2="{PAD_TOP + plot_h}" '
-                     f'stroke="#888" stroke-dasharray="4 3"><title>{_escape(label)}</title></line>')
+        parts.append(
+            f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{PAD_TOP}" y2="{PAD_TOP + plot_h}" '
+            f'stroke="#888" stroke-dasharray="4 3"><title>{_escape(label)}</title></line>'
+        )
     for index, (label, xs, ys) in enumerate(series):
         color = COLORS[index % len(COLORS)]
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys) if y is not None)
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys, strict=False) if y is not None)
         if coords:
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{coords}"/>')
-        parts.append(f'<text x="{WIDTH - PAD_RIGHT - 4}" y="{PAD_TOP + 12 + 13 * index}" text-anchor="end" '
-                     f'fill="{color}">{_escape(label)}</text>')
+        parts.append(
+            f'<text x="{WIDTH - PAD_RIGHT - 4}" y="{PAD_TOP + 12 + 13 * index}" text-anchor="end" '
+            f'fill="{color}">{_escape(label)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -90,14 +104,17 @@ def _cell(value: Any, digits: int = 2, suffix: str = "") -> str:
 
 
 def _markers(variant: dict[str, Any]) -> list[tuple[float, str]]:
-    return [(event["effective"], event["what"]) for event in variant["timeline"]
-            if not event["what"].startswith("call ")]
+    return [
+        (event["effective"], event["what"]) for event in variant["timeline"] if not event["what"].startswith("call ")
+    ]
 
 
 def mos_table(result: dict[str, Any]) -> str:
-    rows = ["<table><tr><th>variant</th><th>call</th><th>direction</th><th>MOS E-model</th><th>MOS PESQ</th>"
-            "<th>R</th><th>Ta</th><th>effective loss</th><th>network loss</th><th>p95 delay</th><th>jitter</th>"
-            "<th>setup</th><th>outcome</th></tr>"]
+    rows = [
+        "<table><tr><th>variant</th><th>call</th><th>direction</th><th>MOS E-model</th><th>MOS PESQ</th>"
+        "<th>R</th><th>Ta</th><th>effective loss</th><th>network loss</th><th>p95 delay</th><th>jitter</th>"
+        "<th>setup</th><th>outcome</th></tr>"
+    ]
     for variant in result["variants"]:
         for call in variant["calls"]:
             for direction, s in call["directions"].items():
@@ -112,7 +129,8 @@ def mos_table(result: dict[str, Any]) -> str:
                     f"{_cell((network.get('delay') or {}).get('p95_ms'), 1, ' ms')}"
                     f"{_cell((network.get('jitter') or {}).get('mean_ms'), 1, ' ms')}"
                     f"{_cell(None if call['setup_s'] is None else call['setup_s'] * 1000, 0, ' ms')}"
-                    f"<td>{_escape(call['outcome'])} {_escape(call['reason'])}</td></tr>")
+                    f"<td>{_escape(call['outcome'])} {_escape(call['reason'])}</td></tr>"
+                )
     rows.append("</table>")
     return "".join(rows)
 
@@ -139,16 +157,21 @@ def direction_plots(result: dict[str, Any]) -> str:
             offset = _call_offset(variant, call)
             xs = [offset + t for t in network.get("start_s", [])]
             delay.append((variant["name"], xs, network.get("mean_delay_ms", [])))
-            loss.append((variant["name"], xs, [None if f is None else 100 * f for f in network.get("loss_fraction", [])]))
+            loss.append(
+                (variant["name"], xs, [None if f is None else 100 * f for f in network.get("loss_fraction", [])])
+            )
             per_second = scores.get("per_second") or {}
-            mos.append((variant["name"], [offset + s for s in per_second.get("second", [])],
-                        per_second.get("mos_emodel", [])))
+            mos.append(
+                (variant["name"], [offset + s for s in per_second.get("second", [])], per_second.get("mos_emodel", []))
+            )
             markers += _markers(variant)
-        parts.append(f"<h3>{_escape(call_id)}: {_escape(direction)}</h3><div class='plots'>"
-                     + line_chart("one-way delay (mean per second)", "ms", delay, markers)
-                     + line_chart("network loss per second", "%", loss, markers, y_min=0)
-                     + line_chart("MOS (E-model, 3 s window)", "MOS", mos, markers, y_min=1, y_max=4.6)
-                     + "</div>")
+        parts.append(
+            f"<h3>{_escape(call_id)}: {_escape(direction)}</h3><div class='plots'>"
+            + line_chart("one-way delay (mean per second)", "ms", delay, markers)
+            + line_chart("network loss per second", "%", loss, markers, y_min=0)
+            + line_chart("MOS (E-model, 3 s window)", "MOS", mos, markers, y_min=1, y_max=4.6)
+            + "</div>"
+        )
     return "".join(parts)
 
 
@@ -170,17 +193,28 @@ def queue_plots(result: dict[str, Any]) -> str:
             for interface, names in interfaces.items():
                 backlog, drops = [], []
                 for handle, name in names.items():
-                    series = sorted((s["time"], s) for s in samples if s["node"] == node and s["interface"] == interface
-                                    and s["handle"] == handle)
+                    series = sorted(
+                        (s["time"], s)
+                        for s in samples
+                        if s["node"] == node and s["interface"] == interface and s["handle"] == handle
+                    )
                     xs = [t for t, _ in series]
                     backlog.append((name, xs, [s["backlog_packets"] for _, s in series]))
-                    drops.append((name, xs[1:], [b["drops"] - a["drops"] for (_, a), (_, b) in zip(series, series[1:])]))
+                    drops.append(
+                        (
+                            name,
+                            xs[1:],
+                            [b["drops"] - a["drops"] for (_, a), (_, b) in zip(series, series[1:], strict=False)],
+                        )
+                    )
                 markers = _markers(variant)
-                parts.append(f"<h3>{_escape(variant['name'])}: {_escape(node)} {_escape(interface)} egress</h3>"
-                             "<div class='plots'>"
-                             + line_chart("queue backlog per class", "packets", backlog, markers)
-                             + line_chart("drops per second per class", "packets", drops, markers)
-                             + "</div>")
+                parts.append(
+                    f"<h3>{_escape(variant['name'])}: {_escape(node)} {_escape(interface)} egress</h3>"
+                    "<div class='plots'>"
+                    + line_chart("queue backlog per class", "packets", backlog, markers)
+                    + line_chart("drops per second per class", "packets", drops, markers)
+                    + "</div>"
+                )
     return "".join(parts) or "<p class='note'>No router classes were sampled.</p>"
 
 
@@ -189,9 +223,11 @@ def traffic_table(result: dict[str, Any]) -> str:
     for variant in result["variants"]:
         for flow in variant["traffic"]:
             rate = "-" if flow["bps"] is None else f"{flow['bps'] / 1e6:.2f} Mbit/s"
-            rows.append(f"<tr><td>{_escape(variant['name'])}</td><td>{_escape(flow['name'])}</td>"
-                        f"<td>{_escape(flow['kind'])}</td><td>{_escape(flow['from'])}</td><td>{_escape(flow['to'])}</td>"
-                        f'<td class="num">{rate}</td></tr>')
+            rows.append(
+                f"<tr><td>{_escape(variant['name'])}</td><td>{_escape(flow['name'])}</td>"
+                f"<td>{_escape(flow['kind'])}</td><td>{_escape(flow['from'])}</td><td>{_escape(flow['to'])}</td>"
+                f'<td class="num">{rate}</td></tr>'
+            )
     rows.append("</table>")
     return "".join(rows)
 
@@ -200,8 +236,11 @@ def thresholds_section(result: dict[str, Any]) -> str:
     verdict = result["verdict"]
     if not verdict["checks"]:
         return "<p>No thresholds in the scenario.</p>"
-    head = (f'<p class="pass">PASS: all {verdict["checks"]} checks met</p>' if verdict["passed"] else
-            f'<p class="fail">FAIL: {verdict["failed"]} of {verdict["checks"]} checks fell short</p>')
+    head = (
+        f'<p class="pass">PASS: all {verdict["checks"]} checks met</p>'
+        if verdict["passed"]
+        else f'<p class="fail">FAIL: {verdict["failed"]} of {verdict["checks"]} checks fell short</p>'
+    )
     rows = ["<table><tr><th>result</th><th>check</th></tr>"]
     for check in result["thresholds"]:
         mark = '<span class="pass">pass</span>' if check["passed"] else '<span class="fail">FAIL</span>'
@@ -212,19 +251,21 @@ def thresholds_section(result: dict[str, Any]) -> str:
 def render(result: dict[str, Any]) -> str:
     scenario = result["scenario"]
     environment = result["environment"]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_escape(scenario['name'])} - voip-testbed"
-            f"</title><style>{STYLE}</style></head><body>"
-            f"<h1>{_escape(scenario['name'])}</h1><p>{_escape(scenario['description'])}</p>"
-            f"<p class='note'>{_escape(scenario['file'])} on {_escape(environment['host'])}, kernel "
-            f"{_escape(environment['kernel'])}, impairments by {_escape(', '.join(environment['impairment_engine']))}. "
-            "MOS E-model is the ITU-T G.107 planning estimate from the measured network (G.107.1 wideband scale "
-            "for Opus and G.722); MOS PESQ is ITU-T P.862 on the audio a listener would have heard.</p>"
-            f"<h2>Verdict</h2>{thresholds_section(result)}"
-            f"<h2>Calls</h2>{mos_table(result)}"
-            f"<h2>Per second</h2><p class='note'>Dashed lines: timeline events.</p>{direction_plots(result)}"
-            f"<h2>Router queues</h2>{queue_plots(result)}"
-            f"<h2>Cross traffic</h2>{traffic_table(result)}"
-            "</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_escape(scenario['name'])} - voip-testbed"
+        f"</title><style>{STYLE}</style></head><body>"
+        f"<h1>{_escape(scenario['name'])}</h1><p>{_escape(scenario['description'])}</p>"
+        f"<p class='note'>{_escape(scenario['file'])} on {_escape(environment['host'])}, kernel "
+        f"{_escape(environment['kernel'])}, impairments by {_escape(', '.join(environment['impairment_engine']))}. "
+        "MOS E-model is the ITU-T G.107 planning estimate from the measured network (G.107.1 wideband scale "
+        "for Opus and G.722); MOS PESQ is ITU-T P.862 on the audio a listener would have heard.</p>"
+        f"<h2>Verdict</h2>{thresholds_section(result)}"
+        f"<h2>Calls</h2>{mos_table(result)}"
+        f"<h2>Per second</h2><p class='note'>Dashed lines: timeline events.</p>{direction_plots(result)}"
+        f"<h2>Router queues</h2>{queue_plots(result)}"
+        f"<h2>Cross traffic</h2>{traffic_table(result)}"
+        "</body></html>"
+    )
 
 
 def write(result: dict[str, Any], path: Path) -> Path:

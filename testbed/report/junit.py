@@ -15,23 +15,34 @@ def write(result: dict[str, Any], path: Path) -> Path:
         by_variant.setdefault(check["variant"], []).append(check)
     for variant in result["variants"]:
         checks = by_variant.get(variant["variant"], [])
-        suite = ElementTree.SubElement(root, "testsuite", name=f"{result['scenario']['name']}.{variant['name']}",
-                                       tests=str(len(checks) or len(variant["calls"])),
-                                       failures=str(sum(not c["passed"] for c in checks)))
+        suite = ElementTree.SubElement(
+            root,
+            "testsuite",
+            name=f"{result['scenario']['name']}.{variant['name']}",
+            tests=str(len(checks) or len(variant["calls"])),
+            failures=str(sum(not c["passed"] for c in checks)),
+        )
         if checks:
             for check in checks:
-                case = ElementTree.SubElement(suite, "testcase", classname=f"{result['scenario']['name']}.{variant['name']}",
-                                              name=f"{check['call']} {check['direction']}: {check['rule']}")
+                case = ElementTree.SubElement(
+                    suite,
+                    "testcase",
+                    classname=f"{result['scenario']['name']}.{variant['name']}",
+                    name=f"{check['call']} {check['direction']}: {check['rule']}",
+                )
                 if not check["passed"]:
                     failure = ElementTree.SubElement(case, "failure", message=check["message"])
                     failure.text = check["message"]
         else:  # no thresholds, no verdict: each call is a passing case that reports what happened
             for call in variant["calls"]:
-                case = ElementTree.SubElement(suite, "testcase", classname=f"{result['scenario']['name']}.{variant['name']}",
-                                              name=f"{call['id']}")
+                case = ElementTree.SubElement(
+                    suite, "testcase", classname=f"{result['scenario']['name']}.{variant['name']}", name=f"{call['id']}"
+                )
                 lines = [f"{call['id']}: {call['outcome']} {call['reason']}".strip()]
-                lines += [f"{d}: MOS E-model {s.get('mos_emodel')}, PESQ {s.get('mos_pesq')}"
-                          for d, s in call["directions"].items()]
+                lines += [
+                    f"{d}: MOS E-model {s.get('mos_emodel')}, PESQ {s.get('mos_pesq')}"
+                    for d, s in call["directions"].items()
+                ]
                 ElementTree.SubElement(case, "system-out").text = "\n".join(lines)
     ElementTree.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -52,8 +52,14 @@ class Check:
 
 def describe(rule: Threshold) -> str:
     unit = UNITS[rule.metric]
-    bounds = " and ".join(part for part in (f">= {rule.min:g}{unit}" if rule.min is not None else "",
-                                            f"<= {rule.max:g}{unit}" if rule.max is not None else "") if part)
+    bounds = " and ".join(
+        part
+        for part in (
+            f">= {rule.min:g}{unit}" if rule.min is not None else "",
+            f"<= {rule.max:g}{unit}" if rule.max is not None else "",
+        )
+        if part
+    )
     gain = f" gain of {rule.variant} over {rule.over}" if rule.over else ""
     scope = f" in variant {rule.variant}" if rule.variant and not rule.over else ""
     call = f", call {rule.call}" if rule.call else ""
@@ -79,8 +85,15 @@ def evaluate(rules: list[Threshold], variants: dict[str, dict[str, Any]]) -> lis
     return checks
 
 
-def _check(rule: Threshold, text: str, variant: str, call: dict[str, Any], direction: str,
-           scores: dict[str, Any], variants: dict[str, dict[str, Any]]) -> Check:
+def _check(
+    rule: Threshold,
+    text: str,
+    variant: str,
+    call: dict[str, Any],
+    direction: str,
+    scores: dict[str, Any],
+    variants: dict[str, dict[str, Any]],
+) -> Check:
     value = metric(call, scores, rule.metric)
     where = f"{variant} / {call['id']} / {direction}"
     if value is None:
@@ -92,14 +105,35 @@ def _check(rule: Threshold, text: str, variant: str, call: dict[str, Any], direc
         if other is None and other_call and other_call["outcome"] != "connected" and rule.metric.startswith("mos"):
             other = 1.0  # a call that never connected in the baseline is as bad as a call gets
         if other is None:
-            return Check(text, variant, call["id"], direction, None, False,
-                         f"{where}: no {rule.metric} in variant {rule.over} to compare with")
+            return Check(
+                text,
+                variant,
+                call["id"],
+                direction,
+                None,
+                False,
+                f"{where}: no {rule.metric} in variant {rule.over} to compare with",
+            )
         gain = value - other
         passed = _within(gain, rule)
-        return Check(text, variant, call["id"], direction, round(gain, 3), passed,
-                     f"{where}: {rule.metric} {value:.3g} vs {other:.3g} in {rule.over}, gain {gain:+.3g} "
-                     f"({'ok' if passed else 'needs ' + text.split(' ', 1)[1]})")
+        return Check(
+            text,
+            variant,
+            call["id"],
+            direction,
+            round(gain, 3),
+            passed,
+            f"{where}: {rule.metric} {value:.3g} vs {other:.3g} in {rule.over}, gain {gain:+.3g} "
+            f"({'ok' if passed else 'needs ' + text.split(' ', 1)[1]})",
+        )
     passed = _within(value, rule)
     unit = UNITS[rule.metric]
-    return Check(text, variant, call["id"], direction, round(value, 3), passed,
-                 f"{where}: {rule.metric} {value:.3g}{unit} ({'ok' if passed else 'needs ' + text.split(' ', 1)[1]})")
+    return Check(
+        text,
+        variant,
+        call["id"],
+        direction,
+        round(value, 3),
+        passed,
+        f"{where}: {rule.metric} {value:.3g}{unit} ({'ok' if passed else 'needs ' + text.split(' ', 1)[1]})",
+    )

@@ -137,8 +137,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     if not isinstance(doc.data, dict):
         raise ScenarioError([f"{path}:1: a scenario is a mapping of sections (name, topology, links, ...)"])
     scenario = with_trace_paths(validate(doc, Scenario), path, doc.lines)
-    problems = list(check_references(scenario, doc, lambda name: find_template(name, path),
-                                     available_templates(path)))
+    problems = list(check_references(scenario, doc, lambda name: find_template(name, path), available_templates(path)))
     if problems:
         raise ScenarioError(problems)
     loaded = LoadedScenario(path=path, scenario=scenario, raw=doc.data, lines=doc.lines)
@@ -182,12 +181,23 @@ def with_trace_paths(scenario: Scenario, scenario_file: Path, lines: dict | None
             problems.append(f"{where}: {'.'.join(map(str, loc))}: {exc}")
         return impairment.model_copy(update={"trace": str(trace)})
 
-    links = {link: {sender: resolve(imp, ("links", link, sender, "trace")) for sender, imp in senders.items()}
-             for link, senders in scenario.links.items()}
-    timeline = [event.model_copy(update={"impairments": {
-        sender: resolve(imp, ("timeline", index, "impairments", sender, "trace"))
-        for sender, imp in event.impairments.items()}}) if event.impairments else event
-        for index, event in enumerate(scenario.timeline)]
+    links = {
+        link: {sender: resolve(imp, ("links", link, sender, "trace")) for sender, imp in senders.items()}
+        for link, senders in scenario.links.items()
+    }
+    timeline = [
+        event.model_copy(
+            update={
+                "impairments": {
+                    sender: resolve(imp, ("timeline", index, "impairments", sender, "trace"))
+                    for sender, imp in event.impairments.items()
+                }
+            }
+        )
+        if event.impairments
+        else event
+        for index, event in enumerate(scenario.timeline)
+    ]
     if problems:
         raise ScenarioError(problems)
     return scenario.model_copy(update={"links": links, "timeline": timeline})

@@ -30,9 +30,11 @@ class LinkSpec(Strict):
 
     endpoints: list[Name] = Field(min_length=2, max_length=32)
     subnet: ipaddress.IPv4Network | None = Field(
-        default=None, description="overrides the automatic address plan, e.g. 192.168.1.0/24")
+        default=None, description="overrides the automatic address plan, e.g. 192.168.1.0/24"
+    )
     addresses: dict[Name, ipaddress.IPv4Address] = Field(
-        default_factory=dict, description="per endpoint address overrides inside the subnet")
+        default_factory=dict, description="per endpoint address overrides inside the subnet"
+    )
     mtu: int = Field(default=1500, ge=576, le=9000)
 
 
@@ -53,18 +55,29 @@ class TunnelSpec(Strict):
     """
 
     kind: Literal["gre", "vxlan"] = Field(
-        default="gre", description="gre: IP protocol 47, 24 bytes of overhead; vxlan: UDP port 4789, 50 bytes")
-    endpoints: list[Name] = Field(min_length=2, max_length=2,
-                                  description="[first endpoint, concentrator]: two host or router nodes")
-    copy_dscp: bool = Field(default=False, description="copy the inner packet's TOS (DSCP) to the outer header "
-                            "(Linux 'tos inherit'); false: the outer DSCP is 0, so routers cannot see it")
+        default="gre", description="gre: IP protocol 47, 24 bytes of overhead; vxlan: UDP port 4789, 50 bytes"
+    )
+    endpoints: list[Name] = Field(
+        min_length=2, max_length=2, description="[first endpoint, concentrator]: two host or router nodes"
+    )
+    copy_dscp: bool = Field(
+        default=False,
+        description="copy the inner packet's TOS (DSCP) to the outer header "
+        "(Linux 'tos inherit'); false: the outer DSCP is 0, so routers cannot see it",
+    )
     subnet: ipaddress.IPv4Network | None = Field(
-        default=None, description="the tunnel's inner addresses (.1 first endpoint, .2 concentrator); default: the "
-        "next free subnet of the address pool after the links' subnets")
-    routes: list[Name] = Field(default_factory=list, description="nodes the first endpoint reaches through the "
-                               "tunnel (their addresses); they route the tunnel's subnet back via the concentrator")
-    mtu: int | None = Field(default=None, ge=576, le=9000,
-                            description="default: the endpoints' link MTU minus the tunnel's overhead")
+        default=None,
+        description="the tunnel's inner addresses (.1 first endpoint, .2 concentrator); default: the "
+        "next free subnet of the address pool after the links' subnets",
+    )
+    routes: list[Name] = Field(
+        default_factory=list,
+        description="nodes the first endpoint reaches through the "
+        "tunnel (their addresses); they route the tunnel's subnet back via the concentrator",
+    )
+    mtu: int | None = Field(
+        default=None, ge=576, le=9000, description="default: the endpoints' link MTU minus the tunnel's overhead"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TunnelSpec:
@@ -84,10 +97,12 @@ class Topology(Strict):
     links: dict[Name, LinkSpec] = Field(default_factory=_default_links)
     address_pool: ipaddress.IPv4Network = Field(
         default=ipaddress.IPv4Network("198.18.0.0/16"),
-        description="automatic subnets are carved from here (RFC 2544 benchmarking range by default)")
+        description="automatic subnets are carved from here (RFC 2544 benchmarking range by default)",
+    )
     subnet_prefix: int = Field(default=24, ge=16, le=30)
     tunnels: dict[Name, TunnelSpec] = Field(
-        default_factory=dict, description="VPN tunnels over the links; the name becomes the interface name")
+        default_factory=dict, description="VPN tunnels over the links; the name becomes the interface name"
+    )
 
     @model_validator(mode="after")
     def _nodes_present(self) -> Topology:
@@ -149,11 +164,16 @@ class Impairment(Strict):
     corrupt: Percent = 0
     queue_limit: PositiveInt | None = Field(default=None, le=100_000, description="packets")
     flow_order: Literal["kept", "jitter"] = Field(
-        default="kept", description="userspace engine: 'kept' holds each flow's packets in order under jitter; "
-        "'jitter' reorders them as netem does (netem always does)")
-    trace: str | None = Field(default=None, description="userspace engine: CSV time series time_s,delay_ms"
-                              "[,jitter_ms][,loss_pct] replayed from the start of the lab (path relative to the "
-                              "scenario file)")
+        default="kept",
+        description="userspace engine: 'kept' holds each flow's packets in order under jitter; "
+        "'jitter' reorders them as netem does (netem always does)",
+    )
+    trace: str | None = Field(
+        default=None,
+        description="userspace engine: CSV time series time_s,delay_ms"
+        "[,jitter_ms][,loss_pct] replayed from the start of the lab (path relative to the "
+        "scenario file)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Impairment:
@@ -169,13 +189,15 @@ class Impairment(Strict):
     def needs_netem(self) -> bool:
         """True when anything beyond plain rate shaping and queue length is asked for (netem's part,
         which kernel netem or the userspace engine provides)."""
-        return bool(self.delay or self.jitter or self.loss or self.reorder or self.duplicate or self.corrupt
-                    or self.trace)
+        return bool(
+            self.delay or self.jitter or self.loss or self.reorder or self.duplicate or self.corrupt or self.trace
+        )
 
     def shaping_only(self) -> Impairment:
         """This direction without netem's part: what the kernel shaper does when the engine does the rest."""
-        return self.model_copy(update={"delay": 0, "jitter": 0, "loss": None, "reorder": 0, "duplicate": 0,
-                                       "corrupt": 0, "trace": None})
+        return self.model_copy(
+            update={"delay": 0, "jitter": 0, "loss": None, "reorder": 0, "duplicate": 0, "corrupt": 0, "trace": None}
+        )
 
 
 # links: {link name: {sending endpoint: Impairment}}
@@ -188,8 +210,9 @@ class RouterSpec(Strict):
     """Which router node runs which QoS template, and which of its links face the WAN and the LAN."""
 
     node: Name | None = Field(default=None, description="default: the only node of kind router")
-    template: str = Field(default="fifo", pattern=r"^[A-Za-z0-9_.-]+$",
-                          description="a file in scenarios/routers/ (without .yaml)")
+    template: str = Field(
+        default="fifo", pattern=r"^[A-Za-z0-9_.-]+$", description="a file in scenarios/routers/ (without .yaml)"
+    )
     wan: Name | None = Field(default=None, description="upstream link; default: the link named 'wan'")
     lan: Name | None = Field(default=None, description="downstream link; default: the link named 'lan'")
     overrides: dict[str, Any] = Field(default_factory=dict, description="fields replaced in the template")
@@ -258,14 +281,17 @@ class TimelineEvent(Strict):
     traffic: Label | None = None
     link: Name | None = None
     impairments: dict[Name, Impairment] | None = Field(
-        default=None, description="set_link: new impairment per sending endpoint")
+        default=None, description="set_link: new impairment per sending endpoint"
+    )
     template: str | None = None
 
     @model_validator(mode="after")
     def _action_parameters(self) -> TimelineEvent:
         required = {
-            "start_traffic": ("traffic",), "stop_traffic": ("traffic",),
-            "set_link": ("link", "impairments"), "set_router_template": ("template",),
+            "start_traffic": ("traffic",),
+            "stop_traffic": ("traffic",),
+            "set_link": ("link", "impairments"),
+            "set_router_template": ("template",),
         }[self.action]
         missing = [name for name in required if getattr(self, name) is None]
         if missing:
@@ -282,7 +308,8 @@ class VariantSpec(Strict):
     links: dict[Name, dict[Name, dict[str, Any]]] | None = None
     # partial tunnel settings (e.g. copy_dscp, routes), merged into topology.tunnels the same way
     tunnels: dict[Name, dict[str, Any]] | None = Field(
-        default=None, description="per tunnel of topology.tunnels: the fields this variant changes, e.g. copy_dscp")
+        default=None, description="per tunnel of topology.tunnels: the fields this variant changes, e.g. copy_dscp"
+    )
 
 
 Metric = Literal["mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter", "setup_time"]
@@ -317,8 +344,10 @@ class Scenario(Strict):
     description: str = ""
     backend: Literal["netns", "docker"] = "netns"
     impairment_engine: Literal["auto", "netem", "userspace"] = Field(
-        default="auto", description="who delays and drops packets: kernel netem, the userspace NFQUEUE engine, or "
-        "auto (netem where the kernel has it)")
+        default="auto",
+        description="who delays and drops packets: kernel netem, the userspace NFQUEUE engine, or "
+        "auto (netem where the kernel has it)",
+    )
     topology: Topology = Field(default_factory=Topology)
     links: LinkImpairments = Field(default_factory=dict)
     router: RouterSpec = Field(default_factory=RouterSpec)

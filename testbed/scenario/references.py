@@ -29,9 +29,12 @@ def check_references(
     templates_available: list[str],
 ) -> Iterator[str]:
     """Yield one located message per broken reference; nothing when the scenario is consistent."""
+
     def problem(loc: Loc, message: str) -> str:
         line = doc.line_of(loc)
-        return f"{doc.path}:{line}: {format_loc(loc)}: {message}" if line else f"{doc.path}: {format_loc(loc)}: {message}"
+        return (
+            f"{doc.path}:{line}: {format_loc(loc)}: {message}" if line else f"{doc.path}: {format_loc(loc)}: {message}"
+        )
 
     topo = scenario.topology
     nodes = topo.nodes
@@ -56,8 +59,10 @@ def check_references(
             attached.add(endpoint)
         for node in link.addresses:
             if node not in link.endpoints:
-                yield problem(loc + ("addresses", node), f"{node!r} is not an endpoint of link {link_name!r}"
-                              f"{_suggest(node, link.endpoints)}")
+                yield problem(
+                    loc + ("addresses", node),
+                    f"{node!r} is not an endpoint of link {link_name!r}{_suggest(node, link.endpoints)}",
+                )
         if link.subnet is not None:
             if link.subnet.num_addresses - 2 < len(link.endpoints):
                 yield problem(loc + ("subnet",), f"{link.subnet} is too small for {len(link.endpoints)} endpoints")
@@ -66,8 +71,10 @@ def check_references(
                     yield problem(loc + ("subnet",), f"{link.subnet} overlaps the subnet of link {other_name!r}")
             subnets.append((link_name, link.subnet))
             for node, address in link.addresses.items():
-                if address not in link.subnet or address in (link.subnet.network_address,
-                                                             link.subnet.broadcast_address):
+                if address not in link.subnet or address in (
+                    link.subnet.network_address,
+                    link.subnet.broadcast_address,
+                ):
                     yield problem(loc + ("addresses", node), f"{address} is not a host address of {link.subnet}")
         elif link.addresses:
             yield problem(loc + ("addresses",), "address overrides need the link's 'subnet' too")
@@ -76,7 +83,9 @@ def check_references(
             yield problem(loc + ("addresses",), "two endpoints have the same address")
     for node_name in nodes:
         if node_name not in attached:
-            yield problem(("topology", "nodes", node_name), f"node {node_name!r} is on no link; add it to a link's endpoints")
+            yield problem(
+                ("topology", "nodes", node_name), f"node {node_name!r} is on no link; add it to a link's endpoints"
+            )
 
     # -- tunnels (as written, and as each variant changes them)
     yield from _check_tunnels(problem, topo, topo.tunnels, ("topology", "tunnels"))
@@ -86,12 +95,16 @@ def check_references(
         merged = dict(topo.tunnels)
         for tunnel_name, changes in variant.tunnels.items():
             if tunnel_name not in topo.tunnels:
-                yield problem(("variants", name, "tunnels", tunnel_name), f"unknown tunnel {tunnel_name!r}"
-                              f"{_suggest(tunnel_name, topo.tunnels)}; a variant changes tunnels of topology.tunnels")
+                yield problem(
+                    ("variants", name, "tunnels", tunnel_name),
+                    f"unknown tunnel {tunnel_name!r}"
+                    f"{_suggest(tunnel_name, topo.tunnels)}; a variant changes tunnels of topology.tunnels",
+                )
                 continue
             try:
                 merged[tunnel_name] = TunnelSpec.model_validate(
-                    {**topo.tunnels[tunnel_name].model_dump(mode="json", exclude_unset=True), **changes})
+                    {**topo.tunnels[tunnel_name].model_dump(mode="json", exclude_unset=True), **changes}
+                )
             except ValidationError:
                 pass  # the variant's own validation (LoadedScenario.variant) reports it, located
         changed = {tunnel_name: merged[tunnel_name] for tunnel_name in variant.tunnels if tunnel_name in merged}
@@ -105,8 +118,11 @@ def check_references(
                 continue
             for sender in directions:
                 if sender not in links[link_name].endpoints:
-                    yield problem(base + (link_name, sender), f"{sender!r} is not an endpoint of link {link_name!r}"
-                                  f" (the keys name the sending end){_suggest(sender, links[link_name].endpoints)}")
+                    yield problem(
+                        base + (link_name, sender),
+                        f"{sender!r} is not an endpoint of link {link_name!r}"
+                        f" (the keys name the sending end){_suggest(sender, links[link_name].endpoints)}",
+                    )
 
     yield from check_impairments(("links",), scenario.links)
 
@@ -132,8 +148,10 @@ def check_references(
             elif router_node not in links[link_name].endpoints:
                 yield problem(loc + (side,), f"link {link_name!r} does not reach router {router_node!r}")
         if router.template and find_template(router.template) is None:
-            yield problem(loc + ("template",), f"router template {router.template!r} not found"
-                          f"{_suggest(router.template, templates_available)}")
+            yield problem(
+                loc + ("template",),
+                f"router template {router.template!r} not found{_suggest(router.template, templates_available)}",
+            )
 
     yield from check_router(("router",), scenario.router)
     for name, variant in scenario.variants.items():
@@ -169,12 +187,16 @@ def check_references(
     for index, event in enumerate(scenario.timeline):
         loc = ("timeline", index)
         if event.traffic is not None and event.traffic not in traffic_names:
-            yield problem(loc + ("traffic",), f"unknown traffic {event.traffic!r}{_suggest(event.traffic, traffic_names)}")
+            yield problem(
+                loc + ("traffic",), f"unknown traffic {event.traffic!r}{_suggest(event.traffic, traffic_names)}"
+            )
         if event.link is not None and event.impairments is not None:
             yield from check_impairments(loc, {event.link: event.impairments})
         if event.template is not None and find_template(event.template) is None:
-            yield problem(loc + ("template",), f"router template {event.template!r} not found"
-                          f"{_suggest(event.template, templates_available)}")
+            yield problem(
+                loc + ("template",),
+                f"router template {event.template!r} not found{_suggest(event.template, templates_available)}",
+            )
 
     # -- thresholds
     variant_names = list(scenario.variants) or ["default"]
@@ -191,8 +213,13 @@ def check_references(
 _KERNEL_TUNNEL_DEVICES = {"lo", "gre0", "gretap0", "erspan0", "tunl0", "sit0", "ip6tnl0", "ip6gre0"}
 
 
-def _check_tunnels(problem: Callable[[Loc, str], str], topo: Topology, tunnels: dict[str, TunnelSpec], base: Loc,
-                   only: set[str] | None = None) -> Iterator[str]:
+def _check_tunnels(
+    problem: Callable[[Loc, str], str],
+    topo: Topology,
+    tunnels: dict[str, TunnelSpec],
+    base: Loc,
+    only: set[str] | None = None,
+) -> Iterator[str]:
     """Tunnel endpoints and route targets are nodes; names, subnets and routes do not collide.
 
     ``only``: report just these tunnels (a variant's), still checked against all the others."""
@@ -206,37 +233,60 @@ def _check_tunnels(problem: Callable[[Loc, str], str], topo: Topology, tunnels: 
         problems: list[str] = []
         if tunnel_name in topo.links or tunnel_name in _KERNEL_TUNNEL_DEVICES:
             what = f"link {tunnel_name!r}" if tunnel_name in topo.links else "a device the kernel creates itself"
-            problems.append(problem(loc, f"tunnel {tunnel_name!r} has the name of {what} (the name becomes the "
-                                         "tunnel's interface name); give it another name"))
+            problems.append(
+                problem(
+                    loc,
+                    f"tunnel {tunnel_name!r} has the name of {what} (the name becomes the "
+                    "tunnel's interface name); give it another name",
+                )
+            )
         for index, endpoint in enumerate(tunnel.endpoints):
             if endpoint not in nodes:
-                problems.append(problem(loc + ("endpoints", index),
-                                        f"unknown node {endpoint!r}{_suggest(endpoint, nodes)}"))
+                problems.append(
+                    problem(loc + ("endpoints", index), f"unknown node {endpoint!r}{_suggest(endpoint, nodes)}")
+                )
         for index, target in enumerate(tunnel.routes):
             if target not in nodes:
                 problems.append(problem(loc + ("routes", index), f"unknown node {target!r}{_suggest(target, nodes)}"))
             elif target in tunnel.endpoints:
-                problems.append(problem(loc + ("routes", index), f"{target!r} is an endpoint of tunnel {tunnel_name!r};"
-                                        " routes name the nodes behind the concentrator"))
+                problems.append(
+                    problem(
+                        loc + ("routes", index),
+                        f"{target!r} is an endpoint of tunnel {tunnel_name!r};"
+                        " routes name the nodes behind the concentrator",
+                    )
+                )
             else:
                 key = (tunnel.endpoints[0], target)
                 if key in routed:
-                    problems.append(problem(loc + ("routes", index), f"{tunnel.endpoints[0]!r} already reaches "
-                                            f"{target!r} through tunnel {routed[key]!r}"))
+                    problems.append(
+                        problem(
+                            loc + ("routes", index),
+                            f"{tunnel.endpoints[0]!r} already reaches {target!r} through tunnel {routed[key]!r}",
+                        )
+                    )
                 routed[key] = tunnel_name
         if tunnel.kind == "gre":
             pair = frozenset(tunnel.endpoints)
             if pair in pairs:
-                problems.append(problem(loc + ("endpoints",), f"GRE tunnel {pairs[pair]!r} already joins these two "
-                                        "nodes (the kernel allows one); use kind: vxlan for a second tunnel"))
+                problems.append(
+                    problem(
+                        loc + ("endpoints",),
+                        f"GRE tunnel {pairs[pair]!r} already joins these two "
+                        "nodes (the kernel allows one); use kind: vxlan for a second tunnel",
+                    )
+                )
             pairs[pair] = tunnel_name
         if tunnel.subnet is not None:
             others = [(f"link {name!r}", subnet) for name, subnet in link_subnets.items()]
             # each pair of tunnels once (the later one is reported), but a variant's against all others
             names = list(tunnels)
-            compared = names if only is not None else names[:names.index(tunnel_name)]
-            others += [(f"tunnel {name!r}", tunnels[name].subnet) for name in compared
-                       if name != tunnel_name and tunnels[name].subnet is not None]
+            compared = names if only is not None else names[: names.index(tunnel_name)]
+            others += [
+                (f"tunnel {name!r}", tunnels[name].subnet)
+                for name in compared
+                if name != tunnel_name and tunnels[name].subnet is not None
+            ]
             for what, other in others:
                 if tunnel.subnet.overlaps(other):
                     problems.append(problem(loc + ("subnet",), f"{tunnel.subnet} overlaps {other} of {what}"))

@@ -87,8 +87,7 @@ class EgressPolicy(Strict):
     """The classes of one router interface; exactly one is the default."""
 
     classes: list[TrafficClass] = Field(min_length=1)
-    queue_limit: int | None = Field(default=None, ge=1, le=100_000,
-                                    description="packets, for classes that set none")
+    queue_limit: int | None = Field(default=None, ge=1, le=100_000, description="packets, for classes that set none")
 
     @model_validator(mode="after")
     def _one_default(self) -> EgressPolicy:
@@ -103,7 +102,11 @@ class EgressPolicy(Strict):
         if guaranteed > 100 + 1e-9:
             raise ValueError(f"the classes' rates add up to {guaranteed:g}% of the link (at most 100%)")
         for c in self.classes:
-            if c.rate.endswith("%") and c.ceil.endswith("%") and units.parse_percent(c.ceil) < units.parse_percent(c.rate):
+            if (
+                c.rate.endswith("%")
+                and c.ceil.endswith("%")
+                and units.parse_percent(c.ceil) < units.parse_percent(c.rate)
+            ):
                 raise ValueError(f"class {c.name!r}: ceil {c.ceil} is below its rate {c.rate}")
         return self
 
@@ -133,15 +136,19 @@ class RouterTemplate(Strict):
     description: str = ""
     kind: Literal["classes", "tc-script"] = "classes"
     ingress_dscp: Literal["trust", "bleach", "remark"] = Field(
-        default="trust", description="what the router does to DSCP of packets it receives (on WAN and LAN)")
+        default="trust", description="what the router does to DSCP of packets it receives (on WAN and LAN)"
+    )
     remark: list[DscpRemark] = Field(default_factory=list)
     wan: EgressPolicy | None = Field(default=None, description="egress towards the WAN (upstream)")
     lan: EgressPolicy | None = Field(default=None, description="egress towards the LAN (downstream)")
     control_class: str | None = Field(
-        default=None, description="class for ARP and IPv6 neighbour discovery; default: the highest-priority "
-        "class; 'none' leaves them in the default class (they can then starve behind bulk traffic)")
-    script: str | None = Field(default=None, description="tc-script: tc commands with {wan} {lan} {wan_rate} "
-                               "{lan_rate}, one per line")
+        default=None,
+        description="class for ARP and IPv6 neighbour discovery; default: the highest-priority "
+        "class; 'none' leaves them in the default class (they can then starve behind bulk traffic)",
+    )
+    script: str | None = Field(
+        default=None, description="tc-script: tc commands with {wan} {lan} {wan_rate} {lan_rate}, one per line"
+    )
     burst: Size | None = Field(default=None, description="HTB burst; default sized for the rate")
 
     @model_validator(mode="after")
@@ -162,8 +169,9 @@ class RouterTemplate(Strict):
             for side, policy in (("wan", self.wan), ("lan", self.lan)):
                 names = [c.name for c in policy.classes] if policy else []
                 if policy and self.control_class not in names:
-                    raise ValueError(f"control_class {self.control_class!r} is not a class of {side} "
-                                     f"(classes: {', '.join(names)})")
+                    raise ValueError(
+                        f"control_class {self.control_class!r} is not a class of {side} (classes: {', '.join(names)})"
+                    )
         return self
 
 
@@ -173,5 +181,7 @@ def _check_script(script: str) -> None:
             raise ValueError(f"script line {number}: only tc commands are allowed ({command!r})")
         for name in _PLACEHOLDER.findall(command):
             if name not in SCRIPT_PLACEHOLDERS:
-                raise ValueError(f"script line {number}: unknown placeholder {{{name}}} "
-                                 f"(allowed: {', '.join('{' + p + '}' for p in SCRIPT_PLACEHOLDERS)})")
+                raise ValueError(
+                    f"script line {number}: unknown placeholder {{{name}}} "
+                    f"(allowed: {', '.join('{' + p + '}' for p in SCRIPT_PLACEHOLDERS)})"
+                )

@@ -10,8 +10,12 @@ from testbed.scenario.router_template import RouterTemplate
 
 def _schema(model: type, title: str, ident: str) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": ident, "title": title,
-            **{k: v for k, v in schema.items() if k != "title"}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": ident,
+        "title": title,
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
 
 
 def scenario_schema() -> dict[str, Any]:

@@ -6,8 +6,15 @@ import difflib
 import re
 from typing import Annotated, Any
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 from testbed import units
 
@@ -17,61 +24,98 @@ LABEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 def _check_name(value: str) -> str:
     if not re.fullmatch(NAME_PATTERN, value):
-        raise ValueError(f"{value!r} is not a valid node or link name: use lower-case letters, digits and '-', "
-                         "at most 15 characters, starting with a letter (it becomes an interface name)")
+        raise ValueError(
+            f"{value!r} is not a valid node or link name: use lower-case letters, digits and '-', "
+            "at most 15 characters, starting with a letter (it becomes an interface name)"
+        )
     return value
 
 
 def _check_label(value: str) -> str:
     if not re.fullmatch(LABEL_PATTERN, value):
-        raise ValueError(f"{value!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-', "
-                         "at most 64 characters")
+        raise ValueError(
+            f"{value!r} is not a valid name: use lower-case letters, digits, '.', '_' and '-', at most 64 characters"
+        )
     return value
 
 
 # node and link names become namespace and interface names (15 characters at most)
-Name = Annotated[str, AfterValidator(_check_name), WithJsonSchema(
-    {"type": "string", "pattern": NAME_PATTERN,
-     "description": "lower-case letters, digits and '-', at most 15, starting with a letter"})]
+Name = Annotated[
+    str,
+    AfterValidator(_check_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": "lower-case letters, digits and '-', at most 15, starting with a letter",
+        }
+    ),
+]
 # scenario, variant, call and traffic names only label results
-Label = Annotated[str, AfterValidator(_check_label), WithJsonSchema(
-    {"type": "string", "pattern": LABEL_PATTERN, "description": "lower-case letters, digits, '.', '_', '-'"})]
+Label = Annotated[
+    str,
+    AfterValidator(_check_label),
+    WithJsonSchema(
+        {"type": "string", "pattern": LABEL_PATTERN, "description": "lower-case letters, digits, '.', '_', '-'"}
+    ),
+]
 
 Rate = Annotated[
     int,
     BeforeValidator(units.parse_rate),
     PlainSerializer(lambda bits: f"{bits}bit", when_used="json"),  # JSON dumps read back as input
-    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kmgKMG]?(bit|bps)|[kmgKMG])(/s)?$",
-                    "description": f"bits per second, {units.RATE_EXAMPLES}"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d+(\.\d+)?\s*([kmgKMG]?(bit|bps)|[kmgKMG])(/s)?$",
+            "description": f"bits per second, {units.RATE_EXAMPLES}",
+        }
+    ),
 ]
 Duration = Annotated[
     float,
     BeforeValidator(units.parse_duration),
     PlainSerializer(lambda seconds: f"{seconds!r}s" if seconds else 0, when_used="json"),
-    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(us|µs|ms|s|sec|min)$"},
-                              {"const": 0}],
-                    "description": f"a duration, {units.DURATION_EXAMPLES}"}),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(us|µs|ms|s|sec|min)$"}, {"const": 0}],
+            "description": f"a duration, {units.DURATION_EXAMPLES}",
+        }
+    ),
 ]
 Percent = Annotated[
     float,
     BeforeValidator(units.parse_percent),
     PlainSerializer(lambda percent: f"{percent!r}%" if percent else 0, when_used="json"),
-    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*%$"}, {"const": 0}],
-                    "description": f"a percentage, {units.PERCENT_EXAMPLES}"}),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*%$"}, {"const": 0}],
+            "description": f"a percentage, {units.PERCENT_EXAMPLES}",
+        }
+    ),
 ]
 Size = Annotated[
     int,
     BeforeValidator(units.parse_size),
-    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmM]i?[bB]|[bB])?$"},
-                              {"type": "integer", "minimum": 0}],
-                    "description": f"bytes, {units.SIZE_EXAMPLES}"}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmM]i?[bB]|[bB])?$"},
+                {"type": "integer", "minimum": 0},
+            ],
+            "description": f"bytes, {units.SIZE_EXAMPLES}",
+        }
+    ),
 ]
 Dscp = Annotated[
     int,
     BeforeValidator(units.parse_dscp),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 63},
-                              {"enum": sorted(units.DSCP_NAMES)}],
-                    "description": "a DSCP value 0-63 or a name such as EF, AF41, CS3"}),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", "minimum": 0, "maximum": 63}, {"enum": sorted(units.DSCP_NAMES)}],
+            "description": "a DSCP value 0-63 or a name such as EF, AF41, CS3",
+        }
+    ),
 ]
 
 

@@ -46,8 +46,9 @@ def format_loc(loc: tuple[str | int, ...]) -> str:
 MAX_NODES = 100_000  # a scenario has hundreds; this stops alias bombs
 
 
-def _construct(node: yaml.Node, loc: Path_, doc: YamlDocument, loader: yaml.SafeLoader,
-               stack: tuple[int, ...] = ()) -> Any:
+def _construct(
+    node: yaml.Node, loc: Path_, doc: YamlDocument, loader: yaml.SafeLoader, stack: tuple[int, ...] = ()
+) -> Any:
     if id(node) in stack:
         raise _error(doc, node, "a YAML alias refers to itself")
     doc.nodes_built += 1

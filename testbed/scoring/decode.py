@@ -29,8 +29,16 @@ import numpy.typing as npt
 
 from testbed.errors import CapabilityError
 
-__all__ = ["CODECS", "Codec", "Concealment", "FrameDecoder", "decode_frames", "make_decoder", "alaw_decode",
-           "ulaw_decode"]
+__all__ = [
+    "CODECS",
+    "Codec",
+    "Concealment",
+    "FrameDecoder",
+    "decode_frames",
+    "make_decoder",
+    "alaw_decode",
+    "ulaw_decode",
+]
 
 Concealment = Literal["plc", "silence"]
 Audio = npt.NDArray[np.int16]
@@ -69,6 +77,7 @@ def codec(name: str) -> Codec:
 
 # --------------------------------------------------------------------------- G.711 (numpy tables)
 
+
 def _ulaw_table() -> Audio:
     u = ~np.arange(256, dtype=np.int32) & 0xFF
     t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
@@ -99,6 +108,7 @@ def alaw_decode(payload: bytes) -> Audio:
 
 # --------------------------------------------------------------------------- decoders
 
+
 class FrameDecoder(Protocol):
     """Decodes one 20 ms frame at a time, in playout order; ``conceal`` stands in for a missing one."""
 
@@ -124,8 +134,10 @@ def _opuslib() -> Any:
     try:
         import opuslib_next
     except Exception as error:  # ImportError, or its plain Exception when libopus is missing
-        raise CapabilityError(f"Opus decoding needs libopus and opuslib-next ({error}): run `make setup`, or "
-                              "`apt-get install libopus0` and `pip install opuslib-next`") from error
+        raise CapabilityError(
+            f"Opus decoding needs libopus and opuslib-next ({error}): run `make setup`, or "
+            "`apt-get install libopus0` and `pip install opuslib-next`"
+        ) from error
     return opuslib_next
 
 
@@ -171,7 +183,7 @@ class PitchRepetition:
         target = h[-win:]
         best, best_score = hi, -np.inf
         for lag in range(lo, hi + 1):
-            cand = h[-win - lag:-lag]
+            cand = h[-win - lag : -lag]
             energy = float(cand @ cand)
             score = float(target @ cand) / np.sqrt(energy) if energy > 0 else -np.inf
             if score > best_score:
@@ -179,7 +191,7 @@ class PitchRepetition:
         period = h[-best:].copy()
         overlap = max(1, best // 4)  # smooth the wrap from the period's end back to its start
         ramp = np.linspace(0.0, 1.0, overlap)
-        period[-overlap:] = period[-overlap:] * (1 - ramp) + h[-best - overlap:-best] * ramp
+        period[-overlap:] = period[-overlap:] * (1 - ramp) + h[-best - overlap : -best] * ramp
         return period
 
     def _continue(self, n: int) -> npt.NDArray[np.float64]:
@@ -210,7 +222,7 @@ class PitchRepetition:
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
     def _remember(self, samples: npt.NDArray[np.float64]) -> None:
-        self.history = np.concatenate([self.history, samples])[-self.history.size:]
+        self.history = np.concatenate([self.history, samples])[-self.history.size :]
 
 
 class TableFrameDecoder:
@@ -260,8 +272,9 @@ def make_decoder(name: str, rate: int | None = None, concealment: Concealment = 
     return TableFrameDecoder(info.name, concealment)
 
 
-def decode_frames(name: str, frames: Sequence[bytes | None], rate: int | None = None,
-                  concealment: Concealment = "plc") -> Audio:
+def decode_frames(
+    name: str, frames: Sequence[bytes | None], rate: int | None = None, concealment: Concealment = "plc"
+) -> Audio:
     """Decode frames in playout order (``None`` = not there in time, concealed) into one int16 array."""
     decoder = make_decoder(name, rate, concealment)
     out = [decoder.conceal() if payload is None else decoder.decode(payload) for payload in frames]

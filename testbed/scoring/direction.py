@@ -87,7 +87,7 @@ def join_network(sent: SentPackets, tap: TapArrivals) -> tuple[np.ndarray, np.nd
     if len(arrival_seq):
         order = np.argsort(tap.time_ns, kind="stable")
         first_seen: dict[int, int] = {}
-        for s, t in zip(arrival_seq[order].tolist(), np.asarray(tap.time_ns)[order].tolist()):
+        for s, t in zip(arrival_seq[order].tolist(), np.asarray(tap.time_ns)[order].tolist(), strict=False):
             first_seen.setdefault(s, t)
         index = {s: i for i, s in enumerate(sent_seq.tolist())}
         for s, t in first_seen.items():
@@ -96,20 +96,53 @@ def join_network(sent: SentPackets, tap: TapArrivals) -> tuple[np.ndarray, np.nd
     return sent_seq, np.asarray(sent.send_ns, dtype=np.int64), recv, arrival_seq
 
 
-def score_direction(codec: str, sent: SentPackets, tap: TapArrivals, received: ReceivedPackets,
-                    clip: np.ndarray, clip_rate: int, clip_frames: int | None,
-                    buffer: JitterBuffer = DEFAULT_BUFFER, with_pesq: bool = True) -> DirectionScore:
+def score_direction(
+    codec: str,
+    sent: SentPackets,
+    tap: TapArrivals,
+    received: ReceivedPackets,
+    clip: np.ndarray,
+    clip_rate: int,
+    clip_frames: int | None,
+    buffer: JitterBuffer = DEFAULT_BUFFER,
+    with_pesq: bool = True,
+) -> DirectionScore:
     params = codec_params(codec)
     if len(sent.seq) == 0:
-        return DirectionScore(codec, params.wideband, {}, {}, None, None, None, None, None, None, None,
-                              note="nothing was sent (the call never connected)")
+        return DirectionScore(
+            codec,
+            params.wideband,
+            {},
+            {},
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            note="nothing was sent (the call never connected)",
+        )
     seq, send_ns, recv_ns, arrival_seq = join_network(sent, tap)
-    stats = network_stats(seq, send_ns, recv_ns, arrival_seq=arrival_seq, rtp_ts=sent.rtp_ts,
-                          clock_rate=RTP_CLOCK[codec])
+    stats = network_stats(
+        seq, send_ns, recv_ns, arrival_seq=arrival_seq, rtp_ts=sent.rtp_ts, clock_rate=RTP_CLOCK[codec]
+    )
     if len(received.seq) == 0:
-        return DirectionScore(codec, params.wideband, stats.as_dict(), {}, None, 100.0, None, None,
-                              emodel.mos_from_r(0.0, params.wideband), None, None,
-                              pesq_note="no speech arrived", note="no packet reached the listener")
+        return DirectionScore(
+            codec,
+            params.wideband,
+            stats.as_dict(),
+            {},
+            None,
+            100.0,
+            None,
+            None,
+            emodel.mos_from_r(0.0, params.wideband),
+            None,
+            None,
+            pesq_note="no speech arrived",
+            note="no packet reached the listener",
+        )
     heard = playout(received, codec, buffer)
     network_ms = stats.delay.mean_ms if np.isfinite(stats.delay.mean_ms) else 0.0
     buffer_ms = heard.mean_buffer_delay_ms if np.isfinite(heard.mean_buffer_delay_ms) else 0.0
@@ -121,16 +154,27 @@ def score_direction(codec: str, sent: SentPackets, tap: TapArrivals, received: R
     if with_pesq:
         pesq = pesq_score(heard.audio, heard.rate, clip, clip_rate, loop_frames=clip_frames)
     return DirectionScore(
-        codec=codec, wideband=params.wideband, network=stats.as_dict(), playout=heard.as_dict(), ta_ms=round(ta, 2),
-        ppl_percent=round(ppl, 3), burst_ratio=round(burst, 3), r=round(result.r, 2), mos_emodel=round(result.mos, 3),
+        codec=codec,
+        wideband=params.wideband,
+        network=stats.as_dict(),
+        playout=heard.as_dict(),
+        ta_ms=round(ta, 2),
+        ppl_percent=round(ppl, 3),
+        burst_ratio=round(burst, 3),
+        r=round(result.r, 2),
+        mos_emodel=round(result.mos, 3),
         mos_pesq=None if pesq is None or pesq.mos is None else round(pesq.mos, 3),
-        pesq_mode=None if pesq is None else pesq.mode, pesq_note="" if pesq is None else (pesq.reason or ""),
+        pesq_mode=None if pesq is None else pesq.mode,
+        pesq_note="" if pesq is None else (pesq.reason or ""),
         per_second=mos_per_second(stats, heard, params.name, buffer_ms, send_ns, recv_ns),
-        audio=heard.audio, audio_rate=heard.rate)
+        audio=heard.audio,
+        audio_rate=heard.rate,
+    )
 
 
-def mos_per_second(stats: NetStats, heard: PlayoutResult, codec: str, buffer_ms: float, send_ns: np.ndarray,
-                   recv_ns: np.ndarray) -> dict[str, list[Any]]:
+def mos_per_second(
+    stats: NetStats, heard: PlayoutResult, codec: str, buffer_ms: float, send_ns: np.ndarray, recv_ns: np.ndarray
+) -> dict[str, list[Any]]:
     """E-model MOS over a sliding window around each second (by send time from the first packet)."""
     params = codec_params(codec)
     start = int(send_ns[0])

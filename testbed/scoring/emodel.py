@@ -50,23 +50,38 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from testbed.errors import InputError
-from testbed.scoring.codecs import CodecParams, codec as lookup_codec
+from testbed.scoring.codecs import CodecParams
+from testbed.scoring.codecs import codec as lookup_codec
 
 __all__ = [
-    "PLANNING_NOTE", "RO_WB", "WB_SCALE", "WIDEBAND_CAVEAT", "EModelInput", "EModelResult",
-    "absolute_delay_ms", "call_inputs", "ie_eff", "mos_from_r", "r_factor", "rating",
+    "PLANNING_NOTE",
+    "RO_WB",
+    "WB_SCALE",
+    "WIDEBAND_CAVEAT",
+    "EModelInput",
+    "EModelResult",
+    "absolute_delay_ms",
+    "call_inputs",
+    "ie_eff",
+    "mos_from_r",
+    "r_factor",
+    "rating",
 ]
 
-PLANNING_NOTE = ("E-model (ITU-T G.107 / G.107.1) planning estimate of conversational quality from network "
-                 "and codec parameters; not a measurement of the audio")
-WIDEBAND_CAVEAT = ("wideband delay/echo terms (Idte,WB, Idle,WB, Idd,WB) follow G.107.1 (06/2019) as "
-                   "transcribed by secondary sources, not checked against the Recommendation text")
+PLANNING_NOTE = (
+    "E-model (ITU-T G.107 / G.107.1) planning estimate of conversational quality from network "
+    "and codec parameters; not a measurement of the audio"
+)
+WIDEBAND_CAVEAT = (
+    "wideband delay/echo terms (Idte,WB, Idle,WB, Idd,WB) follow G.107.1 (06/2019) as "
+    "transcribed by secondary sources, not checked against the Recommendation text"
+)
 
-RO_WB = 129.0        # G.107.1: basic signal-to-noise ratio of the wideband scale
-WB_SCALE = 1.29      # G.107.1 Annex A: R_WB / 1.29 maps onto the narrowband MOS polynomial; also Idd,WB factor
-NFOR_NB = -64.0      # G.107 Table 3
-NFOR_WB = -96.0      # G.107.1 Table 1 (used only for Roe in the wideband talker-echo term)
-IE_EFF_MAX = 95.0    # G.107 eq. for Ie,eff (and G.107.1): asymptote for random loss
+RO_WB = 129.0  # G.107.1: basic signal-to-noise ratio of the wideband scale
+WB_SCALE = 1.29  # G.107.1 Annex A: R_WB / 1.29 maps onto the narrowband MOS polynomial; also Idd,WB factor
+NFOR_NB = -64.0  # G.107 Table 3
+NFOR_WB = -96.0  # G.107.1 Table 1 (used only for Roe in the wideband talker-echo term)
+IE_EFF_MAX = 95.0  # G.107 eq. for Ie,eff (and G.107.1): asymptote for random loss
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,7 @@ class EModelResult:
     idd: float
     ie_eff: float
     a: float
-    no: float                     # total noise power No (dBm0p) used for Ro / Roe
+    no: float  # total noise power No (dBm0p) used for Ro / Roe
     inputs: EModelInput
     warnings: tuple[str, ...] = ()
     note: str = field(default=PLANNING_NOTE)
@@ -147,6 +162,7 @@ class EModelResult:
 
 
 # ---------------------------------------------------------------- narrowband terms (G.107 clause 7)
+
 
 def _lg(x: float) -> float:
     return math.log10(x)
@@ -174,9 +190,12 @@ def _iolr(p: EModelInput, no: float) -> float:
 
 def _ist(p: EModelInput) -> float:
     stmro = -10.0 * _lg(10.0 ** (-p.stmr / 10.0) + math.exp(-p.t / 4.0) * 10.0 ** (-p.telr / 10.0))
-    return (12.0 * _root(1.0 + ((stmro - 13.0) / 6.0) ** 8, 8)
-            - 28.0 * _root(1.0 + ((stmro + 1.0) / 19.4) ** 35, 35)
-            - 13.0 * _root(1.0 + ((stmro - 3.0) / 33.0) ** 13, 13) + 29.0)
+    return (
+        12.0 * _root(1.0 + ((stmro - 13.0) / 6.0) ** 8, 8)
+        - 28.0 * _root(1.0 + ((stmro + 1.0) / 19.4) ** 35, 35)
+        - 13.0 * _root(1.0 + ((stmro - 3.0) / 33.0) ** 13, 13)
+        + 29.0
+    )
 
 
 def _iq(p: EModelInput, ro: float) -> float:
@@ -184,7 +203,7 @@ def _iq(p: EModelInput, ro: float) -> float:
     g = 1.07 + 0.258 * q + 0.0602 * q * q
     y = (ro - 100.0) / 15.0 + 46.0 / 8.4 - g / 9.0
     z = 46.0 / 30.0 - g / 40.0
-    return 15.0 * _lg(1.0 + 10.0 ** y + 10.0 ** z)
+    return 15.0 * _lg(1.0 + 10.0**y + 10.0**z)
 
 
 def _echo_bracket(roe_minus_re: float, t: float) -> float:
@@ -221,7 +240,7 @@ def _idd(p: EModelInput) -> float:
         return 0.0
     x = _lg(p.ta / p.mt) / _lg(2.0)
     e = 6.0 * p.st
-    return 25.0 * ((1.0 + x ** e) ** (1.0 / e) - 3.0 * (1.0 + (x / 3.0) ** e) ** (1.0 / e) + 2.0)
+    return 25.0 * ((1.0 + x**e) ** (1.0 / e) - 3.0 * (1.0 + (x / 3.0) ** e) ** (1.0 / e) + 2.0)
 
 
 def _idte_wb(p: EModelInput, no: float) -> float:
@@ -243,6 +262,7 @@ def ie_eff(ie: float, ppl: float, bpl: float, burst_r: float = 1.0) -> float:
 
 # ---------------------------------------------------------------- R -> MOS
 
+
 def mos_from_r(r: float, wideband: bool = False) -> float:
     """MOS_CQE from R: G.107 Annex B (narrowband) or G.107.1 Annex A (wideband: the same polynomial of R/1.29).
 
@@ -261,6 +281,7 @@ def mos_from_r(r: float, wideband: bool = False) -> float:
 
 # ---------------------------------------------------------------- the model
 
+
 def _check(p: EModelInput) -> list[str]:
     """Refuse inputs the formulas cannot take; return warnings for values outside G.107's validated ranges."""
     for name, value in p.as_dict().items():
@@ -278,13 +299,20 @@ def _check(p: EModelInput) -> list[str]:
     if p.qdu <= 0 or p.mt <= 0 or p.st <= 0:
         raise InputError("E-model qdu, mT and sT must be positive")
     warnings = []
-    for name, value, low, high in (("Ta", p.ta, 0, 500), ("T", p.t, 0, 500), ("Tr", p.tr, 0, 1000),
-                                   ("Ppl", p.ppl, 0, 20), ("BurstR", p.burst_r, 1, 8), ("A", p.a, 0, 20)):
+    for name, value, low, high in (
+        ("Ta", p.ta, 0, 500),
+        ("T", p.t, 0, 500),
+        ("Tr", p.tr, 0, 1000),
+        ("Ppl", p.ppl, 0, 20),
+        ("BurstR", p.burst_r, 1, 8),
+        ("A", p.a, 0, 20),
+    ):
         if not low <= value <= high:
             warnings.append(f"{name} = {value:g} is outside G.107 Table 3's range {low}..{high}: extrapolated")
     if p.burst_r > 2 and p.ppl >= 2:
-        warnings.append(f"BurstR = {p.burst_r:g} > 2 with Ppl = {p.ppl:g} % >= 2 %: G.107 validates BurstR > 2 "
-                        "only for Ppl < 2 %")
+        warnings.append(
+            f"BurstR = {p.burst_r:g} > 2 with Ppl = {p.ppl:g} % >= 2 %: G.107 validates BurstR > 2 only for Ppl < 2 %"
+        )
     if not p.wideband and abs(p.lstr - (p.stmr + p.dr)) > 1e-9:
         warnings.append(f"LSTR = {p.lstr:g} differs from STMR + Dr = {p.stmr + p.dr:g}; LSTR is used")
     if p.wideband:
@@ -315,23 +343,57 @@ def rating(inputs: EModelInput) -> EModelResult:
     id_ = idte + idle + idd
     ief = ie_eff(p.ie, p.ppl, p.bpl, p.burst_r)
     if ief > IE_EFF_MAX:
-        warnings.append(f"Ie,eff = {ief:.1f} exceeds 95: Ppl (1 - 1/BurstR) > Bpl, bursty loss beyond the "
-                        "range the loss formula was fitted to")
+        warnings.append(
+            f"Ie,eff = {ief:.1f} exceeds 95: Ppl (1 - 1/BurstR) > Bpl, bursty loss beyond the "
+            "range the loss formula was fitted to"
+        )
     r = ro - is_ - id_ - ief + p.a
-    return EModelResult(r=r, mos=mos_from_r(r, p.wideband), wideband=p.wideband, ro=ro, is_=is_, iolr=iolr,
-                        ist=ist, iq=iq, id=id_, idte=idte, idle=idle, idd=idd, ie_eff=ief, a=p.a, no=no,
-                        inputs=p, warnings=tuple(warnings))
+    return EModelResult(
+        r=r,
+        mos=mos_from_r(r, p.wideband),
+        wideband=p.wideband,
+        ro=ro,
+        is_=is_,
+        iolr=iolr,
+        ist=ist,
+        iq=iq,
+        id=id_,
+        idte=idte,
+        idle=idle,
+        idd=idd,
+        ie_eff=ief,
+        a=p.a,
+        no=no,
+        inputs=p,
+        warnings=tuple(warnings),
+    )
 
 
-def r_factor(ta_ms: float, ppl: float, burst_r: float = 1.0, ie: float = 0.0, bpl: float = 1.0,
-             wideband: bool = False, t_ms: float | None = None, tr_ms: float | None = None) -> float:
+def r_factor(
+    ta_ms: float,
+    ppl: float,
+    burst_r: float = 1.0,
+    ie: float = 0.0,
+    bpl: float = 1.0,
+    wideband: bool = False,
+    t_ms: float | None = None,
+    tr_ms: float | None = None,
+) -> float:
     """R for a delay and loss with every other parameter at its default.
 
     ``t_ms``/``tr_ms`` None: no echo path delay (T = Tr = 0, the G.107 defaults). For a real call's echo
     assumptions (T = Ta, Tr = 2 Ta) use :func:`call_inputs`. ``bpl`` defaults to G.107's 1; pass the codec's.
     """
-    p = EModelInput(ta=ta_ms, ppl=ppl, burst_r=burst_r, ie=ie, bpl=bpl, wideband=wideband,
-                    t=0.0 if t_ms is None else t_ms, tr=0.0 if tr_ms is None else tr_ms)
+    p = EModelInput(
+        ta=ta_ms,
+        ppl=ppl,
+        burst_r=burst_r,
+        ie=ie,
+        bpl=bpl,
+        wideband=wideband,
+        t=0.0 if t_ms is None else t_ms,
+        tr=0.0 if tr_ms is None else tr_ms,
+    )
     return rating(p).r
 
 
@@ -354,8 +416,9 @@ def absolute_delay_ms(one_way_network_ms: float, codec: str | CodecParams, jitte
     return one_way_network_ms + c.packetization_ms + jitter_buffer_ms + c.codec_delay_ms
 
 
-def call_inputs(one_way_ms: float, ppl: float, burst_r: float, codec: str | CodecParams,
-                wideband: bool | None = None) -> EModelInput:
+def call_inputs(
+    one_way_ms: float, ppl: float, burst_r: float, codec: str | CodecParams, wideband: bool | None = None
+) -> EModelInput:
     """E-model inputs for one direction of a testbed call.
 
     ``one_way_ms`` is the mouth-to-ear delay Ta (see :func:`absolute_delay_ms`), ``ppl`` the effective loss in
@@ -367,7 +430,17 @@ def call_inputs(one_way_ms: float, ppl: float, burst_r: float, codec: str | Code
     c = lookup_codec(codec)
     if wideband is not None and wideband != c.wideband:
         scale = "wideband (G.107.1)" if wideband else "narrowband (G.107)"
-        raise InputError(f"codec {c.name!r} has {'wideband' if c.wideband else 'narrowband'} impairment values; "
-                         f"it cannot be scored on the {scale} scale")
-    return EModelInput(ta=one_way_ms, t=one_way_ms, tr=2.0 * one_way_ms, ppl=ppl, burst_r=burst_r,
-                       ie=c.ie, bpl=c.bpl, wideband=c.wideband)
+        raise InputError(
+            f"codec {c.name!r} has {'wideband' if c.wideband else 'narrowband'} impairment values; "
+            f"it cannot be scored on the {scale} scale"
+        )
+    return EModelInput(
+        ta=one_way_ms,
+        t=one_way_ms,
+        tr=2.0 * one_way_ms,
+        ppl=ppl,
+        burst_r=burst_r,
+        ie=c.ie,
+        bpl=c.bpl,
+        wideband=c.wideband,
+    )

@@ -28,8 +28,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DelayStats", "JitterStats", "LossStats", "NetStats", "SecondSeries", "burst_ratio", "loss_runs",
-           "network_stats", "rfc3550_jitter"]
+__all__ = [
+    "DelayStats",
+    "JitterStats",
+    "LossStats",
+    "NetStats",
+    "SecondSeries",
+    "burst_ratio",
+    "loss_runs",
+    "network_stats",
+    "rfc3550_jitter",
+]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -178,9 +187,16 @@ def _reordered(order: IntArray) -> int:
     return int((order[1:] < running_max[:-1]).sum())
 
 
-def network_stats(seq: npt.ArrayLike, send_ns: npt.ArrayLike, recv_ns: npt.ArrayLike, *,
-                  arrival_seq: npt.ArrayLike | None = None, rtp_ts: npt.ArrayLike | None = None,
-                  clock_rate: int | None = None, bin_s: float = 1.0) -> NetStats:
+def network_stats(
+    seq: npt.ArrayLike,
+    send_ns: npt.ArrayLike,
+    recv_ns: npt.ArrayLike,
+    *,
+    arrival_seq: npt.ArrayLike | None = None,
+    rtp_ts: npt.ArrayLike | None = None,
+    clock_rate: int | None = None,
+    bin_s: float = 1.0,
+) -> NetStats:
     """Loss, burst ratio, RFC 3550 jitter, one-way delay, reordering and duplicates of one direction.
 
     ``seq``, ``send_ns``, ``recv_ns`` (and ``rtp_ts``) have one entry per sent packet; ``recv_ns`` is -1
@@ -193,8 +209,10 @@ def network_stats(seq: npt.ArrayLike, send_ns: npt.ArrayLike, recv_ns: npt.Array
     send = np.asarray(send_ns, dtype=np.int64)
     recv = np.asarray(recv_ns, dtype=np.int64)
     if not (seq.shape == send.shape == recv.shape):
-        raise ValueError(f"seq, send_ns and recv_ns must have one entry per sent packet: shapes "
-                         f"{seq.shape}, {send.shape}, {recv.shape}")
+        raise ValueError(
+            f"seq, send_ns and recv_ns must have one entry per sent packet: shapes "
+            f"{seq.shape}, {send.shape}, {recv.shape}"
+        )
     # One row per sequence number: of repeated rows (a tap seeing a copy) keep the earliest reception.
     recv_key = np.where(recv >= 0, recv, np.iinfo(np.int64).max)
     order = np.lexsort((recv_key, seq))
@@ -214,17 +232,26 @@ def network_stats(seq: npt.ArrayLike, send_ns: npt.ArrayLike, recv_ns: npt.Array
     runs = loss_runs(lost_mask)
     sent = int(seq.size)
     lost = int(lost_mask.sum())
-    loss = LossStats(sent=sent, received=sent - lost, lost=lost, fraction=lost / sent if sent else 0.0,
-                     runs=int(runs.size), mean_burst=float(runs.mean()) if runs.size else 0.0,
-                     max_burst=int(runs.max()) if runs.size else 0, burst_ratio=burst_ratio(lost_mask))
+    loss = LossStats(
+        sent=sent,
+        received=sent - lost,
+        lost=lost,
+        fraction=lost / sent if sent else 0.0,
+        runs=int(runs.size),
+        mean_burst=float(runs.mean()) if runs.size else 0.0,
+        max_burst=int(runs.max()) if runs.size else 0,
+        burst_ratio=burst_ratio(lost_mask),
+    )
 
     rx = np.flatnonzero(~lost_mask)
     delay_ms = (recv[rx] - send[rx]) / 1e6
     by_arrival = rx[np.lexsort((seq[rx], recv[rx]))]
     running_jitter_ms = rfc3550_jitter(recv[by_arrival], sender_ns[by_arrival]) / 1e6
-    jitter = JitterStats(final_ms=float(running_jitter_ms[-1]) if rx.size else float("nan"),
-                         mean_ms=float(running_jitter_ms.mean()) if rx.size else float("nan"),
-                         max_ms=float(running_jitter_ms.max()) if rx.size else float("nan"))
+    jitter = JitterStats(
+        final_ms=float(running_jitter_ms[-1]) if rx.size else float("nan"),
+        mean_ms=float(running_jitter_ms.mean()) if rx.size else float("nan"),
+        max_ms=float(running_jitter_ms.max()) if rx.size else float("nan"),
+    )
 
     if arrival_seq is not None:
         arrivals = np.asarray(arrival_seq, dtype=np.int64)
@@ -235,13 +262,24 @@ def network_stats(seq: npt.ArrayLike, send_ns: npt.ArrayLike, recv_ns: npt.Array
         duplicates = 0
         reordered = _reordered(seq[by_arrival])
 
-    return NetStats(loss=loss, delay=_percentiles(delay_ms), jitter=jitter, reordered=reordered,
-                    duplicates=duplicates,
-                    per_second=_series(send, recv, lost_mask, by_arrival, running_jitter_ms, bin_s))
+    return NetStats(
+        loss=loss,
+        delay=_percentiles(delay_ms),
+        jitter=jitter,
+        reordered=reordered,
+        duplicates=duplicates,
+        per_second=_series(send, recv, lost_mask, by_arrival, running_jitter_ms, bin_s),
+    )
 
 
-def _series(send: IntArray, recv: IntArray, lost: npt.NDArray[np.bool_], by_arrival: IntArray,
-            running_jitter_ms: npt.NDArray[np.float64], bin_s: float) -> SecondSeries:
+def _series(
+    send: IntArray,
+    recv: IntArray,
+    lost: npt.NDArray[np.bool_],
+    by_arrival: IntArray,
+    running_jitter_ms: npt.NDArray[np.float64],
+    bin_s: float,
+) -> SecondSeries:
     """Per-bin loss, delay and jitter, binned by send time so congestion shows where it was caused."""
     if send.size == 0:
         return SecondSeries([], [], [], [], [], [], [])
@@ -249,8 +287,9 @@ def _series(send: IntArray, recv: IntArray, lost: npt.NDArray[np.bool_], by_arri
     bins = ((send - t0) // int(bin_s * 1e9)).astype(np.int64)
     count = int(bins.max()) + 1
     arrival_bins = bins[by_arrival]  # the bin of each arrival, in arrival order (as running_jitter_ms)
-    out: dict[str, list[Any]] = {k: [] for k in ("start_s", "sent", "lost", "loss_fraction", "mean_delay_ms",
-                                                 "p95_delay_ms", "jitter_ms")}
+    out: dict[str, list[Any]] = {
+        k: [] for k in ("start_s", "sent", "lost", "loss_fraction", "mean_delay_ms", "p95_delay_ms", "jitter_ms")
+    }
     for b in range(count):
         in_bin = bins == b
         n = int(in_bin.sum())

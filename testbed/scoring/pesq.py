@@ -50,9 +50,16 @@ class PesqResult:
     scored_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"mos": self.mos, "mode": self.mode, "rate": self.rate, "reason": self.reason,
-                "lag_samples": self.lag_samples, "segments": list(self.segments),
-                "silent_segments": self.silent_segments, "scored_s": self.scored_s}
+        return {
+            "mos": self.mos,
+            "mode": self.mode,
+            "rate": self.rate,
+            "reason": self.reason,
+            "lag_samples": self.lag_samples,
+            "segments": list(self.segments),
+            "silent_segments": self.silent_segments,
+            "scored_s": self.scored_s,
+        }
 
 
 def resample(x: npt.ArrayLike, rate_in: int, rate_out: int) -> npt.NDArray[np.int16]:
@@ -80,8 +87,9 @@ def _loop_period(clip: npt.NDArray[np.int16], rate: int, loop_frames: int | None
     return np.tile(clip, reps)[:length]  # clip_frames pads the last frame with the clip's start
 
 
-def looped_reference(clip: npt.ArrayLike, rate: int, n: int, lag: int = 0,
-                     loop_frames: int | None = None) -> npt.NDArray[np.int16]:
+def looped_reference(
+    clip: npt.ArrayLike, rate: int, n: int, lag: int = 0, loop_frames: int | None = None
+) -> npt.NDArray[np.int16]:
     """``n`` samples of the looped reference, starting at loop position ``lag``."""
     period = _loop_period(np.asarray(clip, dtype=np.int16), rate, loop_frames)
     return period[(lag + np.arange(n)) % period.size]
@@ -100,7 +108,7 @@ def align(degraded: npt.ArrayLike, period: npt.ArrayLike) -> int:
     whole = d.size // size * size
     if whole:
         folded += d[:whole].reshape(-1, size).sum(axis=0)
-    folded[:d.size - whole] += d[whole:]
+    folded[: d.size - whole] += d[whole:]
     corr = np.fft.irfft(np.conj(np.fft.rfft(folded)) * np.fft.rfft(p), size)
     return int(np.argmax(corr))
 
@@ -111,7 +119,7 @@ def _segments(n: int, lag: int, period: int) -> list[tuple[int, int]]:
         return [(0, n)]
     cuts = [0, *range((period - lag) % period, n, period), n]
     cuts = sorted(set(cuts))
-    pieces = [(a, b) for a, b in zip(cuts, cuts[1:])]
+    pieces = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
     merged: list[tuple[int, int]] = []
     for a, b in pieces:
         if merged and (b - a < period / 2 or merged[-1][1] - merged[-1][0] < period / 2):
@@ -128,8 +136,15 @@ def _level_dbov(x: npt.NDArray[np.int16]) -> float:
     return 20 * np.log10(rms / 32768) if rms > 0 else -np.inf
 
 
-def pesq_score(degraded: npt.ArrayLike, degraded_rate: int, clip: npt.ArrayLike, clip_rate: int, *,
-               mode: Mode | None = None, loop_frames: int | None = None) -> PesqResult:
+def pesq_score(
+    degraded: npt.ArrayLike,
+    degraded_rate: int,
+    clip: npt.ArrayLike,
+    clip_rate: int,
+    *,
+    mode: Mode | None = None,
+    loop_frames: int | None = None,
+) -> PesqResult:
     """MOS-LQO of ``degraded`` (playout audio) against the looped ``clip`` (see the module docstring).
 
     ``mode`` defaults to ``wb`` for a 16 kHz clip and ``nb`` for an 8 kHz one; the degraded audio is
@@ -145,8 +160,13 @@ def pesq_score(degraded: npt.ArrayLike, degraded_rate: int, clip: npt.ArrayLike,
     if deg.size == 0:
         return PesqResult(None, mode, clip_rate, reason="no audio: no packet arrived")
     if _level_dbov(deg) < SILENT_DBOV:
-        return PesqResult(None, mode, clip_rate, reason="no speech arrived (the playout audio is silent)",
-                          scored_s=deg.size / clip_rate)
+        return PesqResult(
+            None,
+            mode,
+            clip_rate,
+            reason="no speech arrived (the playout audio is silent)",
+            scored_s=deg.size / clip_rate,
+        )
     period = _loop_period(ref_clip, clip_rate, loop_frames)
     lag = align(deg, period)
     ref = looped_reference(ref_clip, clip_rate, deg.size, lag, loop_frames)
@@ -170,8 +190,22 @@ def pesq_score(degraded: npt.ArrayLike, degraded_rate: int, clip: npt.ArrayLike,
         except _pesq.BufferTooShortError:
             reasons.append(f"segment {a / clip_rate:.1f}-{b / clip_rate:.1f} s too short for PESQ")
     if not scores or silent == len(scores):
-        return PesqResult(None, mode, clip_rate, reason="; ".join(reasons) or "no speech arrived", lag_samples=lag,
-                          silent_segments=silent, scored_s=deg.size / clip_rate)
+        return PesqResult(
+            None,
+            mode,
+            clip_rate,
+            reason="; ".join(reasons) or "no speech arrived",
+            lag_samples=lag,
+            silent_segments=silent,
+            scored_s=deg.size / clip_rate,
+        )
     mos = float(np.average(scores, weights=weights))
-    return PesqResult(mos, mode, clip_rate, lag_samples=lag, segments=tuple(scores), silent_segments=silent,
-                      scored_s=float(sum(weights)) / clip_rate)
+    return PesqResult(
+        mos,
+        mode,
+        clip_rate,
+        lag_samples=lag,
+        segments=tuple(scores),
+        silent_segments=silent,
+        scored_s=float(sum(weights)) / clip_rate,
+    )

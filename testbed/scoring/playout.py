@@ -48,8 +48,21 @@ import numpy.typing as npt
 from testbed.scoring.decode import FRAME_S, Concealment, codec, decode_frames
 from testbed.scoring.netstats import burst_ratio
 
-__all__ = ["AdaptiveBuffer", "DEFAULT_BUFFER", "FixedBuffer", "JitterBuffer", "LATE", "LOST", "PLAYED",
-           "PlayoutResult", "ReceivedPackets", "Schedule", "playout", "schedule", "simulate_arrivals"]
+__all__ = [
+    "AdaptiveBuffer",
+    "DEFAULT_BUFFER",
+    "FixedBuffer",
+    "JitterBuffer",
+    "LATE",
+    "LOST",
+    "PLAYED",
+    "PlayoutResult",
+    "ReceivedPackets",
+    "Schedule",
+    "playout",
+    "schedule",
+    "simulate_arrivals",
+]
 
 PLAYED, LOST, LATE = 0, 1, 2
 FRAME_NS = int(FRAME_S * 1e9)
@@ -67,17 +80,28 @@ class ReceivedPackets:
     ssrc: IntArray | None = None
 
     @classmethod
-    def from_arrays(cls, arrival_ns: npt.ArrayLike, seq: npt.ArrayLike, rtp_ts: npt.ArrayLike,
-                    payload_sizes: npt.ArrayLike, payload: npt.ArrayLike, ssrc: npt.ArrayLike | None = None,
-                    **_: Any) -> ReceivedPackets:
+    def from_arrays(
+        cls,
+        arrival_ns: npt.ArrayLike,
+        seq: npt.ArrayLike,
+        rtp_ts: npt.ArrayLike,
+        payload_sizes: npt.ArrayLike,
+        payload: npt.ArrayLike,
+        ssrc: npt.ArrayLike | None = None,
+        **_: Any,
+    ) -> ReceivedPackets:
         """From the arrays of a ``*-received.npz``: ``ReceivedPackets.from_arrays(**np.load(path))``."""
         sizes = np.asarray(payload_sizes, dtype=np.int64)
         blob = np.asarray(payload, dtype=np.uint8).tobytes()
         ends = np.cumsum(sizes)
-        payloads = tuple(blob[e - s:e] for s, e in zip(sizes.tolist(), ends.tolist()))
-        return cls(np.asarray(arrival_ns, dtype=np.int64), np.asarray(seq, dtype=np.int64),
-                   np.asarray(rtp_ts, dtype=np.int64), payloads,
-                   None if ssrc is None else np.asarray(ssrc, dtype=np.int64))
+        payloads = tuple(blob[e - s : e] for s, e in zip(sizes.tolist(), ends.tolist(), strict=False))
+        return cls(
+            np.asarray(arrival_ns, dtype=np.int64),
+            np.asarray(seq, dtype=np.int64),
+            np.asarray(rtp_ts, dtype=np.int64),
+            payloads,
+            None if ssrc is None else np.asarray(ssrc, dtype=np.int64),
+        )
 
     @classmethod
     def from_npz(cls, arrays: Mapping[str, Any]) -> ReceivedPackets:
@@ -152,10 +176,18 @@ class PlayoutResult:
 
     def as_dict(self) -> dict[str, Any]:
         """The numbers (not the audio) for result.json."""
-        return {"rate": self.rate, "frames": self.frames, "played": self.played, "lost": self.lost,
-                "late": self.late, "concealed": self.concealed, "effective_loss": self.effective_loss,
-                "burst_ratio": self.burst_ratio, "buffer": self.buffer,
-                "mean_buffer_delay_ms": None if np.isnan(self.mean_buffer_delay_ms) else self.mean_buffer_delay_ms}
+        return {
+            "rate": self.rate,
+            "frames": self.frames,
+            "played": self.played,
+            "lost": self.lost,
+            "late": self.late,
+            "concealed": self.concealed,
+            "effective_loss": self.effective_loss,
+            "burst_ratio": self.burst_ratio,
+            "buffer": self.buffer,
+            "mean_buffer_delay_ms": None if np.isnan(self.mean_buffer_delay_ms) else self.mean_buffer_delay_ms,
+        }
 
 
 def _unwrap(values: IntArray, bits: int) -> IntArray:
@@ -208,8 +240,9 @@ def schedule(packets: ReceivedPackets, codec_name: str, buffer: JitterBuffer = D
     return Schedule(status, packet, due, wait)
 
 
-def _neteq_targets(frame: IntArray, arrival: IntArray, transit: IntArray,
-                   b: AdaptiveBuffer) -> tuple[IntArray, IntArray]:
+def _neteq_targets(
+    frame: IntArray, arrival: IntArray, transit: IntArray, b: AdaptiveBuffer
+) -> tuple[IntArray, IntArray]:
     """Per packet (arrival order): the fastest transit of the 2 s history and NetEq's target delay (ns)
     after that packet, following UnderrunOptimizer + Histogram + PacketArrivalHistory."""
     n = frame.size
@@ -227,7 +260,7 @@ def _neteq_targets(frame: IntArray, arrival: IntArray, transit: IntArray,
         newest = max(newest, frame[i])
         while frame[front] + window_frames < newest:
             front += 1
-        fastest[i] = transit[front:i + 1].min()
+        fastest[i] = transit[front : i + 1].min()
         if arrival[i] - interval_start > b.interval_s * 1e9:
             index = int(interval_max // (b.bucket_ms * 1e6))
             if index < buckets:
@@ -258,30 +291,54 @@ def _adaptive_due(frame: IntArray, arrival: IntArray, transit: IntArray, n: int,
     return due
 
 
-def playout(packets: ReceivedPackets, codec_name: str, buffer: JitterBuffer = DEFAULT_BUFFER, *,
-            rate: int | None = None, concealment: Concealment = "plc") -> PlayoutResult:
+def playout(
+    packets: ReceivedPackets,
+    codec_name: str,
+    buffer: JitterBuffer = DEFAULT_BUFFER,
+    *,
+    rate: int | None = None,
+    concealment: Concealment = "plc",
+) -> PlayoutResult:
     """Decode what the listener would have heard through ``buffer``, concealing lost and late frames.
 
     ``rate`` is the output rate for Opus (default 16 kHz); G.711 gives 8 kHz and G.722 16 kHz.
     """
     sched = schedule(packets, codec_name, buffer)
-    frames = [packets.payloads[p] if s == PLAYED else None for s, p in zip(sched.status.tolist(),
-                                                                            sched.packet.tolist())]
+    frames = [
+        packets.payloads[p] if s == PLAYED else None
+        for s, p in zip(sched.status.tolist(), sched.packet.tolist(), strict=False)
+    ]
     audio = decode_frames(codec_name, frames, rate, concealment)
     out_rate = rate or codec(codec_name).audio_rate
     lost, late = sched.count(LOST), sched.count(LATE)
     missing = sched.status != PLAYED
     waits = sched.wait_ms[sched.status == PLAYED]
-    return PlayoutResult(audio=audio, rate=out_rate, frames=sched.frames, played=sched.count(PLAYED), lost=lost,
-                         late=late, concealed=0 if concealment == "silence" else lost + late,
-                         effective_loss=(lost + late) / sched.frames if sched.frames else 0.0,
-                         burst_ratio=burst_ratio(missing), mean_buffer_delay_ms=float(waits.mean())
-                         if waits.size else float("nan"), buffer=buffer.describe(), frame_status=sched.status)
+    return PlayoutResult(
+        audio=audio,
+        rate=out_rate,
+        frames=sched.frames,
+        played=sched.count(PLAYED),
+        lost=lost,
+        late=late,
+        concealed=0 if concealment == "silence" else lost + late,
+        effective_loss=(lost + late) / sched.frames if sched.frames else 0.0,
+        burst_ratio=burst_ratio(missing),
+        mean_buffer_delay_ms=float(waits.mean()) if waits.size else float("nan"),
+        buffer=buffer.describe(),
+        frame_status=sched.status,
+    )
 
 
-def simulate_arrivals(payloads: Sequence[bytes], codec_name: str, delays_ms: npt.ArrayLike,
-                      lost: npt.ArrayLike | None = None, *, start_ns: int = 1_700_000_000_000_000_000,
-                      seq0: int = 0, ts0: int = 0) -> ReceivedPackets:
+def simulate_arrivals(
+    payloads: Sequence[bytes],
+    codec_name: str,
+    delays_ms: npt.ArrayLike,
+    lost: npt.ArrayLike | None = None,
+    *,
+    start_ns: int = 1_700_000_000_000_000_000,
+    seq0: int = 0,
+    ts0: int = 0,
+) -> ReceivedPackets:
     """What a receiver would record for a sender of 20 ms packets (looping ``payloads``) over a network
     with the given per-packet one-way delays and losses: for tests, benchmarks and what-ifs."""
     delays = np.asarray(delays_ms, dtype=np.float64)
@@ -292,6 +349,9 @@ def simulate_arrivals(payloads: Sequence[bytes], codec_name: str, delays_ms: npt
     keep = np.flatnonzero(~mask)
     keep = keep[np.argsort(arrival[keep], kind="stable")]
     ticks = codec(codec_name).frame_ticks
-    return ReceivedPackets(arrival_ns=arrival[keep], seq=(seq0 + keep) % (1 << 16),
-                           rtp_ts=(ts0 + keep * ticks) % (1 << 32),
-                           payloads=tuple(payloads[k % len(payloads)] for k in keep.tolist()))
+    return ReceivedPackets(
+        arrival_ns=arrival[keep],
+        seq=(seq0 + keep) % (1 << 16),
+        rtp_ts=(ts0 + keep * ticks) % (1 << 32),
+        payloads=tuple(payloads[k % len(payloads)] for k in keep.tolist()),
+    )

@@ -46,8 +46,19 @@ def expand_calls(specs: list[CallSpec]) -> list[CallRecord]:
         name = spec.name or f"call{index}"
         for number in range(1, spec.count + 1):
             call_id = name if spec.count == 1 else f"{name}-{number}"
-            records.append(CallRecord(call_id, name, spec.from_, spec.to, spec.codec, spec.dscp, spec.start,
-                                      spec.duration, spec.setup_timeout))
+            records.append(
+                CallRecord(
+                    call_id,
+                    name,
+                    spec.from_,
+                    spec.to,
+                    spec.codec,
+                    spec.dscp,
+                    spec.start,
+                    spec.duration,
+                    spec.setup_timeout,
+                )
+            )
     return records
 
 

@@ -12,10 +12,11 @@ import heapq
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from testbed.errors import LabError
 from testbed.lab import Lab
@@ -23,8 +24,7 @@ from testbed.lab.queues import QueueSampler
 from testbed.media.control import AgentError, Agents
 from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
-from testbed.workload.calls import (CallRecord, check_setup_timeout, expand_calls, hang_up, on_call_event,
-                                    place_call)
+from testbed.workload.calls import CallRecord, check_setup_timeout, expand_calls, hang_up, on_call_event, place_call
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
 TICK = 0.05
@@ -67,8 +67,14 @@ class WorkloadResult:
 class Workload:
     """Calls, traffic and timeline of one scenario variant, over ``lab``; results go to ``out_dir``."""
 
-    def __init__(self, lab: Lab, out_dir: Path, *, timeline_templates: dict[str, RouterTemplate] | None = None,
-                 progress: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        lab: Lab,
+        out_dir: Path,
+        *,
+        timeline_templates: dict[str, RouterTemplate] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ):
         self.lab = lab
         self.scenario = lab.scenario
         self.out_dir = Path(out_dir)
@@ -103,8 +109,11 @@ class Workload:
             self._at(call.start + call.duration, f"call {call.id} ends", lambda c=call: self._submit(self._end, c))
         for spec in self.scenario.traffic:
             self._at(spec.start, f"traffic {spec.name} starts", lambda s=spec: self._start_traffic(s))
-            self._at(spec.stop if spec.stop is not None else end, f"traffic {spec.name} stops",
-                     lambda s=spec: self._stop_traffic(s.name))
+            self._at(
+                spec.stop if spec.stop is not None else end,
+                f"traffic {spec.name} stops",
+                lambda s=spec: self._stop_traffic(s.name),
+            )
         for event in self.scenario.timeline:
             self._at(event.at, f"{event.action} at {event.at:g}s", lambda e=event: self._timeline(e))
 
@@ -123,8 +132,7 @@ class Workload:
                 sampler_epoch = time.time()
                 self.t0 = time.time()
                 self._plan(end)
-                self.progress(f"workload: {len(self.calls)} call(s), {len(self.traffic)} traffic flow(s), "
-                              f"{end:g}s")
+                self.progress(f"workload: {len(self.calls)} call(s), {len(self.traffic)} traffic flow(s), {end:g}s")
                 self._loop()
                 self._pool.shutdown(wait=True)
                 for name in list(self.traffic_records):
@@ -136,12 +144,18 @@ class Workload:
         shift = sampler_epoch - self.t0
         queues = [{**s.as_dict(), "time": round(s.time + shift, 3)} for s in sampler.samples]
         return WorkloadResult(
-            t0=self.t0, duration=end, calls=[c.as_dict() for c in self.calls],
-            traffic=[asdict(r) for r in self.traffic_records.values()], timeline=self.log,
-            taps={key: prefix for key, prefix in taps.items()}, queues=queues,
-            queue_classes=self.lab.class_names, engines=self.lab.engine_stats | {
-                e.label: e.stats for e in self.lab.engines.values()},
-            agents=usage, out_dir=str(self.out_dir))
+            t0=self.t0,
+            duration=end,
+            calls=[c.as_dict() for c in self.calls],
+            traffic=[asdict(r) for r in self.traffic_records.values()],
+            timeline=self.log,
+            taps={key: prefix for key, prefix in taps.items()},
+            queues=queues,
+            queue_classes=self.lab.class_names,
+            engines=self.lab.engine_stats | {e.label: e.stats for e in self.lab.engines.values()},
+            agents=usage,
+            out_dir=str(self.out_dir),
+        )
 
     def _loop(self) -> None:
         while True:
@@ -177,10 +191,11 @@ class Workload:
                 before = call.outcome
                 on_call_event(call, node, message)
                 if call.outcome != before:
-                    self._log(round(message["time"] - self.t0, 3), f"call {call.id} {call.outcome}",
-                              reason=call.reason)
-                    self.progress(f"call {call.id}: {call.outcome}"
-                                  + (f" in {call.setup_s * 1000:.0f} ms" if call.setup_s else ""))
+                    self._log(round(message["time"] - self.t0, 3), f"call {call.id} {call.outcome}", reason=call.reason)
+                    self.progress(
+                        f"call {call.id}: {call.outcome}"
+                        + (f" in {call.setup_s * 1000:.0f} ms" if call.setup_s else "")
+                    )
 
     def _place(self, call: CallRecord) -> None:
         place_call(self.agents, call, self.out_dir / "calls")
@@ -198,8 +213,9 @@ class Workload:
         index = list(self.traffic).index(spec.name)
         record = TrafficRecord(spec.name, spec.kind, spec.from_, spec.to, TRAFFIC_FIRST_PORT + index)
         self.traffic_records[spec.name] = record
-        sink, source = traffic.commands_for(spec, str(self.lab.plan.address(spec.to)), record.port,
-                                            python=self.lab.node(spec.from_).python)
+        sink, source = traffic.commands_for(
+            spec, str(self.lab.plan.address(spec.to)), record.port, python=self.lab.node(spec.from_).python
+        )
         try:
             self.agents[spec.to].call("child_start", name=f"sink-{spec.name}", argv=sink)
             self.agents[spec.from_].call("child_start", name=f"source-{spec.name}", argv=source)
@@ -213,8 +229,10 @@ class Workload:
         if record is None or record.stopped_at is not None:
             return
         record.stopped_at = time.time()
-        for node, child, reports in ((record.source, f"source-{name}", record.source_reports),
-                                     (record.sink, f"sink-{name}", record.sink_reports)):
+        for node, child, reports in (
+            (record.source, f"source-{name}", record.source_reports),
+            (record.sink, f"sink-{name}", record.sink_reports),
+        ):
             try:
                 reports.extend(self.agents[node].call("child_stop", timeout=30, name=child)["reports"])
             except AgentError as exc:
@@ -240,8 +258,9 @@ class Workload:
 
     def _prepare_calls(self) -> None:
         """Start the agents and let them load aiortc and encode their clips before the clock starts."""
-        needed = {(c.caller, c.codec, "client") for c in self.calls} | {(c.callee, c.codec, "gateway")
-                                                                       for c in self.calls}
+        needed = {(c.caller, c.codec, "client") for c in self.calls} | {
+            (c.callee, c.codec, "gateway") for c in self.calls
+        }
         futures = [self.agents[node].request("prepare", codec=codec, clip=clip) for node, codec, clip in needed]
         for future in futures:
             future.result(60)
@@ -256,8 +275,11 @@ class Workload:
         for node in self._call_nodes():
             for interface in self.lab.plan.node_interfaces(node):
                 prefix = str(self.out_dir / "taps" / f"{node}-{interface.ifname}")
-                self.agents[node].call("child_start", name=f"tap-{interface.ifname}",
-                                       argv=tap_command(interface.ifname, prefix, python=self.lab.node(node).python))
+                self.agents[node].call(
+                    "child_start",
+                    name=f"tap-{interface.ifname}",
+                    argv=tap_command(interface.ifname, prefix, python=self.lab.node(node).python),
+                )
                 taps[f"{node}/{interface.ifname}"] = prefix
         return taps
 

@@ -33,8 +33,11 @@ def engine():
 
 
 def our_containers(engine, run_ids) -> list[str]:
-    return [c.name for c in engine.containers.list(all=True, filters={"label": RUN_LABEL})
-            if c.labels.get(RUN_LABEL) in run_ids]
+    return [
+        c.name
+        for c in engine.containers.list(all=True, filters={"label": RUN_LABEL})
+        if c.labels.get(RUN_LABEL) in run_ids
+    ]
 
 
 def test_containers_are_not_privileged(engine, registry, no_leftovers):
@@ -47,16 +50,31 @@ def test_containers_are_not_privileged(engine, registry, no_leftovers):
             assert host["CapAdd"] == ["NET_ADMIN"]
             assert host["NetworkMode"] == "none" and host["Init"] is True
             assert container.labels[RUN_LABEL] == lab.run_id
-        reached = lab.node("client").run(["python3", "-c", (
-            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-            f"s.connect(('{lab.plan.address('gateway')}', 9)); print(s.getsockname()[0])")])
+        reached = lab.node("client").run(
+            [
+                "python3",
+                "-c",
+                (
+                    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                    f"s.connect(('{lab.plan.address('gateway')}', 9)); print(s.getsockname()[0])"
+                ),
+            ]
+        )
         assert reached.stdout.strip() == str(lab.plan.address("client")), reached.stderr
     assert our_containers(engine, registry.history()) == []
 
 
 def run_office(tmp_path, backend: str) -> dict:
-    result = run_testbed("run", str(REPO / "scenarios" / "office.yaml"), "--backend", backend, "--out",
-                         str(tmp_path / backend), "--json", timeout=600)
+    result = run_testbed(
+        "run",
+        str(REPO / "scenarios" / "office.yaml"),
+        "--backend",
+        backend,
+        "--out",
+        str(tmp_path / backend),
+        "--json",
+        timeout=600,
+    )
     assert result.stdout, result.stderr
     return json.loads(result.stdout)
 
@@ -64,8 +82,8 @@ def run_office(tmp_path, backend: str) -> dict:
 def test_office_gives_the_same_verdict_as_netns(engine, registry, no_leftovers, tmp_path):
     docker_run, netns_run = run_office(tmp_path, "docker"), run_office(tmp_path, "netns")
     assert docker_run["verdict"]["passed"] == netns_run["verdict"]["passed"] is True
-    for docker_variant, netns_variant in zip(docker_run["variants"], netns_run["variants"]):
-        for docker_call, netns_call in zip(docker_variant["calls"], netns_variant["calls"]):
+    for docker_variant, netns_variant in zip(docker_run["variants"], netns_run["variants"], strict=False):
+        for docker_call, netns_call in zip(docker_variant["calls"], netns_variant["calls"], strict=False):
             for direction, scores in docker_call["directions"].items():
                 other = netns_call["directions"][direction]
                 assert abs(scores["mos_emodel"] - other["mos_emodel"]) <= 0.3, (docker_variant["name"], direction)
@@ -77,7 +95,8 @@ def test_failure_and_interrupt_leave_nothing(engine, registry, no_leftovers, tmp
     bad.write_text("name: bad\nbackend: docker\nrouter: {template: broken}\n")
     (tmp_path / "routers").mkdir()
     (tmp_path / "routers" / "broken.yaml").write_text(
-        "kind: tc-script\nscript: |\n  tc class add dev {wan} parent 9: classid 9:1 htb rate 1mbit\n")
+        "kind: tc-script\nscript: |\n  tc class add dev {wan} parent 9: classid 9:1 htb rate 1mbit\n"
+    )
     failed = run_testbed("lab", "check", str(bad), timeout=120)
     assert failed.returncode == 4 and "tc-script line 1" in failed.stderr
     scenario = tmp_path / "long.yaml"
@@ -110,7 +129,12 @@ def test_sigkill_then_cleanup_removes_the_containers(engine, registry, no_leftov
 
 
 def test_lab_updown_bench_runs(engine, registry):
-    result = subprocess.run([os.sys.executable, str(REPO / "bench" / "lab_updown.py"), "--backend", "docker",
-                             "--runs", "3"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [os.sys.executable, str(REPO / "bench" / "lab_updown.py"), "--backend", "docker", "--runs", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     assert "up+down  median" in result.stdout

@@ -70,8 +70,15 @@ def node_image(engine):
 
 def run_in_node(engine, *command: str) -> str:
     """Run a command in a throwaway node container as the docker backend starts them; its output."""
-    output = engine.containers.run(NODE_IMAGE, list(command), network_mode="none", cap_add=["NET_ADMIN"],
-                                   init=True, remove=True, labels={TEST_LABEL: "images"})
+    output = engine.containers.run(
+        NODE_IMAGE,
+        list(command),
+        network_mode="none",
+        cap_add=["NET_ADMIN"],
+        init=True,
+        remove=True,
+        labels={TEST_LABEL: "images"},
+    )
     return output.decode()
 
 
@@ -89,21 +96,28 @@ def test_node_image_is_current_and_labelled(node_image):
 def test_node_runs_this_checkouts_code_and_dependencies(engine, node_image):
     assert run_in_node(engine, "python3", "-c", "import testbed, aiortc, pesq, pyroute2; print('ok')").strip() == "ok"
     inside = run_in_node(engine, "python3", "-c", PACKAGE_DIGEST)
-    here = subprocess.run([sys.executable, "-c", PACKAGE_DIGEST], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout
+    here = subprocess.run(
+        [sys.executable, "-c", PACKAGE_DIGEST], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert inside.strip() == here.strip(), "the node image holds other code than this checkout: rebuild it"
 
 
 def test_node_has_tc_iptables_and_libopus(engine, node_image):
-    shaped = run_in_node(engine, "sh", "-c", "tc qdisc add dev lo root handle 1: htb default 10 "
-                                             "&& tc qdisc show dev lo")
+    shaped = run_in_node(
+        engine, "sh", "-c", "tc qdisc add dev lo root handle 1: htb default 10 && tc qdisc show dev lo"
+    )
     assert "qdisc htb 1:" in shaped
-    rules = run_in_node(engine, "sh", "-c", "iptables -t mangle -A POSTROUTING -p udp -j DSCP --set-dscp 46 "
-                                            "&& iptables -t mangle -S POSTROUTING")
+    rules = run_in_node(
+        engine,
+        "sh",
+        "-c",
+        "iptables -t mangle -A POSTROUTING -p udp -j DSCP --set-dscp 46 && iptables -t mangle -S POSTROUTING",
+    )
     assert "--set-dscp 0x2e" in rules
     # libopus0 from Debian: opuslib_next conceals a lost 20 ms frame at 16 kHz (320 samples, 640 bytes)
-    concealed = run_in_node(engine, "python3", "-c",
-                            "import opuslib_next as o; print(len(o.Decoder(16000, 1).decode(b'', 320)))")
+    concealed = run_in_node(
+        engine, "python3", "-c", "import opuslib_next as o; print(len(o.Decoder(16000, 1).decode(b'', 320)))"
+    )
     assert concealed.strip() == "640"
 
 

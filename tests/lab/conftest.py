@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
@@ -53,8 +52,11 @@ def no_leftovers(registry):
     before = HostState.now()
     yield
     after = HostState.now()
-    ours = {name for name in after.namespaces - before.namespaces
-            if any(name.startswith(f"vtb-{run_id}-") for run_id in registry.history())}
+    ours = {
+        name
+        for name in after.namespaces - before.namespaces
+        if any(name.startswith(f"vtb-{run_id}-") for run_id in registry.history())
+    }
     assert ours == set(), "namespaces left behind"
     assert after.root_links - before.root_links == set(), "links left in the root namespace"
     assert registry.runs() == [], "registry entries left behind"
@@ -62,13 +64,15 @@ def no_leftovers(registry):
 
 def run_testbed(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """Run the CLI as a user would (a separate process)."""
-    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "testbed.cli", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def start_testbed(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "testbed.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def lab_namespaces(run_id: str) -> set[str]:
@@ -107,8 +111,10 @@ def wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 30) -
         seen += line
         if needle in line:
             return seen
-    raise AssertionError(f"{needle!r} not printed within {timeout}s; got:\n{seen}\n"
-                         f"{process.stderr.read() if process.poll() is not None else ''}")
+    raise AssertionError(
+        f"{needle!r} not printed within {timeout}s; got:\n{seen}\n"
+        f"{process.stderr.read() if process.poll() is not None else ''}"
+    )
 
 
 def rest_of_output(process: subprocess.Popen, timeout: float = 60) -> str:

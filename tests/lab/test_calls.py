@@ -52,12 +52,15 @@ def received(call: CallRecord, side: str) -> dict[str, np.ndarray]:
 def decoded_audio(codec: str, packets: dict[str, np.ndarray]) -> np.ndarray:
     """The received payloads decoded in order (no concealment), as mono 16-bit samples."""
     capability = codec_capability(codec)[0]
-    decoder = get_decoder(RTCRtpCodecParameters(mimeType=capability.mimeType, clockRate=capability.clockRate,
-                                                channels=capability.channels, payloadType=0))
+    decoder = get_decoder(
+        RTCRtpCodecParameters(
+            mimeType=capability.mimeType, clockRate=capability.clockRate, channels=capability.channels, payloadType=0
+        )
+    )
     offsets = np.concatenate([[0], np.cumsum(packets["payload_sizes"])])
     chunks = []
     for index in np.argsort(packets["seq"], kind="stable"):
-        payload = packets["payload"][offsets[index]:offsets[index + 1]].tobytes()
+        payload = packets["payload"][offsets[index] : offsets[index + 1]].tobytes()
         for frame in decoder.decode(JitterFrame(payload, int(packets["rtp_ts"][index]))):
             samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
             chunks.append(samples[:: frame.sample_rate // 8000])  # 8 kHz is plenty to recognise speech
@@ -77,7 +80,7 @@ def similarity(audio: np.ndarray, clip_role: str) -> float:
     heard = (heard - heard.mean()) / (heard.std() or 1)
     best = 0.0
     for lag in range(0, len(reference) - len(heard) + 1, 1):
-        window = reference[lag:lag + len(heard)]
+        window = reference[lag : lag + len(heard)]
         window = (window - window.mean()) / (window.std() or 1)
         best = max(best, float(np.mean(heard * window)))
     return best

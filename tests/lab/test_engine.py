@@ -27,8 +27,7 @@ def impaired(upstream: dict, downstream: dict | None = None) -> Scenario:
 
 
 def upstream_probe(lab: Lab, tmp_path, **options) -> ProbeStream:
-    return probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")), tmp_path,
-                        **options)
+    return probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")), tmp_path, **options)
 
 
 def binomial_interval(n: int, p: float, z: float = 2.576) -> tuple[float, float]:
@@ -92,8 +91,9 @@ def test_duplicates_and_corruption(registry, no_leftovers, tmp_path):
 def test_asymmetric_settings_apply_to_their_direction(registry, no_leftovers, tmp_path):
     with Lab(impaired({"delay": "30ms"}, {"delay": "5ms", "loss": "10%"}), registry=registry) as lab:
         up = upstream_probe(lab, tmp_path, pps=1000, count=2000)
-        down = probe_stream(lab.node("gateway"), lab.node("client"), str(lab.plan.address("client")), tmp_path,
-                            pps=1000, count=2000)
+        down = probe_stream(
+            lab.node("gateway"), lab.node("client"), str(lab.plan.address("client")), tmp_path, pps=1000, count=2000
+        )
     assert np.median(up.delays_ms) == pytest.approx(30, abs=0.5) and up.loss_rate == 0
     assert np.median(down.delays_ms) == pytest.approx(5, abs=0.5)
     assert binomial_interval(2000, 0.10)[0] <= down.loss_rate <= binomial_interval(2000, 0.10)[1]
@@ -129,9 +129,8 @@ def test_kernel_netem_cannot_replay_a_trace(registry, no_leftovers, tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("time_s,delay_ms\n0,10\n")
     scenario = impaired({"trace": str(trace)}).model_copy(update={"impairment_engine": "netem"})
-    with pytest.raises(InputError, match="userspace engine only"):
-        with Lab(scenario, registry=registry):
-            pass
+    with pytest.raises(InputError, match="userspace engine only"), Lab(scenario, registry=registry):
+        pass
 
 
 def test_killed_engine_fails_the_run_and_leaves_nothing(registry, no_leftovers, tmp_path):

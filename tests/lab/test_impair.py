@@ -19,8 +19,9 @@ def shaped(rate: str, **extra) -> Scenario:
     return Scenario.model_validate({"name": "shaped", "links": {"wan": {"router": {"rate": rate, **extra}}}})
 
 
-def measure_rate(lab: Lab, offered_bps: float, seconds: float = 3.0, source: str = "client",
-                 destination: str = "gateway") -> float:
+def measure_rate(
+    lab: Lab, offered_bps: float, seconds: float = 3.0, source: str = "client", destination: str = "gateway"
+) -> float:
     """Flood ``source`` -> ``destination`` at ``offered_bps``; return the wire rate that arrived."""
     address = str(lab.plan.address(destination))
     tool = [sys.executable, "-m", "tests.lab.udp_flood"]

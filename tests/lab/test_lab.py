@@ -71,16 +71,14 @@ def test_exception_during_setup_leaves_nothing(registry, no_leftovers, monkeypat
         raise RuntimeError("injected failure while addressing")
 
     monkeypatch.setattr("testbed.lab.links.configure_addresses", fail)
-    with pytest.raises(RuntimeError, match="injected"):
-        with Lab(minimal(), registry=registry):
-            pass
+    with pytest.raises(RuntimeError, match="injected"), Lab(minimal(), registry=registry):
+        pass
 
 
 def test_exception_inside_the_lab_leaves_nothing(registry, no_leftovers):
-    with pytest.raises(ZeroDivisionError):
-        with Lab(minimal(), registry=registry) as lab:
-            assert len(lab_namespaces(lab.run_id)) == 3
-            1 / 0
+    with pytest.raises(ZeroDivisionError), Lab(minimal(), registry=registry) as lab:
+        assert len(lab_namespaces(lab.run_id)) == 3
+        1 / 0  # noqa: B018 - the exception is the point
 
 
 def test_processes_in_nodes_are_stopped(registry, no_leftovers):

@@ -49,9 +49,25 @@ class Flow:
 
     def queue_egress(self, *, bypass: bool = True, queue: int = QUEUE) -> None:
         """The rule under test: the client's UDP to the receiver's port goes to ``queue``."""
-        iptables(self.lab, "client", "-t", "mangle", "-A", "POSTROUTING", "-o", "lan", "-p", "udp",
-                 "--dport", str(self.port), "-j", "NFQUEUE", "--queue-num", str(queue),
-                 *(["--queue-bypass"] if bypass else []))
+        iptables(
+            self.lab,
+            "client",
+            "-t",
+            "mangle",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "lan",
+            "-p",
+            "udp",
+            "--dport",
+            str(self.port),
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            str(queue),
+            *(["--queue-bypass"] if bypass else []),
+        )
 
     def open_queue(self, node: str = "client", queue: int = QUEUE, **options) -> NfQueue:
         return netns.run_in(self.lab.node(node).netns_path, lambda: NfQueue(queue, **options))
@@ -73,7 +89,7 @@ def receive(queue: NfQueue, count: int, timeout: float = 3.0) -> list[QueuedPack
 
 def udp_payload(packet: bytes) -> bytes:
     header = (packet[0] & 0x0F) * 4
-    return packet[header + 8:]
+    return packet[header + 8 :]
 
 
 @pytest.fixture
@@ -109,8 +125,11 @@ def test_verdict_with_new_payload_and_mark_arrives_modified(path):
     path.queue_egress()
     # after the verdict the packet goes on to chains of later priority: count it there if it has our mark
     client = path.lab.node("client")
-    for command in ("add table ip seen", "add chain ip seen late { type filter hook postrouting priority 100; }",
-                    "add rule ip seen late meta mark 0x42 counter"):
+    for command in (
+        "add table ip seen",
+        "add chain ip seen late { type filter hook postrouting priority 100; }",
+        "add rule ip seen late meta mark 0x42 counter",
+    ):
         result = client.run(["nft", command])
         assert result.returncode == 0, result.stderr
     with path.open_queue() as queue:
@@ -119,7 +138,7 @@ def test_verdict_with_new_payload_and_mark_arrives_modified(path):
         header = (packet.payload[0] & 0x0F) * 4
         rewritten = bytearray(packet.payload)
         rewritten[header + 8] = ord("J")  # the first payload byte
-        rewritten[header + 6:header + 8] = b"\0\0"  # UDP over IPv4: checksum 0 means "not computed"
+        rewritten[header + 6 : header + 8] = b"\0\0"  # UDP over IPv4: checksum 0 means "not computed"
         queue.verdict(packet.packet_id, True, payload=bytes(rewritten), mark=0x42)
         queue.flush()
         assert path.arrived() == [b"Jello gateway"]
@@ -142,8 +161,24 @@ def test_egress_packets_carry_no_kernel_timestamp(path):
 
 
 def test_forwarded_packets_carry_kernel_timestamps(path):
-    iptables(path.lab, "router", "-t", "mangle", "-A", "FORWARD", "-o", "wan", "-p", "udp",
-             "--dport", str(path.port), "-j", "NFQUEUE", "--queue-num", str(QUEUE))
+    iptables(
+        path.lab,
+        "router",
+        "-t",
+        "mangle",
+        "-A",
+        "FORWARD",
+        "-o",
+        "wan",
+        "-p",
+        "udp",
+        "--dport",
+        str(path.port),
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        str(QUEUE),
+    )
     with path.open_queue("router") as queue:
         time.sleep(0.1)  # the kernel turns its receive timestamps on from a work queue
         sent_ns = []
@@ -154,7 +189,7 @@ def test_forwarded_packets_carry_kernel_timestamps(path):
         packets = receive(queue, 5)
         queue.verdict_batch(packets[-1].packet_id, True)
     assert {p.hook for p in packets} == {HOOK_FORWARD}
-    for sent, packet in zip(sent_ns, packets):
+    for sent, packet in zip(sent_ns, packets, strict=False):
         assert packet.timestamp_ns is not None
         # stamped when the router received it: after the send (microsecond resolution), well under 5 ms later
         assert sent - 1000 <= packet.timestamp_ns <= sent + 5_000_000
@@ -241,12 +276,14 @@ def test_packets_without_verdict_are_dropped_at_close(path):
 
 def test_kernel_refusals_name_what_failed(path):
     with path.open_queue() as queue:
-        with pytest.raises(NfQueueError, match=f"binding NFQUEUE {QUEUE} failed: EPERM .* already bound by "
-                                               f"netlink port {queue.portid}"):
+        with pytest.raises(
+            NfQueueError, match=f"binding NFQUEUE {QUEUE} failed: EPERM .* already bound by netlink port {queue.portid}"
+        ):
             path.open_queue()
         queue.verdict(999_999, True)
-        with pytest.raises(NfQueueError, match=f"verdict packet 999999 \\(accept\\) on NFQUEUE {QUEUE} "
-                                               "failed: ENOENT") as refused:
+        with pytest.raises(
+            NfQueueError, match=f"verdict packet 999999 \\(accept\\) on NFQUEUE {QUEUE} failed: ENOENT"
+        ) as refused:
             queue.receive(timeout=1)
         assert refused.value.errno == 2
         assert queue.receive(timeout=0) == [], "the error is reported once"

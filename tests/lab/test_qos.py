@@ -40,19 +40,25 @@ def class_packets(lab: Lab, ifname: str = "wan", node: str = "router") -> dict[s
 
 
 def probe(lab: Lab, tmp_path, **options):
-    return probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")), tmp_path,
-                        **options)
+    return probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")), tmp_path, **options)
 
 
 def one_class(match: dict) -> RouterTemplate:
-    policy = {"classes": [{"name": "control", "match": [{"dscp": ["CS6"]}], "priority": 0, "rate": "5%"},
-                          {"name": "voice", "match": [match], "priority": 1, "rate": "40%"},
-                          {"name": "bulk", "rate": "55%", "default": True}]}
+    policy = {
+        "classes": [
+            {"name": "control", "match": [{"dscp": ["CS6"]}], "priority": 0, "rate": "5%"},
+            {"name": "voice", "match": [match], "priority": 1, "rate": "40%"},
+            {"name": "bulk", "rate": "55%", "default": True},
+        ]
+    }
     return RouterTemplate.model_validate({"wan": policy, "lan": policy})
 
 
-@pytest.mark.parametrize("match", [{"dscp": ["EF"]}, {"dscp": [46]}, {"protocol": "udp", "ports": ["10000-60000"]}],
-                         ids=["dscp-name", "dscp-number", "udp-port-range"])
+@pytest.mark.parametrize(
+    "match",
+    [{"dscp": ["EF"]}, {"dscp": [46]}, {"protocol": "udp", "ports": ["10000-60000"]}],
+    ids=["dscp-name", "dscp-number", "udp-port-range"],
+)
 def test_classification_by_tc_counters(registry, no_leftovers, tmp_path, match):
     with Lab(bottleneck(), registry=registry, router_template=one_class(match)) as lab:
         before = class_packets(lab)
@@ -72,16 +78,33 @@ def test_classification_by_tc_counters(registry, no_leftovers, tmp_path, match):
 
 def test_lan_side_classifies_downstream(registry, no_leftovers, tmp_path):
     with Lab(bottleneck(), registry=registry, router_template=shipped("ef-priority")) as lab:
-        probe_stream(lab.node("gateway"), lab.node("client"), str(lab.plan.address("client")), tmp_path,
-                     pps=500, count=100, dscp=46)
+        probe_stream(
+            lab.node("gateway"),
+            lab.node("client"),
+            str(lab.plan.address("client")),
+            tmp_path,
+            pps=500,
+            count=100,
+            dscp=46,
+        )
         lan = class_packets(lab, "lan")
     assert lan["voice"] == 100
 
 
 def flood(lab: Lab, rate_bps: float, seconds: float) -> subprocess.Popen:
     """Unmarked UDP from client to gateway at ``rate_bps`` (nobody listens; the router's queue is the point)."""
-    return lab.node("client").popen([sys.executable, "-m", "tests.lab.udp_flood", "send",
-                                     str(lab.plan.address("gateway")), str(rate_bps), str(seconds)], cwd=REPO)
+    return lab.node("client").popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.lab.udp_flood",
+            "send",
+            str(lab.plan.address("gateway")),
+            str(rate_bps),
+            str(seconds),
+        ],
+        cwd=REPO,
+    )
 
 
 def voice_under_flood(lab: Lab, tmp_path, seconds: float):
@@ -148,17 +171,24 @@ def test_tc_script_applies_and_goes_with_the_lab(registry, no_leftovers, tmp_pat
 
 
 def test_failing_tc_script_names_its_line_and_leaves_nothing(registry, no_leftovers):
-    template = RouterTemplate.model_validate({"kind": "tc-script", "script": (
-        "# comment\ntc qdisc add dev {wan} root handle 1: htb default 20\n"
-        "tc class add dev {wan} parent 9: classid 9:1 htb rate 1mbit\n")})
+    template = RouterTemplate.model_validate(
+        {
+            "kind": "tc-script",
+            "script": (
+                "# comment\ntc qdisc add dev {wan} root handle 1: htb default 20\n"
+                "tc class add dev {wan} parent 9: classid 9:1 htb rate 1mbit\n"
+            ),
+        }
+    )
     with pytest.raises(LabError, match=r"tc-script line 3: `tc class add dev wan parent 9: .*` in .* failed"):
         with Lab(bottleneck(), registry=registry, router_template=template):
             pass
 
 
 def test_tc_script_rate_placeholder_needs_a_rate(registry, no_leftovers):
-    template = RouterTemplate.model_validate({"kind": "tc-script", "script": "tc qdisc add dev {lan} root "
-                                              "tbf rate {lan_rate} burst 10kb latency 50ms\n"})
+    template = RouterTemplate.model_validate(
+        {"kind": "tc-script", "script": "tc qdisc add dev {lan} root tbf rate {lan_rate} burst 10kb latency 50ms\n"}
+    )
     with pytest.raises(InputError, match=r"\{lan_rate\}"):
         with Lab(bottleneck(), registry=registry, router_template=template):
             pass

@@ -75,8 +75,12 @@ def taps(lab: Lab, where: list[tuple[str, str]], tmp_path: Path) -> Iterator[dic
     running = {}
     try:
         for node, interface in where:
-            process = lab.node(node).popen(tap_command(interface, tmp_path / f"{node}-{interface}"),
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            process = lab.node(node).popen(
+                tap_command(interface, tmp_path / f"{node}-{interface}"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             running[node] = process
             assert json.loads(wait_for_line(process, '"ready"', timeout=30).splitlines()[-1])["event"] == "ready"
         yield done
@@ -141,15 +145,17 @@ def str_ip(value: int) -> str:
 
 
 def test_one_way_delay_through_the_userspace_engine(registry, no_leftovers, tmp_path):
-    scenario = Scenario.model_validate({"name": "t", "impairment_engine": "userspace",
-                                        "links": {"wan": {"router": {"delay": "20ms"}}}})
+    scenario = Scenario.model_validate(
+        {"name": "t", "impairment_engine": "userspace", "links": {"wan": {"router": {"delay": "20ms"}}}}
+    )
     count = 200
     with Lab(scenario, registry=registry) as lab:
         gateway = str(lab.plan.address("gateway"))
         with taps(lab, [("client", "lan"), ("router", "wan"), ("gateway", "wan")], tmp_path):
             in_node(lab, "client", f"send_rtp({gateway!r}, {count}, 100)").wait(timeout=60)
-    client, router, gateway_tap = (load_records(tmp_path / name)
-                                   for name in ("client-lan", "router-wan", "gateway-wan"))
+    client, router, gateway_tap = (
+        load_records(tmp_path / name) for name in ("client-lan", "router-wan", "gateway-wan")
+    )
     end_to_end = match_one_way(client, gateway_tap, SSRC)
     assert len(end_to_end.seq) == count
     assert np.median(end_to_end.delay_ms) == pytest.approx(20, abs=1)

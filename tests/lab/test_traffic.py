@@ -12,8 +12,15 @@ from contextlib import contextmanager
 import pytest
 
 from testbed.lab import Lab
-from testbed.media.traffic import (SinkReport, SourceReport, parse_events, sink_command, sink_report,
-                                   source_command, source_report)
+from testbed.media.traffic import (
+    SinkReport,
+    SourceReport,
+    parse_events,
+    sink_command,
+    sink_report,
+    source_command,
+    source_report,
+)
 from testbed.scenario.model import Scenario
 from tests.conftest import REPO
 from tests.lab.test_qos import class_packets, shipped
@@ -53,8 +60,9 @@ def stop_sink(process: subprocess.Popen, signum: int | None = signal.SIGTERM, ti
     return sink_report(out.splitlines())
 
 
-def send(lab: Lab, kind: str, seconds: float, *, node: str = "client", to: str = "gateway", port: int = PORT,
-         **options) -> SourceReport:
+def send(
+    lab: Lab, kind: str, seconds: float, *, node: str = "client", to: str = "gateway", port: int = PORT, **options
+) -> SourceReport:
     """Run a source for ``seconds`` to its natural end."""
     argv = source_command(kind, str(lab.plan.address(to)), port, duration=seconds, **options)
     result = lab.node(node).run(argv, timeout=seconds + 30, cwd=REPO)
@@ -62,13 +70,14 @@ def send(lab: Lab, kind: str, seconds: float, *, node: str = "client", to: str =
     return source_report(result.stdout.splitlines())
 
 
-@pytest.mark.parametrize("rate, flows, dscp", [(5e6, 1, 46), (20e6, 4, 34)], ids=["5mbit-1flow-EF", "20mbit-4flows-AF41"])
+@pytest.mark.parametrize(
+    "rate, flows, dscp", [(5e6, 1, 46), (20e6, 4, 34)], ids=["5mbit-1flow-EF", "20mbit-4flows-AF41"]
+)
 def test_udp_cbr_arrives_at_its_wire_rate(registry, no_leftovers, rate, flows, dscp):
-    with Lab(plain(), registry=registry) as lab:
-        with sink(lab, "udp", report_every=0.5) as receiving:
-            sent = send(lab, "udp_cbr", 4, rate=rate, flows=flows, packet_size=1200, dscp=dscp)
-            time.sleep(0.2)
-            got = stop_sink(receiving)
+    with Lab(plain(), registry=registry) as lab, sink(lab, "udp", report_every=0.5) as receiving:
+        sent = send(lab, "udp_cbr", 4, rate=rate, flows=flows, packet_size=1200, dscp=dscp)
+        time.sleep(0.2)
+        got = stop_sink(receiving)
     assert got.wire_bps == pytest.approx(rate, rel=0.03), f"measured {got.wire_bps / 1e6:.3f} Mbit/s"
     assert sent.wire_bps == pytest.approx(rate, rel=0.01)
     assert sent.dropped_local == 0 and sent.skipped == 0
@@ -83,10 +92,9 @@ def test_udp_cbr_arrives_at_its_wire_rate(registry, no_leftovers, rate, flows, d
 def test_tcp_bulk_fills_a_10mbit_bottleneck(registry, no_leftovers):
     """Payload goodput at most 1448/1514 = 95.6% of the 10 Mbit wire rate; at least 90% over the steady
     seconds (after slow start) leaves room for the odd loss-recovery stall but not for an idle link."""
-    with Lab(bottleneck("10mbit"), registry=registry) as lab:
-        with sink(lab, "tcp", flows=4) as receiving:
-            sent = send(lab, "tcp_bulk", 6, flows=4)
-            got = stop_sink(receiving, signum=None)  # ends by itself: the sources reset all four flows
+    with Lab(bottleneck("10mbit"), registry=registry) as lab, sink(lab, "tcp", flows=4) as receiving:
+        sent = send(lab, "tcp_bulk", 6, flows=4)
+        got = stop_sink(receiving, signum=None)  # ends by itself: the sources reset all four flows
     steady = [i for i in got.intervals if 2.0 <= i.t <= 6.0 and i.bytes]
     goodput = sum(i.bytes for i in steady) * 8 / sum(i.seconds for i in steady)
     assert goodput >= 0.90 * 10e6, f"goodput {goodput / 1e6:.2f} Mbit/s"
@@ -111,11 +119,10 @@ def test_tcp_dscp_lands_in_the_router_class(registry, no_leftovers):
 
 def test_udp_onoff_pattern_matches_on_and_off(registry, no_leftovers):
     on, off, every = 1.0, 1.0, 0.2
-    with Lab(plain(), registry=registry) as lab:
-        with sink(lab, "udp", report_every=every) as receiving:
-            send(lab, "udp_onoff", 6, rate=5e6, on=on, off=off)
-            time.sleep(0.5)
-            got = stop_sink(receiving)
+    with Lab(plain(), registry=registry) as lab, sink(lab, "udp", report_every=every) as receiving:
+        send(lab, "udp_onoff", 6, rate=5e6, on=on, off=off)
+        time.sleep(0.5)
+        got = stop_sink(receiving)
     runs: list[tuple[bool, int]] = []  # (traffic?, intervals in a row)
     for interval in got.intervals:
         if runs and runs[-1][0] == interval.active:
@@ -137,11 +144,13 @@ def test_sources_retry_until_the_sink_listens_and_fail_clearly_without_one(regis
     with Lab(plain(), registry=registry) as lab:
         address = str(lab.plan.address("gateway"))
         started = time.monotonic()
-        nobody = lab.node("client").run(source_command("tcp_bulk", address, PORT, duration=1, connect_timeout=1),
-                                        cwd=REPO)
+        nobody = lab.node("client").run(
+            source_command("tcp_bulk", address, PORT, duration=1, connect_timeout=1), cwd=REPO
+        )
         gave_up = time.monotonic() - started
-        early = lab.node("client").popen(source_command("tcp_bulk", address, PORT, duration=1.5),
-                                         stdout=subprocess.PIPE, text=True, cwd=REPO)
+        early = lab.node("client").popen(
+            source_command("tcp_bulk", address, PORT, duration=1.5), stdout=subprocess.PIPE, text=True, cwd=REPO
+        )
         try:
             time.sleep(0.7)  # the source retries while nothing listens
             with sink(lab, "tcp") as receiving:
@@ -164,10 +173,15 @@ def test_every_process_ends_promptly_on_sigterm(registry, no_leftovers):
         address = str(lab.plan.address("gateway"))
         with sink(lab, "tcp", port=PORT, flows=2) as tcp_sink, sink(lab, "udp", port=PORT + 1) as udp_sink:
             sources = [
-                lab.node("client").popen(source_command("tcp_bulk", address, PORT, flows=2),
-                                         stdout=subprocess.PIPE, text=True, cwd=REPO),
-                lab.node("client").popen(source_command("udp_onoff", address, PORT + 1, rate=2e6, on=0.3, off=30),
-                                         stdout=subprocess.PIPE, text=True, cwd=REPO),
+                lab.node("client").popen(
+                    source_command("tcp_bulk", address, PORT, flows=2), stdout=subprocess.PIPE, text=True, cwd=REPO
+                ),
+                lab.node("client").popen(
+                    source_command("udp_onoff", address, PORT + 1, rate=2e6, on=0.3, off=30),
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=REPO,
+                ),
             ]
             try:
                 time.sleep(1.5)

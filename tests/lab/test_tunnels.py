@@ -35,17 +35,27 @@ def tunnel_modules():
 
 def vpn_lab(kind: str, copy_dscp: bool, routes: tuple[str, ...] = ("gateway",)) -> Scenario:
     """client, viewer --lan-- router --wan-- gateway, concentrator; a tunnel client <-> concentrator."""
-    return Scenario.model_validate({
-        "name": "tunnel",
-        "topology": {
-            "nodes": {"client": {}, "viewer": {}, "router": {"kind": "router"}, "gateway": {}, "concentrator": {}},
-            "links": {"lan": {"endpoints": ["client", "viewer", "router"]},
-                      "wan": {"endpoints": ["router", "gateway", "concentrator"]}},
-            "tunnels": {"vpn": {"kind": kind, "endpoints": ["client", "concentrator"], "copy_dscp": copy_dscp,
-                                "routes": list(routes)}},
-        },
-        "links": {"wan": {"router": {"rate": "10mbit"}}},
-    })
+    return Scenario.model_validate(
+        {
+            "name": "tunnel",
+            "topology": {
+                "nodes": {"client": {}, "viewer": {}, "router": {"kind": "router"}, "gateway": {}, "concentrator": {}},
+                "links": {
+                    "lan": {"endpoints": ["client", "viewer", "router"]},
+                    "wan": {"endpoints": ["router", "gateway", "concentrator"]},
+                },
+                "tunnels": {
+                    "vpn": {
+                        "kind": kind,
+                        "endpoints": ["client", "concentrator"],
+                        "copy_dscp": copy_dscp,
+                        "routes": list(routes),
+                    }
+                },
+            },
+            "links": {"wan": {"router": {"rate": "10mbit"}}},
+        }
+    )
 
 
 @contextmanager
@@ -69,8 +79,17 @@ def tx_packets(lab: Lab, node: str, ifname: str) -> int:
 
 
 def ef_probe(lab: Lab, tmp_path, count: int = 200, pps: float = 500):
-    return probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")), tmp_path,
-                        pps=pps, count=count, size=200, dscp=46, port=20000)
+    return probe_stream(
+        lab.node("client"),
+        lab.node("gateway"),
+        str(lab.plan.address("gateway")),
+        tmp_path,
+        pps=pps,
+        count=count,
+        size=200,
+        dscp=46,
+        port=20000,
+    )
 
 
 @pytest.mark.parametrize("kind", ["vxlan", "gre"])
@@ -102,8 +121,7 @@ def test_tunnel_routes_only_its_targets_and_answers_come_back(registry, no_lefto
         forward = concentrator.run(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip()
         tos = client.run(["ip", "-d", "link", "show", "vpn"]).stdout
         # from the tunnel address: there and back through the tunnel; the concentrator is the one hop
-        result = udp_probe(client.netns_path, gateway.netns_path, str(lab.plan.address("gateway")),
-                           source="198.18.2.1")
+        result = udp_probe(client.netns_path, gateway.netns_path, str(lab.plan.address("gateway")), source="198.18.2.1")
         described = lab.describe()
     assert "dev vpn" in into_tunnel, into_tunnel
     assert "dev lan" in to_concentrator, "the outer packets themselves must not enter the tunnel"
@@ -121,16 +139,19 @@ def test_plain_tunnel_loses_priority_under_congestion(registry, no_leftovers, tm
     results = {}
     for copy_dscp in (False, True):
         with tunnel_lab("vxlan", copy_dscp, registry) as lab:
-            flooding = lab.node("viewer").popen([sys.executable, "-m", "tests.lab.udp_flood", "send",
-                                                 str(lab.plan.address("gateway")), str(25e6), "9"], cwd=REPO)
+            flooding = lab.node("viewer").popen(
+                [sys.executable, "-m", "tests.lab.udp_flood", "send", str(lab.plan.address("gateway")), str(25e6), "9"],
+                cwd=REPO,
+            )
             try:
                 results[copy_dscp] = ef_probe(lab, tmp_path, count=300, pps=50)
             finally:
                 flooding.wait(timeout=60)
     plain, copied = results[False], results[True]
     assert copied.loss_rate == 0 and np.percentile(copied.delays_ms, 95) < 5
-    assert plain.loss_rate > 0.3 or np.percentile(plain.delays_ms, 95) > 200, \
+    assert plain.loss_rate > 0.3 or np.percentile(plain.delays_ms, 95) > 200, (
         f"plain tunnel: {plain.loss_rate:.0%} lost, p95 {np.percentile(plain.delays_ms, 95):.0f} ms"
+    )
 
 
 @pytest.mark.parametrize("variant", ["tunnel", "tunnel-dscp-copied", "no-tunnel"])
@@ -140,8 +161,9 @@ def test_vpn_scenario_builds(registry, no_leftovers, variant):
     with Lab(scenario, registry=registry, router_template=loaded.variant_templates[variant]) as lab:
         device = lab.node("client").run(["ip", "-d", "link", "show", "vpn"]).stdout
         route = lab.node("client").run(["ip", "route", "get", str(lab.plan.address("gateway"))]).stdout
-        result = udp_probe(lab.node("client").netns_path, lab.node("gateway").netns_path,
-                           str(lab.plan.address("gateway")))
+        result = udp_probe(
+            lab.node("client").netns_path, lab.node("gateway").netns_path, str(lab.plan.address("gateway"))
+        )
     assert "vxlan" in device and "mtu 1450" in device
     assert ("tos inherit" in device) == (variant == "tunnel-dscp-copied")
     assert ("dev vpn" in route) == (variant != "no-tunnel"), route
@@ -149,7 +171,11 @@ def test_vpn_scenario_builds(registry, no_leftovers, variant):
 
 
 def test_cli_lab_check_reaches_every_host_through_the_tunnel(registry, no_leftovers):
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", "lab", "check", str(VPN), "--variant", "tunnel"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "lab", "check", str(VPN), "--variant", "tunnel"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all hosts reach each other" in result.stdout

@@ -22,12 +22,17 @@ ROUTERS = REPO / "scenarios" / "routers"
 
 
 def flooded(call: dict, flood: dict, timeline: list | None = None) -> Scenario:
-    return Scenario.model_validate({
-        "name": "flooded", "links": {"wan": {"router": {"rate": "10mbit"}}},
-        "calls": [{"name": "call", "from": "client", "to": "gateway", **call}],
-        "traffic": [{"name": "flood", "kind": "udp_cbr", "from": "client", "to": "gateway", "rate": "25mbit",
-                     **flood}],
-        "timeline": timeline or []})
+    return Scenario.model_validate(
+        {
+            "name": "flooded",
+            "links": {"wan": {"router": {"rate": "10mbit"}}},
+            "calls": [{"name": "call", "from": "client", "to": "gateway", **call}],
+            "traffic": [
+                {"name": "flood", "kind": "udp_cbr", "from": "client", "to": "gateway", "rate": "25mbit", **flood}
+            ],
+            "timeline": timeline or [],
+        }
+    )
 
 
 def upstream_delay_per_second(result, out: Path) -> dict[int, float]:
@@ -36,10 +41,15 @@ def upstream_delay_per_second(result, out: Path) -> dict[int, float]:
     tap = load_records(result.taps["gateway/wan"])
     incoming = tap.stream(int(sent["ssrc"][0]), 0)
     sent_seq = extended_sequence(sent["seq"])
-    arrived = dict(zip(extended_sequence(incoming.seq, reference=int(sent["seq"][0])).tolist(),
-                       incoming.time_ns.tolist()))
+    arrived = dict(
+        zip(
+            extended_sequence(incoming.seq, reference=int(sent["seq"][0])).tolist(),
+            incoming.time_ns.tolist(),
+            strict=False,
+        )
+    )
     per_second: dict[int, list[float]] = {}
-    for seq, send_ns in zip(sent_seq.tolist(), sent["send_ns"].tolist()):
+    for seq, send_ns in zip(sent_seq.tolist(), sent["send_ns"].tolist(), strict=False):
         if seq in arrived:
             second = int(send_ns / 1e9 - result.t0)
             per_second.setdefault(second, []).append((arrived[seq] - send_ns) / 1e6)
@@ -47,10 +57,15 @@ def upstream_delay_per_second(result, out: Path) -> dict[int, float]:
 
 
 def test_template_switch_shows_at_the_right_second(registry, no_leftovers, tmp_path):
-    scenario = flooded({"start": "0.5s", "duration": "9.5s"}, {"start": "2s", "stop": "10s"},
-                       [{"at": "6s", "action": "set_router_template", "template": "ef-priority"}])
+    scenario = flooded(
+        {"start": "0.5s", "duration": "9.5s"},
+        {"start": "2s", "stop": "10s"},
+        [{"at": "6s", "action": "set_router_template", "template": "ef-priority"}],
+    )
     with Lab(scenario, registry=registry, router_template=load_template(ROUTERS / "fifo.yaml")) as lab:
-        workload = Workload(lab, tmp_path, timeline_templates={"ef-priority": load_template(ROUTERS / "ef-priority.yaml")})
+        workload = Workload(
+            lab, tmp_path, timeline_templates={"ef-priority": load_template(ROUTERS / "ef-priority.yaml")}
+        )
         result = workload.run()
     switch = next(e for e in result.timeline if e["what"].startswith("set_router_template"))
     assert abs(switch["effective"] - 6) < 0.5
@@ -77,16 +92,22 @@ def test_call_into_a_full_fifo_is_slow_or_failed_not_a_crash(registry, no_leftov
 
 def test_ctrl_c_during_a_run_leaves_nothing(registry, no_leftovers, tmp_path):
     scenario = tmp_path / "interrupted.yaml"
-    scenario.write_text("name: interrupted\nlinks: {wan: {router: {rate: 10mbit, delay: 20ms}}}\n"
-                        "calls: [{from: client, to: gateway, duration: 30s}]\n"
-                        "traffic: [{name: bulk, kind: tcp_bulk, from: client, to: gateway, flows: 2}]\n")
+    scenario.write_text(
+        "name: interrupted\nlinks: {wan: {router: {rate: 10mbit, delay: 20ms}}}\n"
+        "calls: [{from: client, to: gateway, duration: 30s}]\n"
+        "traffic: [{name: bulk, kind: tcp_bulk, from: client, to: gateway, flows: 2}]\n"
+    )
     process = start_testbed("run", str(scenario), "--out", str(tmp_path / "out"))
     deadline = time.time() + 60
     while time.time() < deadline and not any(lab_namespaces(run_id) for run_id in registry.history()):
         time.sleep(0.2)
     time.sleep(5)  # the call is up and the traffic flows
-    ours = {pid for run_id in registry.history() for namespace in lab_namespaces(run_id)
-            for pid in netns.pids_in(netns.NETNS_RUN_DIR / namespace)}
+    ours = {
+        pid
+        for run_id in registry.history()
+        for namespace in lab_namespaces(run_id)
+        for pid in netns.pids_in(netns.NETNS_RUN_DIR / namespace)
+    }
     commands = {pid: _read(Path(f"/proc/{pid}/cmdline")) for pid in ours}
     assert any(b"testbed.media.agent" in c for c in commands.values()), "the run had agents to stop"
     assert any(b"testbed.lab.engine" in c for c in commands.values()), "and an impairment engine"
@@ -108,8 +129,9 @@ def _read(path: Path) -> bytes:
 
 def test_run_writes_the_records(registry, no_leftovers, tmp_path):
     scenario = tmp_path / "short.yaml"
-    scenario.write_text("name: short\ncalls: [{from: client, to: gateway, duration: 3s, codec: pcmu}]\n"
-                        "variants: {a: {}, b: {}}\n")
+    scenario.write_text(
+        "name: short\ncalls: [{from: client, to: gateway, duration: 3s, codec: pcmu}]\nvariants: {a: {}, b: {}}\n"
+    )
     process = start_testbed("run", str(scenario), "--out", str(tmp_path / "out"))
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr

@@ -117,8 +117,18 @@ def netem_vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     items = [item for item in request.session.items if _is_netem_item(item)]
     rwdir = tmp_path_factory.mktemp("netem-vm")
     junit = rwdir / "junit.xml"
-    command = [sys.executable, "-m", "pytest", *(str(rootdir / item.nodeid) for item in items), f"--rootdir={rootdir}",
-               "-p", "no:cacheprovider", "-v", "-rA", f"--junitxml={junit}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(str(rootdir / item.nodeid) for item in items),
+        f"--rootdir={rootdir}",
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        "-rA",
+        f"--junitxml={junit}",
+    ]
     env = {name: os.environ[name] for name in ("CI",) if name in os.environ}
     env["HYPOTHESIS_STORAGE_DIRECTORY"] = str(rwdir / "hypothesis")  # the checkout is read-only there
     # the guest's root is read-only: compile the project's modules here so that every process there
@@ -140,8 +150,9 @@ def netem_vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         run.seconds = time.monotonic() - started
         run.host_load = os.getloadavg()[0]
     if not junit.exists():
-        run.error = (f"the guest's pytest wrote no JUnit XML (exit {returncode}); guest output {run.output}:\n"
-                     f"{run.tail()}")
+        run.error = (
+            f"the guest's pytest wrote no JUnit XML (exit {returncode}); guest output {run.output}:\n{run.tail()}"
+        )
         return run
     by_key = _read_junit(junit)
     run.results = {item.nodeid: by_key[_junit_key(item.nodeid)] for item in items if _junit_key(item.nodeid) in by_key}
@@ -169,11 +180,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         pytest.fail(run.error, pytrace=False)
     result = run.results.get(pyfuncitem.nodeid)
     if result is None:
-        pytest.fail(f"no result for this test {where}\n--- tail of the guest output ---\n{run.tail()}",
-                    pytrace=False)
+        pytest.fail(f"no result for this test {where}\n--- tail of the guest output ---\n{run.tail()}", pytrace=False)
     if result.outcome == "failed":
-        pytest.fail(f"failed {where}\n{result.message}\n--- tail of the guest output ---\n{run.tail()}",
-                    pytrace=False)
+        pytest.fail(f"failed {where}\n{result.message}\n--- tail of the guest output ---\n{run.tail()}", pytrace=False)
     if result.outcome == "skipped":
         if IN_CI:
             pytest.fail(f"skipped {where}: {result.message} (CI provides netem, so this is a failure)", pytrace=False)
@@ -189,5 +198,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for result in run.results.values():
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no results"
-    terminalreporter.write_line(f"netem tests ran in a stock-kernel VM ({run.detail}) in {run.seconds:.0f}s: "
-                                f"{summary}; {run.load_note()}; guest output {run.output}")
+    terminalreporter.write_line(
+        f"netem tests ran in a stock-kernel VM ({run.detail}) in {run.seconds:.0f}s: "
+        f"{summary}; {run.load_note()}; guest output {run.output}"
+    )

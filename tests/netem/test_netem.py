@@ -51,8 +51,14 @@ def netem_lab(links: dict, registry: Registry) -> Lab:
 def stream(lab: Lab, sender: str, receiver: str, workdir: Path, **kwargs) -> ProbeStream:
     """Under TCG, resolving the path's neighbours takes long enough that the stream's first packets
     would be dropped waiting for ARP: warm the path up first."""
-    return probe_stream(_ScriptStart(lab.node(sender)), _ScriptStart(lab.node(receiver)),
-                        str(lab.plan.address(receiver)), workdir, warmup=True, **kwargs)
+    return probe_stream(
+        _ScriptStart(lab.node(sender)),
+        _ScriptStart(lab.node(receiver)),
+        str(lab.plan.address(receiver)),
+        workdir,
+        warmup=True,
+        **kwargs,
+    )
 
 
 def leaf_qdisc(lab: Lab, node: str) -> str:
@@ -63,8 +69,12 @@ def leaf_qdisc(lab: Lab, node: str) -> str:
 def binomial_interval(n: int, p: float, confidence: float) -> tuple[int, int]:
     """Central interval [lo, hi] of Binomial(n, p) counts: P(X < lo) <= a/2 and P(X > hi) <= a/2."""
     k = np.arange(n + 1)
-    log_pmf = (math.lgamma(n + 1) - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in k])
-               + k * math.log(p) + (n - k) * math.log1p(-p))
+    log_pmf = (
+        math.lgamma(n + 1)
+        - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in k])
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+    )
     cdf = np.cumsum(np.exp(log_pmf))
     tail = (1 - confidence) / 2
     return int(np.argmax(cdf > tail)), int(np.argmax(cdf >= 1 - tail))
@@ -91,8 +101,10 @@ def test_delay_with_normal_jitter(registry, no_leftovers, tmp_path):
     delays = probes.delays_ms
     median = float(np.median(delays))
     sigma = float(np.percentile(delays, 84.13) - np.percentile(delays, 15.87)) / 2
-    print(f"delay: median {median:.3f} ms, sigma (16-84 percentile) {sigma:.2f} ms, loss {probes.loss_rate:.4f}, "
-          f"reordered {probes.reordered}")
+    print(
+        f"delay: median {median:.3f} ms, sigma (16-84 percentile) {sigma:.2f} ms, loss {probes.loss_rate:.4f}, "
+        f"reordered {probes.reordered}"
+    )
     assert probes.loss_rate == 0
     assert median == pytest.approx(50, abs=1), f"median one-way delay {median:.3f} ms"
     assert sigma == pytest.approx(10, abs=2), f"jitter (16-84 percentile half-width) {sigma:.2f} ms"
@@ -118,16 +130,23 @@ def test_gilbert_elliott_burst_length(registry, no_leftovers, tmp_path):
     statistics need (3.5 standard errors inside 15%) take ~9800 packets (10 s) instead of ~42500."""
     p, r = 0.05, 0.25
     count = packets_for_burst_mean(p, r, tolerance=0.15, z=3.5)
-    links = {"wan": {"router": {"loss": {"model": "gilbert_elliott", "p": "5%", "r": "25%",
-                                         "loss_bad": "100%", "loss_good": "0%"}}}}
+    links = {
+        "wan": {
+            "router": {
+                "loss": {"model": "gilbert_elliott", "p": "5%", "r": "25%", "loss_bad": "100%", "loss_good": "0%"}
+            }
+        }
+    }
     with netem_lab(links, registry) as lab:
         assert "gemodel" in leaf_qdisc(lab, "router")
         probes = stream(lab, "client", "gateway", tmp_path, pps=1000, count=count)
     bursts = probes.loss_bursts()
     mean = float(bursts.mean()) if len(bursts) else 0.0
     stationary = p / (p + r)
-    print(f"gilbert-elliott: {count} packets, {len(bursts)} bursts, mean length {mean:.3f} (theory {1 / r:g}), "
-          f"loss {probes.loss_rate:.4f} (theory {stationary:.4f})")
+    print(
+        f"gilbert-elliott: {count} packets, {len(bursts)} bursts, mean length {mean:.3f} (theory {1 / r:g}), "
+        f"loss {probes.loss_rate:.4f} (theory {stationary:.4f})"
+    )
     assert len(bursts) >= 300, f"only {len(bursts)} loss bursts"
     assert mean == pytest.approx(1 / r, rel=0.15), f"mean burst length {mean:.3f}, theory {1 / r:g}"
     # the bad-state share of a two-state chain has sd sqrt(pi_g pi_b (2-p-r)/(p+r) / n) = 0.0084 here
@@ -146,8 +165,10 @@ def test_asymmetric_settings_apply_to_their_direction(registry, no_leftovers, tm
     up, down = float(np.median(upstream.delays_ms)), float(np.median(downstream.delays_ms))
     lost = int(downstream.count - downstream.received.sum())
     lo, hi = binomial_interval(downstream.count, 0.10, 0.999)
-    print(f"asymmetric: client->gateway median {up:.3f} ms loss {upstream.loss_rate:.4f}; "
-          f"gateway->client median {down:.3f} ms loss {lost}/{downstream.count} (99.9% interval [{lo}, {hi}])")
+    print(
+        f"asymmetric: client->gateway median {up:.3f} ms loss {upstream.loss_rate:.4f}; "
+        f"gateway->client median {down:.3f} ms loss {lost}/{downstream.count} (99.9% interval [{lo}, {hi}])"
+    )
     assert up == pytest.approx(30, abs=1)
     assert upstream.loss_rate <= 0.002, "the gateway's loss leaked into client -> gateway"
     assert down < 2, "the router's delay leaked into gateway -> client"

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from pesq import pesq
 
-from testbed.media.clips import CLIPS, RATES, clip_path, load_clip
-from testbed.media.clips import make_clips
+from testbed.media.clips import CLIPS, RATES, clip_path, load_clip, make_clips
 from testbed.media.clips.make_clips import active_speech_level
 
 ROLES = sorted(CLIPS)

@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 from testbed.errors import InputError
 from testbed.scoring import codecs, emodel
 from testbed.scoring.codecs import CODECS, TESTBED_CODEC_NAMES, UnknownCodecError, codec
-from testbed.scoring.emodel import (EModelInput, absolute_delay_ms, call_inputs, ie_eff, mos_from_r, r_factor,
-                                    rating)
+from testbed.scoring.emodel import EModelInput, absolute_delay_ms, call_inputs, ie_eff, mos_from_r, r_factor, rating
 
 # Annex B's polynomial is below 1 for 0 < R < 6.515 (minimum 0.98884 at R ~ 3.2): MOS is not monotonic there.
 R_DIP_END = 6.5153
 
 
 # ------------------------------------------------------------------ acceptance values from the issue
+
 
 def test_g107_defaults():
     res = rating(EModelInput())
@@ -90,6 +90,7 @@ def test_wideband_delay_and_loss_terms():
 
 # ------------------------------------------------------------------ echo assumptions of a real call
 
+
 def test_call_inputs_echo_assumptions():
     p = call_inputs(150, ppl=1.0, burst_r=1.3, codec="pcmu")
     assert (p.ta, p.t, p.tr) == (150, 150, 300)
@@ -147,6 +148,7 @@ def test_call_inputs_wideband_codec_and_scale_mismatch():
 
 # ------------------------------------------------------------------ mouth-to-ear delay
 
+
 def test_absolute_delay_adds_each_term_once():
     assert absolute_delay_ms(30, "pcmu", 40) == pytest.approx(30 + 20 + 40 + 0.125)
     # Opus: the 20 ms frame is the packetization delay; only the 6.5 ms look-ahead comes on top
@@ -159,6 +161,7 @@ def test_absolute_delay_adds_each_term_once():
 
 
 # ------------------------------------------------------------------ codec table
+
 
 def test_every_codec_names_its_source():
     for c in CODECS.values():
@@ -200,6 +203,7 @@ def test_unknown_codec_lists_the_known_ones():
 
 # ------------------------------------------------------------------ inputs, warnings, serialization
 
+
 def test_result_is_json_serializable():
     res = rating(call_inputs(120, 1.5, 1.2, "opus"))
     d = json.loads(json.dumps(res.as_dict()))
@@ -207,10 +211,16 @@ def test_result_is_json_serializable():
     assert "planning" in d["note"]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"ta": -1}, "negative"), ({"ppl": 101}, "0..100"), ({"burst_r": 0}, "positive"),
-    ({"bpl": 0}, "positive"), ({"ta": float("nan")}, "finite"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"ta": -1}, "negative"),
+        ({"ppl": 101}, "0..100"),
+        ({"burst_r": 0}, "positive"),
+        ({"bpl": 0}, "positive"),
+        ({"ta": float("nan")}, "finite"),
+    ],
+)
 def test_inputs_the_formulas_cannot_take_are_refused(changes, message):
     with pytest.raises(InputError, match=message):
         rating(EModelInput(**changes))

@@ -21,10 +21,35 @@ def test_gilbert_elliott_and_four_state():
 
 
 def test_reorder_duplicate_corrupt_and_correlations():
-    args = netem_arguments(impairment(delay="10ms", jitter="2ms", delay_correlation="25%", reorder="5%",
-                                      reorder_correlation="50%", duplicate="1%", corrupt="0.1%"), 50)
-    assert args == ["limit", "50", "delay", "10000us", "2000us", "25%", "distribution", "normal",
-                    "reorder", "5%", "50%", "duplicate", "1%", "corrupt", "0.1%"]
+    args = netem_arguments(
+        impairment(
+            delay="10ms",
+            jitter="2ms",
+            delay_correlation="25%",
+            reorder="5%",
+            reorder_correlation="50%",
+            duplicate="1%",
+            corrupt="0.1%",
+        ),
+        50,
+    )
+    assert args == [
+        "limit",
+        "50",
+        "delay",
+        "10000us",
+        "2000us",
+        "25%",
+        "distribution",
+        "normal",
+        "reorder",
+        "5%",
+        "50%",
+        "duplicate",
+        "1%",
+        "corrupt",
+        "0.1%",
+    ]
 
 
 def test_netem_queue_holds_the_delay_line():

@@ -23,7 +23,7 @@ def frames_zeroed(audio, rate, fraction, seed):
     size = rate // 50
     n = out.size // size
     for i in np.flatnonzero(np.random.default_rng(seed).random(n) < fraction):
-        out[i * size:(i + 1) * size] = 0
+        out[i * size : (i + 1) * size] = 0
     return out
 
 
@@ -36,12 +36,14 @@ def call(codec, loss=0.0, seed=0, frames=None, delays=None, buffer=None, conceal
     packets = simulate_arrivals(payloads, codec, np.full(n, 30.0) if delays is None else delays, lost)
     kwargs = {} if buffer is None else {"buffer": buffer}
     result = playout(packets, codec, concealment=concealment, **kwargs)
-    score = pesq_score(result.audio, result.rate, clip(16000 if result.rate == 16000 else 8000), result.rate,
-                       loop_frames=len(payloads))
+    score = pesq_score(
+        result.audio, result.rate, clip(16000 if result.rate == 16000 else 8000), result.rate, loop_frames=len(payloads)
+    )
     return result, score
 
 
 # ------------------------------------------------------------------ the scorer itself
+
 
 @pytest.mark.parametrize("role", ["client", "gateway"])
 def test_clip_against_itself_is_the_ceiling_and_equals_the_pesq_package(role):
@@ -79,14 +81,20 @@ def test_alignment_recovers_a_known_shift(shift):
 
 def test_a_delayed_start_is_aligned_before_pesq():
     wb = clip(16000)
-    delayed = np.concatenate([np.zeros(800, np.int16), wb])[:wb.size]  # 50 ms late, as a codec delay
+    delayed = np.concatenate([np.zeros(800, np.int16), wb])[: wb.size]  # 50 ms late, as a codec delay
     result = pesq_score(delayed, 16000, wb, 16000)
     assert result.lag_samples == wb.size - 800
     assert result.mos == pytest.approx(WB_CEILING, abs=0.02)
 
 
-@pytest.mark.parametrize("audio", [np.zeros(16000 * 10, np.int16), np.zeros(0, np.int16),
-                                   np.random.default_rng(3).integers(-1, 2, 16000 * 10).astype(np.int16)])
+@pytest.mark.parametrize(
+    "audio",
+    [
+        np.zeros(16000 * 10, np.int16),
+        np.zeros(0, np.int16),
+        np.random.default_rng(3).integers(-1, 2, 16000 * 10).astype(np.int16),
+    ],
+)
 def test_silence_says_no_speech_instead_of_raising(audio):
     result = pesq_score(audio, 16000, clip(16000), 16000)
     assert result.mos is None
@@ -106,7 +114,7 @@ def test_long_calls_are_scored_in_clip_length_segments():
 def test_a_silent_stretch_in_a_long_call_counts_at_the_floor():
     wb = clip(16000)
     degraded = looped_reference(wb, 16000, 3 * wb.size)
-    degraded[wb.size:2 * wb.size] = 0  # the second loop never arrived
+    degraded[wb.size : 2 * wb.size] = 0  # the second loop never arrived
     result = pesq_score(degraded, 16000, wb, 16000)
     assert result.silent_segments == 1 and result.segments[1] == 1.0
     assert result.mos == pytest.approx((2 * WB_CEILING + 1.0) / 3, abs=0.02)
@@ -124,6 +132,7 @@ def test_narrowband_audio_is_resampled_for_wideband_scoring():
 
 
 # ------------------------------------------------------------------ end to end: encode, lose, play out, score
+
 
 def test_opus_without_loss_scores_near_transparent():
     result, score = call("opus")

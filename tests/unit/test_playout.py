@@ -11,8 +11,17 @@ from hypothesis import strategies as st
 
 from testbed.media.call import PacketRecord, encoded_clip
 from testbed.scoring.decode import alaw_decode, decode_frames, ulaw_decode
-from testbed.scoring.playout import (LATE, LOST, PLAYED, AdaptiveBuffer, FixedBuffer, ReceivedPackets, playout,
-                                     schedule, simulate_arrivals)
+from testbed.scoring.playout import (
+    LATE,
+    LOST,
+    PLAYED,
+    AdaptiveBuffer,
+    FixedBuffer,
+    ReceivedPackets,
+    playout,
+    schedule,
+    simulate_arrivals,
+)
 
 FRAMES_60S = 3000
 
@@ -95,7 +104,7 @@ def test_late_packets_are_late_not_lost_and_early_ones_play():
     packets = simulate_arrivals(payloads, "pcmu", delays)
     assert schedule(packets, "pcmu", FixedBuffer(60)).status[50] == LATE
     assert schedule(packets, "pcmu", FixedBuffer(80)).status[50] == PLAYED
-    assert (schedule(packets, "pcmu", FixedBuffer(80)).wait_ms[:50] == pytest.approx(80.0))
+    assert schedule(packets, "pcmu", FixedBuffer(80)).wait_ms[:50] == pytest.approx(80.0)
 
 
 def test_sequence_and_timestamp_wraps_change_nothing():
@@ -114,8 +123,9 @@ def test_duplicates_play_once_and_audio_follows_the_sender_timeline():
     packets = simulate_arrivals(payloads, "pcmu", np.full(50, 25.0))
     order = np.r_[np.arange(50), [10, 20]]  # two copies arrive later
     arrival = np.r_[packets.arrival_ns, packets.arrival_ns[[10, 20]] + 5_000_000]
-    doubled = ReceivedPackets(arrival, packets.seq[order], packets.rtp_ts[order],
-                              tuple(packets.payloads[i] for i in order))
+    doubled = ReceivedPackets(
+        arrival, packets.seq[order], packets.rtp_ts[order], tuple(packets.payloads[i] for i in order)
+    )
     result = playout(doubled, "pcmu")
     assert (result.frames, result.played) == (50, 50)
     assert np.array_equal(result.audio, decode_frames("pcmu", payloads[:50]))
@@ -135,8 +145,16 @@ def test_record_file_round_trip(tmp_path):
     record = PacketRecord()
     payloads = encoded_clip("pcma", "gateway")[:30]
     for i, payload in enumerate(payloads):
-        record.add(SimpleNamespace(sequence_number=(65530 + i) % 65536, timestamp=i * 160, ssrc=1234,
-                                   payload_type=8, marker=0, payload=payload))
+        record.add(
+            SimpleNamespace(
+                sequence_number=(65530 + i) % 65536,
+                timestamp=i * 160,
+                ssrc=1234,
+                payload_type=8,
+                marker=0,
+                payload=payload,
+            )
+        )
     record.save(tmp_path / "rx.npz")
     with np.load(tmp_path / "rx.npz") as arrays:
         packets = ReceivedPackets.from_npz(arrays)
@@ -157,11 +175,11 @@ def test_concealment_fills_lost_frames_with_speech_like_audio():
     lost = np.zeros(200, dtype=bool)
     lost[120] = True  # a frame inside speech
     packets = simulate_arrivals(payloads, "pcmu", np.full(200, 20.0), lost)
-    plc = playout(packets, "pcmu").audio[120 * 160:121 * 160]
-    silence = playout(packets, "pcmu", concealment="silence").audio[120 * 160:121 * 160]
+    plc = playout(packets, "pcmu").audio[120 * 160 : 121 * 160]
+    silence = playout(packets, "pcmu", concealment="silence").audio[120 * 160 : 121 * 160]
     original = ulaw_decode(payloads[120]).astype(float)
     assert not silence.any()
-    assert np.sqrt(np.mean(plc.astype(float) ** 2)) > 0.3 * np.sqrt(np.mean(original ** 2))
+    assert np.sqrt(np.mean(plc.astype(float) ** 2)) > 0.3 * np.sqrt(np.mean(original**2))
 
 
 # ------------------------------------------------------------------ properties
@@ -198,8 +216,9 @@ def test_a_deeper_fixed_buffer_never_has_more_late_packets(delays, depths, data)
     assume(not lost.all())
     shallow, deep = sorted(depths)
     packets = simulate_arrivals([b"\xff" * 160], "pcmu", delays, lost)
-    assert schedule(packets, "pcmu", FixedBuffer(deep)).count(LATE) <= \
-        schedule(packets, "pcmu", FixedBuffer(shallow)).count(LATE)
+    assert schedule(packets, "pcmu", FixedBuffer(deep)).count(LATE) <= schedule(
+        packets, "pcmu", FixedBuffer(shallow)
+    ).count(LATE)
 
 
 @settings(max_examples=100, deadline=None)

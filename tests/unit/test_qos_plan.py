@@ -58,13 +58,18 @@ def test_plan_orders_filters_by_class_and_sets_default():
     voice = [f for f in plan.filters if f.target == plan.classes[1].classid]
     assert [f.keys for f in voice] == [("0xb8/0xfc+1",)]
     prios = [f.prio for f in plan.filters]
-    assert prios == sorted(prios) and len(set(zip(prios, protocols))) == len(set(prios)), \
+    assert prios == sorted(prios) and len(set(zip(prios, protocols, strict=False))) == len(set(prios)), (
         "one protocol per filter priority"
+    )
 
 
 def test_port_match_filters_source_and_destination():
-    template = _template([{"name": "media", "match": [{"protocol": "udp", "ports": "10000-60000"}]},
-                          {"name": "rest", "default": True, "rate": "50%"}])
+    template = _template(
+        [
+            {"name": "media", "match": [{"protocol": "udp", "ports": "10000-60000"}]},
+            {"name": "rest", "default": True, "rate": "50%"},
+        ]
+    )
     plan = qos.plan_egress(template, template.wan, 10_000_000)
     media = [f for f in plan.filters if f.target == plan.classes[0].classid and f.protocol == qos.ETH_P_IP]
     assert len(media) == 2 * len(qos.port_blocks(10000, 60000))
@@ -74,8 +79,10 @@ def test_port_match_filters_source_and_destination():
 
 
 def test_control_class_defaults_to_highest_priority_and_can_be_turned_off():
-    classes = [{"name": "bulk", "default": True, "priority": 7, "rate": "50%"},
-               {"name": "voice", "match": [{"dscp": ["EF"]}], "priority": 1, "rate": "50%"}]
+    classes = [
+        {"name": "bulk", "default": True, "priority": 7, "rate": "50%"},
+        {"name": "voice", "match": [{"dscp": ["EF"]}], "priority": 1, "rate": "50%"},
+    ]
     plan = qos.plan_egress(_template(classes), _template(classes).wan, 10_000_000)
     assert plan.filters[0].protocol == qos.ETH_P_ARP and plan.filters[0].target == plan.classes[1].classid
     off = _template(classes, control_class="none")
@@ -83,18 +90,27 @@ def test_control_class_defaults_to_highest_priority_and_can_be_turned_off():
 
 
 def test_absolute_rates_above_the_link_are_refused():
-    template = _template([{"name": "voice", "match": [{"dscp": ["EF"]}], "rate": "8mbit"},
-                          {"name": "rest", "default": True, "rate": "5mbit"}])
+    template = _template(
+        [
+            {"name": "voice", "match": [{"dscp": ["EF"]}], "rate": "8mbit"},
+            {"name": "rest", "default": True, "rate": "5mbit"},
+        ]
+    )
     with pytest.raises(InputError, match="guarantee 13mbit"):
         qos.plan_egress(template, template.wan, 10_000_000)
 
 
-@pytest.mark.parametrize("classes, message", [
-    ([{"name": "a", "rate": "60%", "default": True}, {"name": "b", "match": [{"dscp": [46]}], "rate": "50%"}],
-     "add up to 110%"),
-    ([{"name": "a", "rate": "60%", "ceil": "50%", "default": True}], "ceil 50% is below its rate"),
-    ([{"name": "a", "rate": "60%"}], "exactly one class must be 'default: true'"),
-])
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        (
+            [{"name": "a", "rate": "60%", "default": True}, {"name": "b", "match": [{"dscp": [46]}], "rate": "50%"}],
+            "add up to 110%",
+        ),
+        ([{"name": "a", "rate": "60%", "ceil": "50%", "default": True}], "ceil 50% is below its rate"),
+        ([{"name": "a", "rate": "60%"}], "exactly one class must be 'default: true'"),
+    ],
+)
 def test_bad_policies_are_refused(classes, message):
     with pytest.raises(ValidationError, match=message):
         _template(classes)
@@ -116,15 +132,38 @@ def test_dscp_rules():
 
 
 def test_script_expansion_and_checks():
-    template = RouterTemplate.model_validate({"kind": "tc-script", "script": (
-        "# upstream\n\ntc qdisc add dev {wan} root tbf rate {wan_rate} burst 10kb latency 50ms\n")})
+    template = RouterTemplate.model_validate(
+        {
+            "kind": "tc-script",
+            "script": ("# upstream\n\ntc qdisc add dev {wan} root tbf rate {wan_rate} burst 10kb latency 50ms\n"),
+        }
+    )
     assert qos.expand_script(template, {"wan": "wan", "wan_rate": "10000000bit"}) == [
-        (3, ["tc", "qdisc", "add", "dev", "wan", "root", "tbf", "rate", "10000000bit", "burst", "10kb",
-             "latency", "50ms"])]
+        (
+            3,
+            [
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "wan",
+                "root",
+                "tbf",
+                "rate",
+                "10000000bit",
+                "burst",
+                "10kb",
+                "latency",
+                "50ms",
+            ],
+        )
+    ]
     with pytest.raises(InputError, match="line 3 uses {wan_rate}"):
         qos.expand_script(template, {"wan": "wan", "wan_rate": None})
-    for script, message in [("ip link set wan down", "only tc commands"), ("tc qdisc add dev {eth0} root pfifo",
-                                                                              "unknown placeholder {eth0}")]:
+    for script, message in [
+        ("ip link set wan down", "only tc commands"),
+        ("tc qdisc add dev {eth0} root pfifo", "unknown placeholder {eth0}"),
+    ]:
         with pytest.raises(ValidationError, match=message):
             RouterTemplate.model_validate({"kind": "tc-script", "script": script})
 

@@ -15,16 +15,25 @@ from testbed.scenario.model import Threshold
 
 
 def direction(mos: float | None, loss: float = 0.0, p95: float = 20.0) -> dict:
-    return {"mos_emodel": mos, "mos_pesq": mos, "network": {"loss": {"fraction": loss}, "delay": {"p95_ms": p95},
-                                                           "jitter": {"mean_ms": 1.0}, "per_second": {}},
-            "per_second": {}}
+    return {
+        "mos_emodel": mos,
+        "mos_pesq": mos,
+        "network": {"loss": {"fraction": loss}, "delay": {"p95_ms": p95}, "jitter": {"mean_ms": 1.0}, "per_second": {}},
+        "per_second": {},
+    }
 
 
 def call(call_id: str, up: float | None, down: float | None, setup: float | None = 0.1) -> dict:
-    return {"id": call_id, "name": call_id.split("-")[0], "outcome": "connected" if setup is not None else "failed",
-            "reason": "" if setup is not None else "not connected within the setup timeout of 10s", "setup_s": setup,
-            "codec": "opus", "dscp": 46,
-            "directions": {"client->gateway": direction(up), "gateway->client": direction(down)}}
+    return {
+        "id": call_id,
+        "name": call_id.split("-")[0],
+        "outcome": "connected" if setup is not None else "failed",
+        "reason": "" if setup is not None else "not connected within the setup timeout of 10s",
+        "setup_s": setup,
+        "codec": "opus",
+        "dscp": 46,
+        "directions": {"client->gateway": direction(up), "gateway->client": direction(down)},
+    }
 
 
 VARIANTS = {"fifo": {"calls": [call("call", 1.2, 2.0)]}, "ef-priority": {"calls": [call("call", 4.4, 4.3)]}}
@@ -64,13 +73,28 @@ def test_call_filter_and_units():
 
 
 def result_with(checks) -> dict:
-    return {"scenario": {"name": "office", "description": "", "file": "office.yaml"},
-            "environment": {"host": "h", "kernel": "k", "impairment_engine": ["userspace"]},
-            "variants": [{"name": name, "variant": name, "calls": data["calls"], "timeline": [], "traffic": [],
-                          "queues": {"classes": {}, "samples": []}} for name, data in VARIANTS.items()],
-            "thresholds": [c.as_dict() for c in checks],
-            "verdict": {"passed": all(c.passed for c in checks), "checks": len(checks),
-                        "failed": sum(not c.passed for c in checks), "first_failure": None}}
+    return {
+        "scenario": {"name": "office", "description": "", "file": "office.yaml"},
+        "environment": {"host": "h", "kernel": "k", "impairment_engine": ["userspace"]},
+        "variants": [
+            {
+                "name": name,
+                "variant": name,
+                "calls": data["calls"],
+                "timeline": [],
+                "traffic": [],
+                "queues": {"classes": {}, "samples": []},
+            }
+            for name, data in VARIANTS.items()
+        ],
+        "thresholds": [c.as_dict() for c in checks],
+        "verdict": {
+            "passed": all(c.passed for c in checks),
+            "checks": len(checks),
+            "failed": sum(not c.passed for c in checks),
+            "first_failure": None,
+        },
+    }
 
 
 def test_junit_names_what_fell_short(tmp_path):
@@ -90,18 +114,25 @@ def test_html_report_is_self_contained():
     assert "<svg" in page
 
 
-@pytest.mark.parametrize("args, r, mos", [
-    ([], 93.2062, 4.409),
-    (["--ta-ms", "200"], 90.16, None),
-    (["--loss-pct", "2", "--ie", "0", "--bpl", "25.1"], 86.20, None),
-])
+@pytest.mark.parametrize(
+    "args, r, mos",
+    [
+        ([], 93.2062, 4.409),
+        (["--ta-ms", "200"], 90.16, None),
+        (["--loss-pct", "2", "--ie", "0", "--bpl", "25.1"], 86.20, None),
+    ],
+)
 def test_score_emodel_command(args, r, mos):
     base = {"--ta-ms": "0", "--loss-pct": "0"}
-    for flag, value in zip(args[::2], args[1::2]):
+    for flag, value in zip(args[::2], args[1::2], strict=False):
         base[flag] = value
     argv = [arg for pair in base.items() for arg in pair]
-    out = subprocess.run([sys.executable, "-m", "testbed.cli", "score", "emodel", *argv, "--json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "score", "emodel", *argv, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     values = json.loads(out)
     assert set(values) == {"r", "mos"}
     assert values["r"] == pytest.approx(r, abs=0.01)
@@ -110,6 +141,7 @@ def test_score_emodel_command(args, r, mos):
 
 
 def test_score_emodel_refuses_half_inputs():
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", "score", "emodel", "--ta-ms", "100"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "score", "emodel", "--ta-ms", "100"], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "--loss-pct" in result.stderr

@@ -23,7 +23,10 @@ BAD_FILES = {
     "unknown_key.yaml": (4, "links.wan.router.rte: unknown key; did you mean 'rate'?"),
     "unknown_node_in_link.yaml": (8, "topology.links.lan.endpoints[0]: unknown node 'clinet'; did you mean 'client'?"),
     "duplicate_node.yaml": (6, "duplicate key 'client' (first defined on line 4)"),
-    "missing_template.yaml": (2, "router.template: router template 'ef-priorty' not found; did you mean 'ef-priority'?"),
+    "missing_template.yaml": (
+        2,
+        "router.template: router template 'ef-priorty' not found; did you mean 'ef-priority'?",
+    ),
     "bad_delay_unit.yaml": (4, "links.wan.router.delay: 50 is not a duration (a bare number is ambiguous)"),
     "bad_dscp.yaml": (3, "calls[0].dscp: DSCP 99 is out of range; allowed: 0 to 63"),
     "bad_codec.yaml": (3, "calls[0].codec: Input should be 'opus', 'pcmu', 'pcma' or 'g722' (got 'g729')"),
@@ -59,11 +62,14 @@ def test_bad_file_gives_one_located_line(name):
     assert expected in first, first
 
 
-@pytest.mark.parametrize("name", ["unknown_key.yaml", "loss_over_100.yaml", "duplicate_node.yaml",
-                                  "missing_template.yaml", "yaml_syntax.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    ["unknown_key.yaml", "loss_over_100.yaml", "duplicate_node.yaml", "missing_template.yaml", "yaml_syntax.yaml"],
+)
 def test_cli_validate_exit_2_without_traceback(name):
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", "validate", str(BAD / name)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "validate", str(BAD / name)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -72,8 +78,9 @@ def test_cli_validate_exit_2_without_traceback(name):
 
 
 def test_cli_validate_reports_missing_file():
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", "validate", "no/such.yaml"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "validate", "no/such.yaml"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "no/such.yaml: no such file" in result.stderr
 
 

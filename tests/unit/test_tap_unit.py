@@ -32,8 +32,16 @@ from testbed.media.tap import (
 # ---------------------------------------------------------------- frames and a pcap reader for the tests
 
 
-def rtp_header(seq: int, ssrc: int = 0x11223344, ts: int = 0, pt: int = 111, marker: bool = False,
-               csrcs: tuple[int, ...] = (), extension: bytes | None = None, version: int = 2) -> bytes:
+def rtp_header(
+    seq: int,
+    ssrc: int = 0x11223344,
+    ts: int = 0,
+    pt: int = 111,
+    marker: bool = False,
+    csrcs: tuple[int, ...] = (),
+    extension: bytes | None = None,
+    version: int = 2,
+) -> bytes:
     first = version << 6 | (0x10 if extension is not None else 0) | len(csrcs)
     head = struct.pack("!BBHII", first, (0x80 if marker else 0) | pt, seq, ts, ssrc)
     head += b"".join(struct.pack("!I", c) for c in csrcs)
@@ -42,14 +50,38 @@ def rtp_header(seq: int, ssrc: int = 0x11223344, ts: int = 0, pt: int = 111, mar
     return head
 
 
-def frame(payload: bytes, *, tos: int = 46 << 2, proto: int = 17, fragment: int = 0, options: bytes = b"",
-          src: str = "198.18.0.10", dst: str = "198.18.1.10", sport: int = 10000, dport: int = 20000,
-          ethertype: int = 0x0800) -> bytes:
+def frame(
+    payload: bytes,
+    *,
+    tos: int = 46 << 2,
+    proto: int = 17,
+    fragment: int = 0,
+    options: bytes = b"",
+    src: str = "198.18.0.10",
+    dst: str = "198.18.1.10",
+    sport: int = 10000,
+    dport: int = 20000,
+    ethertype: int = 0x0800,
+) -> bytes:
     """An Ethernet frame carrying one IPv4 UDP datagram (checksums zero: nothing here checks them)."""
     ihl = 5 + len(options) // 4
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, tos, ihl * 4 + len(udp), 1, fragment, 64, proto, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst)) + options
+    ip = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x40 | ihl,
+            tos,
+            ihl * 4 + len(udp),
+            1,
+            fragment,
+            64,
+            proto,
+            0,
+            socket.inet_aton(src),
+            socket.inet_aton(dst),
+        )
+        + options
+    )
     return b"\x02" * 6 + b"\x04" * 6 + struct.pack("!H", ethertype) + ip + udp
 
 
@@ -59,15 +91,21 @@ def read_pcap(path: Path) -> tuple[dict, list[tuple[int, int, int, bytes]]]:
     magic, major, minor, zone, sigfigs, snaplen, linktype = struct.unpack_from("<IHHiIII", data)
     assert magic in (0xA1B2C3D4, 0xA1B23C4D), hex(magic)
     scale = 1 if magic == 0xA1B23C4D else 1000
-    header = {"magic": magic, "version": (major, minor), "thiszone": zone, "sigfigs": sigfigs,
-              "snaplen": snaplen, "linktype": linktype}
+    header = {
+        "magic": magic,
+        "version": (major, minor),
+        "thiszone": zone,
+        "sigfigs": sigfigs,
+        "snaplen": snaplen,
+        "linktype": linktype,
+    }
     records, at = [], 24
     while at < len(data):
         sec, fraction, incl, orig = struct.unpack_from("<IIII", data, at)
         assert fraction < 1_000_000_000 and incl <= snaplen and incl <= orig
         at += 16
         assert at + incl <= len(data), "truncated record"
-        records.append((sec * 1_000_000_000 + fraction * scale, incl, orig, data[at:at + incl]))
+        records.append((sec * 1_000_000_000 + fraction * scale, incl, orig, data[at : at + incl]))
         at += incl
     return header, records
 
@@ -77,7 +115,7 @@ def frames_array(frames: list[bytes], snaplen: int = 200) -> tuple[np.ndarray, n
     caplen = np.zeros(len(frames), dtype=np.int64)
     for i, f in enumerate(frames):
         kept = f[:snaplen]
-        table[i, :len(kept)] = np.frombuffer(kept, dtype=np.uint8)
+        table[i, : len(kept)] = np.frombuffer(kept, dtype=np.uint8)
         caplen[i] = len(kept)
     return table, caplen
 
@@ -142,11 +180,14 @@ def test_filter_program_shape():
 
 def test_parse_fields():
     frames = [
-        frame(rtp_header(65535, ssrc=0xDEADBEEF, ts=123456789, pt=111, marker=True) + b"\1" * 160,
-              tos=46 << 2, sport=10002, dport=20004),
+        frame(
+            rtp_header(65535, ssrc=0xDEADBEEF, ts=123456789, pt=111, marker=True) + b"\1" * 160,
+            tos=46 << 2,
+            sport=10002,
+            dport=20004,
+        ),
         frame(rtp_header(3, pt=0, csrcs=(1, 2)) + b"\1" * 160, tos=0),
-        frame(rtp_header(4, pt=96, extension=b"\x10\xff\x00\x00" * 2) + b"\1" * 100, tos=34 << 2,
-              options=b"\x01" * 4),
+        frame(rtp_header(4, pt=96, extension=b"\x10\xff\x00\x00" * 2) + b"\1" * 100, tos=34 << 2, options=b"\x01" * 4),
         frame(bytes([0x81, 201]) + b"\0" * 30),  # RTCP receiver report
         frame(bytes([0x80, 200 - 128]) + b"\0" * 30),  # second byte 72: RTCP by RFC 5761's rule
     ]
@@ -211,9 +252,12 @@ def test_extended_sequence_recovers_the_truth(start, count, seed):
 def records(time_ns, seq, ssrc, direction) -> TapRecords:
     n = len(time_ns)
     columns = {name: np.zeros(n, dtype=kind) for name, kind in RECORD_FIELDS.items()}
-    columns.update(time_ns=np.asarray(time_ns, dtype=np.int64), seq=np.asarray(seq, dtype=np.uint16),
-                   ssrc=np.full(n, ssrc, dtype=np.uint32) if np.isscalar(ssrc) else np.asarray(ssrc, np.uint32),
-                   direction=np.full(n, direction, dtype=np.uint8))
+    columns.update(
+        time_ns=np.asarray(time_ns, dtype=np.int64),
+        seq=np.asarray(seq, dtype=np.uint16),
+        ssrc=np.full(n, ssrc, dtype=np.uint32) if np.isscalar(ssrc) else np.asarray(ssrc, np.uint32),
+        direction=np.full(n, direction, dtype=np.uint8),
+    )
     return TapRecords(**columns)
 
 
@@ -226,8 +270,9 @@ def test_match_one_way_rollover_loss_duplicates_and_other_streams():
     receiver = records(sent_ns[got] + 5_000_000 + np.arange(len(got)), seqs[got], 0xABC, DIRECTION_IN)
     noise = records([1, 2], [seqs[5], seqs[6]], 0xDEF, DIRECTION_IN)
     echo = records([3], [seqs[7]], 0xABC, DIRECTION_OUT)
-    merged = TapRecords(**{name: np.concatenate([getattr(r, name) for r in (receiver, noise, echo)])
-                           for name in RECORD_FIELDS})
+    merged = TapRecords(
+        **{name: np.concatenate([getattr(r, name) for r in (receiver, noise, echo)]) for name in RECORD_FIELDS}
+    )
     matched = match_one_way(sender, merged, 0xABC)
     expected = [i for i in range(2, 20) if i != 10]
     assert matched.seq.tolist() == (65530 + np.array(expected)).tolist()
@@ -262,8 +307,14 @@ def test_pcap_records_round_trip_and_size_cap(tmp_path):
     writer.write(times, table, caplen, orig)
     writer.close()
     header, read = read_pcap(tmp_path / "a.pcap")
-    assert header == {"magic": 0xA1B23C4D, "version": (2, 4), "thiszone": 0, "sigfigs": 0, "snaplen": 120,
-                      "linktype": 1}
+    assert header == {
+        "magic": 0xA1B23C4D,
+        "version": (2, 4),
+        "thiszone": 0,
+        "sigfigs": 0,
+        "snaplen": 120,
+        "linktype": 1,
+    }
     assert [r[0] for r in read] == times.tolist()
     assert [r[2] for r in read] == orig.tolist()
     assert [r[3] for r in read] == [f[:120] for f in frames]
@@ -277,8 +328,11 @@ def test_pcap_records_round_trip_and_size_cap(tmp_path):
 
 def test_records_file_round_trip(tmp_path):
     original = records([5, 6], [65535, 0], 0x1234, DIRECTION_IN)
-    save_records(tmp_path / "x.npz", {n: getattr(original, n) for n in RECORD_FIELDS},
-                 {"interface": "wan", "rtcp": 3, "dropped": 1})
+    save_records(
+        tmp_path / "x.npz",
+        {n: getattr(original, n) for n in RECORD_FIELDS},
+        {"interface": "wan", "rtcp": 3, "dropped": 1},
+    )
     loaded = load_records(tmp_path / "x")
     assert loaded.interface == "wan" and loaded.rtcp == 3 and loaded.dropped == 1
     assert loaded.structured()["seq"].tolist() == [65535, 0]

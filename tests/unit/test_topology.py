@@ -23,22 +23,35 @@ def test_default_plan():
 
 
 def test_overrides_are_kept_and_avoided():
-    plan = plan_addresses(topology(
-        nodes={"client": {}, "router": {"kind": "router"}, "gateway": {}},
-        links={"lan": {"endpoints": ["client", "router"], "subnet": "192.168.1.0/24",
-                       "addresses": {"router": "192.168.1.254"}},
-               "wan": {"endpoints": ["router", "gateway"]}},
-    ))
+    plan = plan_addresses(
+        topology(
+            nodes={"client": {}, "router": {"kind": "router"}, "gateway": {}},
+            links={
+                "lan": {
+                    "endpoints": ["client", "router"],
+                    "subnet": "192.168.1.0/24",
+                    "addresses": {"router": "192.168.1.254"},
+                },
+                "wan": {"endpoints": ["router", "gateway"]},
+            },
+        )
+    )
     assert str(plan.address("router", "lan")) == "192.168.1.254"
     assert str(plan.address("client", "lan")) == "192.168.1.10"
     assert plan.segments["wan"].subnet == ipaddress.IPv4Network("198.18.0.0/24")
 
 
 def test_routes_cross_a_chain_of_routers():
-    plan = plan_addresses(topology(
-        nodes={"a": {}, "r1": {"kind": "router"}, "r2": {"kind": "router"}, "b": {}},
-        links={"l1": {"endpoints": ["a", "r1"]}, "l2": {"endpoints": ["r1", "r2"]}, "l3": {"endpoints": ["r2", "b"]}},
-    ))
+    plan = plan_addresses(
+        topology(
+            nodes={"a": {}, "r1": {"kind": "router"}, "r2": {"kind": "router"}, "b": {}},
+            links={
+                "l1": {"endpoints": ["a", "r1"]},
+                "l2": {"endpoints": ["r1", "r2"]},
+                "l3": {"endpoints": ["r2", "b"]},
+            },
+        )
+    )
     by_node = {}
     for route in plan.routes:
         by_node.setdefault(route.node, {})[str(route.destination)] = str(route.gateway)
@@ -51,18 +64,22 @@ def test_routes_cross_a_chain_of_routers():
 
 def test_hosts_never_forward():
     """Two routers joined only through a host: no route may use the host as a gateway."""
-    plan = plan_addresses(topology(
-        nodes={"r1": {"kind": "router"}, "h": {}, "r2": {"kind": "router"}},
-        links={"l1": {"endpoints": ["r1", "h"]}, "l2": {"endpoints": ["h", "r2"]}},
-    ))
+    plan = plan_addresses(
+        topology(
+            nodes={"r1": {"kind": "router"}, "h": {}, "r2": {"kind": "router"}},
+            links={"l1": {"endpoints": ["r1", "h"]}, "l2": {"endpoints": ["h", "r2"]}},
+        )
+    )
     assert not [r for r in plan.routes if r.node in ("r1", "r2")]
 
 
 def test_segment_with_many_endpoints_is_switched():
-    plan = plan_addresses(topology(
-        nodes={"c1": {}, "c2": {}, "c3": {}, "router": {"kind": "router"}, "gateway": {}},
-        links={"lan": {"endpoints": ["c1", "c2", "c3", "router"]}, "wan": {"endpoints": ["router", "gateway"]}},
-    ))
+    plan = plan_addresses(
+        topology(
+            nodes={"c1": {}, "c2": {}, "c3": {}, "router": {"kind": "router"}, "gateway": {}},
+            links={"lan": {"endpoints": ["c1", "c2", "c3", "router"]}, "wan": {"endpoints": ["router", "gateway"]}},
+        )
+    )
     assert plan.segments["lan"].switched and not plan.segments["wan"].switched
     assert [str(plan.address(n)) for n in ("c1", "c2", "c3")] == ["198.18.0.10", "198.18.0.11", "198.18.0.12"]
 

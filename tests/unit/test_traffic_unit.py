@@ -8,8 +8,19 @@ import sys
 
 import pytest
 
-from testbed.media.traffic import (TrafficError, TrafficResult, commands_for, next_send, parse_events, parser,
-                                   sink_command, sink_report, source_command, source_report, udp_gap)
+from testbed.media.traffic import (
+    TrafficError,
+    TrafficResult,
+    commands_for,
+    next_send,
+    parse_events,
+    parser,
+    sink_command,
+    sink_report,
+    source_command,
+    source_report,
+    udp_gap,
+)
 from testbed.scenario.model import TrafficSpec
 
 
@@ -18,21 +29,66 @@ def spec(**fields) -> TrafficSpec:
 
 
 def test_commands_for_udp_onoff_follow_the_scenario():
-    sink, source = commands_for(spec(kind="udp_onoff", rate="5mbit", on="1s", off="500ms", dscp="AF41",
-                                     packet_size="1000B", flows=3, start="2s", stop="12s"), "198.18.1.10", 5301)
+    sink, source = commands_for(
+        spec(
+            kind="udp_onoff",
+            rate="5mbit",
+            on="1s",
+            off="500ms",
+            dscp="AF41",
+            packet_size="1000B",
+            flows=3,
+            start="2s",
+            stop="12s",
+        ),
+        "198.18.1.10",
+        5301,
+    )
     assert sink[:3] == [sys.executable, "-m", "testbed.media.traffic"]
     assert sink[3:] == ["sink", "--kind", "udp", "--port", "5301", "--flows", "3", "--report-every", "1.0"]
-    assert source[3:] == ["source", "--kind", "udp_onoff", "--to", "198.18.1.10", "--port", "5301", "--flows", "3",
-                          "--dscp", "34", "--rate", "5000000.0", "--packet-size", "1000", "--on", "1.0",
-                          "--off", "0.5", "--duration", "10.0"]
+    assert source[3:] == [
+        "source",
+        "--kind",
+        "udp_onoff",
+        "--to",
+        "198.18.1.10",
+        "--port",
+        "5301",
+        "--flows",
+        "3",
+        "--dscp",
+        "34",
+        "--rate",
+        "5000000.0",
+        "--packet-size",
+        "1000",
+        "--on",
+        "1.0",
+        "--off",
+        "0.5",
+        "--duration",
+        "10.0",
+    ]
     parsed = parser().parse_args(source[3:])  # what we build, the process accepts
     assert (parsed.kind, parsed.rate, parsed.on, parsed.off, parsed.duration) == ("udp_onoff", 5e6, 1.0, 0.5, 10.0)
 
 
 def test_tcp_bulk_runs_until_stopped_without_a_stop_time():
     sink, source = commands_for(spec(kind="tcp_bulk", flows=4), "10.0.0.1", 6000, python="python3")
-    assert sink == ["python3", "-m", "testbed.media.traffic", "sink", "--kind", "tcp", "--port", "6000",
-                    "--flows", "4", "--report-every", "1.0"]
+    assert sink == [
+        "python3",
+        "-m",
+        "testbed.media.traffic",
+        "sink",
+        "--kind",
+        "tcp",
+        "--port",
+        "6000",
+        "--flows",
+        "4",
+        "--report-every",
+        "1.0",
+    ]
     assert "--duration" not in source and "--rate" not in source
     assert source[-2:] == ["--connect-timeout", "5.0"]
     assert parser().parse_args(source[3:]).flows == 4
@@ -75,16 +131,46 @@ def lines(*events: dict) -> list[str]:
 
 SINK = lines(
     {"event": "ready", "kind": "udp", "port": 5301, "time": 1000.0, "pid": 1},
-    {"event": "interval", "t": 1.0, "seconds": 1.0, "bytes": 600_000, "packets": 500, "bps": 4.8e6, "wire_bps": 4.968e6},
+    {
+        "event": "interval",
+        "t": 1.0,
+        "seconds": 1.0,
+        "bytes": 600_000,
+        "packets": 500,
+        "bps": 4.8e6,
+        "wire_bps": 4.968e6,
+    },
     {"event": "interval", "t": 2.0, "seconds": 1.0, "bytes": 0, "packets": 0, "bps": 0.0, "wire_bps": 0.0},
-    {"event": "done", "kind": "udp", "bytes": 600_000, "packets": 500, "seconds": 0.998, "bps": 4.8e6,
-     "wire_bps": 4.97e6, "per_flow": [{"peer": "198.18.0.10:40000", "bytes": 600_000, "packets": 500}],
-     "dscp": {"46": 500}, "mss": None, "cpu_seconds": 0.1},
+    {
+        "event": "done",
+        "kind": "udp",
+        "bytes": 600_000,
+        "packets": 500,
+        "seconds": 0.998,
+        "bps": 4.8e6,
+        "wire_bps": 4.97e6,
+        "per_flow": [{"peer": "198.18.0.10:40000", "bytes": 600_000, "packets": 500}],
+        "dscp": {"46": 500},
+        "mss": None,
+        "cpu_seconds": 0.1,
+    },
 )
 SOURCE = lines(
-    {"event": "ready", "kind": "udp_cbr"}, {"event": "started", "flows": 1},
-    {"event": "done", "kind": "udp_cbr", "sent_bytes": 600_000, "sent_packets": 500, "seconds": 1.0, "bps": 4.8e6,
-     "wire_bps": 4.968e6, "dropped_local": 3, "skipped": 0, "refused": 0, "cpu_seconds": 0.05},
+    {"event": "ready", "kind": "udp_cbr"},
+    {"event": "started", "flows": 1},
+    {
+        "event": "done",
+        "kind": "udp_cbr",
+        "sent_bytes": 600_000,
+        "sent_packets": 500,
+        "seconds": 1.0,
+        "bps": 4.8e6,
+        "wire_bps": 4.968e6,
+        "dropped_local": 3,
+        "skipped": 0,
+        "refused": 0,
+        "cpu_seconds": 0.05,
+    },
 )
 
 

@@ -77,8 +77,13 @@ class Engine:
         impairment = Impairment.model_validate(config.impairment)
         trace = load_trace(config.trace) if config.trace else None
         self.start_ns = time.monotonic_ns()
-        self.model = ImpairmentModel(impairment, np.random.default_rng(config.seed),
-                                     per_flow_order=config.per_flow_order, trace=trace, start_ns=self.start_ns)
+        self.model = ImpairmentModel(
+            impairment,
+            np.random.default_rng(config.seed),
+            per_flow_order=config.per_flow_order,
+            trace=trace,
+            start_ns=self.start_ns,
+        )
         self.rng = np.random.default_rng(None if config.seed is None else config.seed + 1)
         self.queue = NfQueue(config.queue_num, max_len=config.max_len)
         self.copies = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -130,8 +135,16 @@ class Engine:
             self.order += 1
             if decision.corrupt:
                 stats.corrupted += 1
-                heapq.heappush(held, (decision.release_ns, self.order, CORRUPT, packet.packet_id,
-                                      corrupt_payload(packet.payload, self.rng)))
+                heapq.heappush(
+                    held,
+                    (
+                        decision.release_ns,
+                        self.order,
+                        CORRUPT,
+                        packet.packet_id,
+                        corrupt_payload(packet.payload, self.rng),
+                    ),
+                )
             else:
                 heapq.heappush(held, (decision.release_ns, self.order, ACCEPT, packet.packet_id, None))
             if decision.copy is not None:

@@ -53,8 +53,20 @@ def kernel_queue_length(impairment: Impairment) -> int:
 
 def iptables_rule(ifname: str, queue_num: int) -> list[str]:
     """The rule's body (after ``-A``/``-D POSTROUTING``): every packet leaving ``ifname`` but the engine's copies."""
-    return ["-o", ifname, "-m", "mark", "!", "--mark", hex(COPY_MARK), "-j", "NFQUEUE", "--queue-num",
-            str(queue_num), "--queue-bypass"]
+    return [
+        "-o",
+        ifname,
+        "-m",
+        "mark",
+        "!",
+        "--mark",
+        hex(COPY_MARK),
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        str(queue_num),
+        "--queue-bypass",
+    ]
 
 
 class EngineProcess:
@@ -66,10 +78,15 @@ class EngineProcess:
         self.impairment = impairment
         self.queue_num = queue_num
         self.label = f"{ifname}@{node.name}"
-        self.config = EngineConfig(queue_num=queue_num, impairment=impairment.model_dump(mode="json"),
-                                   max_len=kernel_queue_length(impairment),
-                                   per_flow_order=impairment.flow_order == "kept", trace=impairment.trace,
-                                   seed=seed, label=self.label)
+        self.config = EngineConfig(
+            queue_num=queue_num,
+            impairment=impairment.model_dump(mode="json"),
+            max_len=kernel_queue_length(impairment),
+            per_flow_order=impairment.flow_order == "kept",
+            trace=impairment.trace,
+            seed=seed,
+            label=self.label,
+        )
         self.process: subprocess.Popen | None = None
         self.stats: dict[str, Any] = {}
         self.error: str | None = None
@@ -80,16 +97,22 @@ class EngineProcess:
         self._rule_added = False
 
     def start(self) -> None:
-        self.process = self.node.popen([self.node.python, "-m", "testbed.lab.engine", self.config.to_json()],
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                       start_new_session=True)  # a terminal's Ctrl-C is the lab's to handle
+        self.process = self.node.popen(
+            [self.node.python, "-m", "testbed.lab.engine", self.config.to_json()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )  # a terminal's Ctrl-C is the lab's to handle
         self._reader = threading.Thread(target=self._read, name=f"engine {self.label}", daemon=True)
         self._reader.start()
         if not self._ready.wait(READY_TIMEOUT) or not self._said_ready:
             self.process.kill()
             self.process.wait()
-            raise LabError(f"the userspace impairment engine for {self.label} did not start: "
-                           f"{self.error or 'no ready signal within %gs' % READY_TIMEOUT}")
+            raise LabError(
+                f"the userspace impairment engine for {self.label} did not start: "
+                f"{self.error or f'no ready signal within {READY_TIMEOUT:g}s'}"
+            )
         promote(self.node.netns_path, *ENGINE)  # containers cannot raise their own priority
         self._iptables("-A")
         self._rule_added = True
@@ -127,8 +150,10 @@ class EngineProcess:
             return None
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         detail = f" ({self.error})" if self.error else ""
-        return (f"the userspace impairment engine for {self.label} {how}{detail}; packets on that link are no "
-                "longer delayed or dropped, so the run's results would look better than the link is")
+        return (
+            f"the userspace impairment engine for {self.label} {how}{detail}; packets on that link are no "
+            "longer delayed or dropped, so the run's results would look better than the link is"
+        )
 
     def stop(self, timeout: float = 5.0) -> dict[str, Any]:
         """Remove the rule, let the engine release what it holds, and return its final stats."""
@@ -152,6 +177,12 @@ class EngineProcess:
         return self.stats
 
     def describe(self) -> dict[str, Any]:
-        return {"node": self.node.name, "interface": self.ifname, "queue": self.queue_num,
-                "queue_length": self.config.max_len, "flow_order": self.impairment.flow_order,
-                "trace": self.impairment.trace, "pid": self.process.pid if self.process else None}
+        return {
+            "node": self.node.name,
+            "interface": self.ifname,
+            "queue": self.queue_num,
+            "queue_length": self.config.max_len,
+            "flow_order": self.impairment.flow_order,
+            "trace": self.impairment.trace,
+            "pid": self.process.pid if self.process else None,
+        }

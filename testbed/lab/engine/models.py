@@ -156,7 +156,8 @@ class _Random32:
     def __init__(self, rng: Rng):
         if isinstance(rng, np.random.Generator):
             self._draw: Callable[[], list[int]] = lambda: rng.integers(
-                0, 1 << 32, RANDOM_BLOCK, dtype=np.uint64).tolist()
+                0, 1 << 32, RANDOM_BLOCK, dtype=np.uint64
+            ).tolist()
         elif isinstance(rng, random.Random):
             self._draw = lambda: [rng.getrandbits(32) for _ in range(RANDOM_BLOCK)]
         else:
@@ -286,8 +287,12 @@ class TraceError(InputError):
 
 TRACE_COLUMNS = ("time_s", "delay_ms", "jitter_ms", "loss_pct")
 _REQUIRED_COLUMNS = ("time_s", "delay_ms")
-_COLUMN_RANGES = {"time_s": (0.0, math.inf), "delay_ms": (0.0, MAX_TRACE_DELAY_MS),
-                  "jitter_ms": (0.0, MAX_TRACE_DELAY_MS), "loss_pct": (0.0, 100.0)}
+_COLUMN_RANGES = {
+    "time_s": (0.0, math.inf),
+    "delay_ms": (0.0, MAX_TRACE_DELAY_MS),
+    "jitter_ms": (0.0, MAX_TRACE_DELAY_MS),
+    "loss_pct": (0.0, 100.0),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +317,7 @@ class Trace:
         if not self.rows:
             raise TraceError(f"{self.source}: the trace has no rows")
         times = tuple(round(row.time_s * 1e9) for row in self.rows)
-        if any(later <= earlier for earlier, later in zip(times, times[1:])):
+        if any(later <= earlier for earlier, later in zip(times, times[1:], strict=False)):
             raise TraceError(f"{self.source}: time_s must increase from row to row")
         object.__setattr__(self, "times_ns", times)
 
@@ -327,8 +332,11 @@ class Trace:
 
 def parse_trace(text: str, source: str = "<trace>") -> Trace:
     """Parse CSV text with the header ``time_s,delay_ms[,jitter_ms][,loss_pct]`` (blank and ``#`` lines skipped)."""
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        (number, line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     allowed = ", ".join(TRACE_COLUMNS)
     if not lines:
         raise TraceError(f"{source}: empty; the first line must be the header {allowed}")
@@ -339,8 +347,10 @@ def parse_trace(text: str, source: str = "<trace>") -> Trace:
         raise TraceError(f"{source}:{header_line}: unknown column {unknown[0]!r}; allowed: {allowed}")
     missing = [name for name in _REQUIRED_COLUMNS if name not in header]
     if missing:
-        raise TraceError(f"{source}:{header_line}: the header lacks {', '.join(missing)}; columns: {allowed} "
-                         "(jitter_ms and loss_pct are optional)")
+        raise TraceError(
+            f"{source}:{header_line}: the header lacks {', '.join(missing)}; columns: {allowed} "
+            "(jitter_ms and loss_pct are optional)"
+        )
     if len(set(header)) != len(header):
         raise TraceError(f"{source}:{header_line}: a column appears twice in the header")
     rows: list[TraceRow] = []
@@ -349,13 +359,17 @@ def parse_trace(text: str, source: str = "<trace>") -> Trace:
         cells = next(csv.reader([line]))
         if len(cells) != len(header):
             raise TraceError(f"{where}: {len(cells)} values for {len(header)} columns ({', '.join(header)})")
-        values = {name: _trace_value(where, name, cell) for name, cell in zip(header, cells)}
+        values = {name: _trace_value(where, name, cell) for name, cell in zip(header, cells, strict=False)}
         if rows and values["time_s"] <= rows[-1].time_s:
-            raise TraceError(f"{where}: column time_s: {values['time_s']:g} does not come after "
-                             f"{rows[-1].time_s:g}; times must increase")
+            raise TraceError(
+                f"{where}: column time_s: {values['time_s']:g} does not come after "
+                f"{rows[-1].time_s:g}; times must increase"
+            )
         if values.get("jitter_ms", 0) > values["delay_ms"]:
-            raise TraceError(f"{where}: column jitter_ms: {values['jitter_ms']:g} is larger than delay_ms "
-                             f"{values['delay_ms']:g}; negative delays would be clipped (allowed: 0 to delay_ms)")
+            raise TraceError(
+                f"{where}: column jitter_ms: {values['jitter_ms']:g} is larger than delay_ms "
+                f"{values['delay_ms']:g}; negative delays would be clipped (allowed: 0 to delay_ms)"
+            )
         rows.append(TraceRow(values["time_s"], values["delay_ms"], values.get("jitter_ms"), values.get("loss_pct")))
     if not rows:
         raise TraceError(f"{source}: no data rows after the header")
@@ -462,8 +476,15 @@ class _Step:
 class ImpairmentModel:
     """netem's decisions for one direction of a link, packet by packet (see the module docstring)."""
 
-    def __init__(self, impairment: Impairment, rng: Rng, *, per_flow_order: bool = True,
-                 trace: Trace | None = None, start_ns: int = 0):
+    def __init__(
+        self,
+        impairment: Impairment,
+        rng: Rng,
+        *,
+        per_flow_order: bool = True,
+        trace: Trace | None = None,
+        start_ns: int = 0,
+    ):
         self.impairment = impairment
         self.per_flow_order = per_flow_order
         self.trace = trace
@@ -478,8 +499,9 @@ class ImpairmentModel:
         self._reorder = threshold(impairment.reorder)
         self._flows: dict[FlowKey, int] = {}
         self._until_prune = FLOW_PRUNE_EVERY
-        table = None if impairment.jitter_distribution == "uniform" else distribution_table(
-            impairment.jitter_distribution)
+        table = (
+            None if impairment.jitter_distribution == "uniform" else distribution_table(impairment.jitter_distribution)
+        )
         base = _Step(round(impairment.delay * 1e9), round(impairment.jitter * 1e9), table, None)
         self._step = base
         self._trace_times: tuple[int, ...] = ()

@@ -119,9 +119,16 @@ class NfQueue:
     together by ``flush()`` (``receive()`` and ``close()`` flush first), one send() for many packets.
     """
 
-    def __init__(self, queue_num: int, *, max_len: int = 10_000, copy_range: int = 0xFFFF,
-                 fail_open: bool = False, receive_buffer: int = 8 * 1024 * 1024,
-                 kernel_timestamps: bool = True):
+    def __init__(
+        self,
+        queue_num: int,
+        *,
+        max_len: int = 10_000,
+        copy_range: int = 0xFFFF,
+        fail_open: bool = False,
+        receive_buffer: int = 8 * 1024 * 1024,
+        kernel_timestamps: bool = True,
+    ):
         """``kernel_timestamps``: ask the kernel to stamp every received packet (see module docstring)."""
         if not 0 <= queue_num <= 0xFFFF:
             raise ValueError(f"queue number {queue_num} is outside 0..65535")
@@ -193,9 +200,12 @@ class NfQueue:
         self.flush()
         packets = self._pending[:max_packets]
         del self._pending[:max_packets]
-        if not packets and not self._errors:
-            if not self._poll.poll(None if timeout is None else max(0.0, timeout) * 1000):
-                return []
+        if (
+            not packets
+            and not self._errors
+            and not self._poll.poll(None if timeout is None else max(0.0, timeout) * 1000)
+        ):
+            return []
         while len(packets) < max_packets and not self._errors:
             try:
                 size = self._sock.recv_into(self._buffer, _RECV_BUFFER, socket.MSG_DONTWAIT)
@@ -204,11 +214,13 @@ class NfQueue:
             except OSError as error:
                 if error.errno != errno_codes.ENOBUFS:
                     raise
-                self._errors.append(NfQueueError(
-                    errno_codes.ENOBUFS,
-                    f"NFQUEUE {self.queue_num}: the socket's receive buffer overflowed and the kernel "
-                    "dropped packets; issue verdicts faster or pass a larger receive_buffer",
-                ))
+                self._errors.append(
+                    NfQueueError(
+                        errno_codes.ENOBUFS,
+                        f"NFQUEUE {self.queue_num}: the socket's receive buffer overflowed and the kernel "
+                        "dropped packets; issue verdicts faster or pass a larger receive_buffer",
+                    )
+                )
                 break
             self._parse(size, packets, received_ns=time.monotonic_ns())
         if len(packets) > max_packets:
@@ -219,8 +231,9 @@ class NfQueue:
             raise self._errors.pop(0)
         return packets
 
-    def _parse(self, size: int, packets: list[QueuedPacket], waiting_seq: int = -1, waiting_for: str = "",
-               received_ns: int = 0) -> tuple[bool, NfQueueError | None]:
+    def _parse(
+        self, size: int, packets: list[QueuedPacket], waiting_seq: int = -1, waiting_for: str = "", received_ns: int = 0
+    ) -> tuple[bool, NfQueueError | None]:
         """Append the datagram's packets to ``packets``; keep kernel errors for other requests in
         ``self._errors``. Returns whether request ``waiting_seq`` was answered, and its error if refused."""
         buffer, offset = self._buffer, 0
@@ -258,7 +271,7 @@ class NfQueue:
             if kind == NFQA_PACKET_HDR:
                 packet_id, hw_protocol, hook = _PACKET_HDR.unpack_from(buffer, start)
             elif kind == NFQA_PAYLOAD:
-                payload = bytes(buffer[start:offset + length])
+                payload = bytes(buffer[start : offset + length])
             elif kind == NFQA_TIMESTAMP:
                 seconds, microseconds = _TIMESTAMP.unpack_from(buffer, start)
                 timestamp_ns = seconds * 1_000_000_000 + microseconds * 1000
@@ -306,7 +319,7 @@ class NfQueue:
                 if attr_length < _NLATTR.size:
                     break
                 if attr_kind & NLA_TYPE_MASK == NLMSGERR_ATTR_MSG:
-                    text = bytes(self._buffer[attrs + _NLATTR.size:attrs + attr_length]).rstrip(b"\0")
+                    text = bytes(self._buffer[attrs + _NLATTR.size : attrs + attr_length]).rstrip(b"\0")
                     detail = f"; kernel says: {text.decode(errors='replace')}"
                 attrs += (attr_length + 3) & ~3
         return NfQueueError(code, f"{what} failed: {_error_name(code)}{detail}{self._hint(code, what)}")
@@ -315,10 +328,14 @@ class NfQueue:
         if code == errno_codes.EPERM and what.startswith("binding"):
             owner = queue_counters(self.queue_num)  # readable when called inside the queue's namespace
             if owner is not None and owner["peer_portid"] != self.portid:
-                return (f"; queue {self.queue_num} is already bound by netlink port {owner['peer_portid']} "
-                        "(another process or socket) in this network namespace: close it or pick another number")
-            return (f"; either another socket has bound queue {self.queue_num} in this network namespace, "
-                    "or this process lacks CAP_NET_ADMIN there (run as root)")
+                return (
+                    f"; queue {self.queue_num} is already bound by netlink port {owner['peer_portid']} "
+                    "(another process or socket) in this network namespace: close it or pick another number"
+                )
+            return (
+                f"; either another socket has bound queue {self.queue_num} in this network namespace, "
+                "or this process lacks CAP_NET_ADMIN there (run as root)"
+            )
         if code == errno_codes.EBUSY and what.startswith("binding"):
             return f"; this socket has bound queue {self.queue_num} already"
         if code == errno_codes.ENOENT and "verdict" in what:
@@ -404,8 +421,11 @@ class NfQueue:
         self._closed = True
         try:
             self.flush()
-            self._request(NFQNL_MSG_CONFIG, _attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_UNBIND, 0)),
-                          f"unbinding NFQUEUE {self.queue_num}")
+            self._request(
+                NFQNL_MSG_CONFIG,
+                _attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_UNBIND, 0)),
+                f"unbinding NFQUEUE {self.queue_num}",
+            )
         except OSError:
             pass  # closing the socket unbinds as well; there is nothing better to do here
         finally:
@@ -414,8 +434,9 @@ class NfQueue:
     def __enter__(self) -> NfQueue:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -434,7 +455,15 @@ def queue_counters(queue_num: int) -> dict[str, int] | None:
     for line in text.splitlines():
         fields = line.split()
         if len(fields) >= 8 and int(fields[0]) == queue_num:
-            names = ("queue_num", "peer_portid", "queue_total", "copy_mode", "copy_range",
-                     "queue_dropped", "user_dropped", "id_sequence")
-            return dict(zip(names, map(int, fields[:8])))
+            names = (
+                "queue_num",
+                "peer_portid",
+                "queue_total",
+                "copy_mode",
+                "copy_range",
+                "queue_dropped",
+                "user_dropped",
+                "id_sequence",
+            )
+            return dict(zip(names, map(int, fields[:8]), strict=False))
     return None

@@ -9,10 +9,11 @@ README.md here for provenance; ``python -m testbed.media.clips.make_clips`` rebu
 from __future__ import annotations
 
 import wave
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Mapping
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
