@@ -9,16 +9,17 @@ This is the vendors' "sessions >= number of reps" check, measured instead of est
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.errors import InputError
-from testbed.lab import Lab
 from testbed.rescore import score_variant
+from testbed.results import VariantScores
+from testbed.results import metric as metric_of
+from testbed.results.run import VariantRunEntry
+from testbed.runner import run_variant
 from testbed.scenario.load import LoadedScenario
-from testbed.workload import Workload
 
 
 @dataclass
@@ -45,23 +46,25 @@ def run_trial(
     metric: str,
     min_mos: float,
     impairment_engine: str | None,
+    backend: str | None = None,
 ) -> Trial:
+    """The variant with its first call multiplied to ``calls``, run and scored like any variant run."""
     scenario = loaded.variant(variant)
     first = scenario.calls[0].model_copy(update={"count": calls})
     scenario = scenario.model_copy(update={"calls": [first]})
-    with Lab(
-        scenario,
-        purpose=f"capacity {loaded.path} {variant} x{calls}",
-        shared_dirs=[out_dir],
-        router_template=loaded.variant_templates[variant],
+    run_variant(
+        loaded,
+        VariantRunEntry(name=f"calls-{calls}", variant=variant),
+        out_dir,
+        scenario=scenario,
+        backend=backend,
         impairment_engine=impairment_engine,
-    ) as lab:
-        Workload(lab, out_dir, timeline_templates=loaded.timeline_templates).run().save()
-        (out_dir / "lab.json").write_text(json.dumps(lab.describe(), indent=1))
-    scores = score_variant(out_dir, with_pesq=metric == "mos_pesq")
-    values = [d.get(metric) for call in scores["calls"] for d in call["directions"].values()]
-    connected = sum(call["outcome"] == "connected" for call in scores["calls"])
-    worst = None if any(v is None for v in values) or not values else min(values)
+        purpose=f"capacity {loaded.path} {variant} x{calls}",
+    )
+    scores = VariantScores.model_validate(score_variant(out_dir, with_pesq=metric == "mos_pesq"))
+    values = [metric_of(call, direction, metric) for call in scores.calls for direction in call.directions.values()]
+    connected = sum(call.outcome == "connected" for call in scores.calls)
+    worst = None if not values or any(v is None for v in values) else min(v for v in values if v is not None)
     passed = connected == calls and worst is not None and worst >= min_mos
     return Trial(calls, passed, worst, connected)
 
@@ -75,6 +78,7 @@ def search(
     metric: str = "mos_emodel",
     max_calls: int = 64,
     impairment_engine: str | None = None,
+    backend: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> VariantCapacity:
     if not loaded.scenario.calls:

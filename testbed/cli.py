@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from testbed.errors import CapabilityError, InputError, TestbedError
+
+if TYPE_CHECKING:
+    from testbed.results import RunResult
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -122,11 +125,20 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]
 @reports_errors
 def schema(
     router_template: Annotated[bool, typer.Option("--router-template", help="the router template format")] = False,
+    results: Annotated[
+        str | None, typer.Option("--results", help="a result file's format: result, run, workload, lab or scores")
+    ] = None,
 ) -> None:
-    """Print the JSON Schema of scenario files (or router templates) for editors and CI checks."""
+    """Print the JSON Schema of scenario files (or router templates, or a result file) for editors and CI."""
+    from testbed.results.schema import SCHEMAS, result_schema
     from testbed.scenario.schema import router_template_schema, scenario_schema
 
-    print(json.dumps(router_template_schema() if router_template else scenario_schema(), indent=2))
+    if results is not None:
+        if results not in SCHEMAS:
+            raise InputError(f"--results {results!r}: use one of {', '.join(SCHEMAS)}")
+        print(json.dumps(result_schema(results), indent=2))
+    else:
+        print(json.dumps(router_template_schema() if router_template else scenario_schema(), indent=2))
 
 
 # ------------------------------------------------------------------ doctor / cleanup
@@ -240,17 +252,17 @@ def run(
     _report(result, out_dir, as_json)
 
 
-def _report(result: dict[str, Any], out_dir: Path, as_json: bool) -> None:
+def _report(result: RunResult, out_dir: Path, as_json: bool) -> None:
     from testbed.report.console import print_summary
 
     if as_json:
-        print(json.dumps(result, indent=1))
+        print(result.model_dump_json(indent=1, by_alias=True))
     else:
         print_summary(result, out)
         out.print(
             f"report: {out_dir / 'report.html'}  (result.json, junit.xml, audio/ and taps/ beside it)", highlight=False
         )
-    if not result["verdict"]["passed"]:
+    if not result.verdict.passed:
         raise typer.Exit(1)
 
 
@@ -334,16 +346,17 @@ def score(
     if target == "emodel":
         _score_emodel(ta_ms, loss_pct, burst_ratio, codec, ie, bpl, wideband, as_json)
         return
+    from testbed.results import RUN_FILE, RunInfo
     from testbed.runner import finish
     from testbed.scenario import load_scenario
 
     run_dir = Path(target)
-    run_file = run_dir / "run.json"
+    run_file = run_dir / RUN_FILE
     if not run_file.exists():
         raise InputError(
             f"{run_dir}: not a run directory (no run.json); give a directory written by `testbed run` or 'emodel'"
         )
-    scenario_file = Path(json.loads(run_file.read_text())["scenario_file"])
+    scenario_file = Path(RunInfo.load(run_file).scenario_file)
     if not scenario_file.exists():
         raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
     result = finish(

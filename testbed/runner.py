@@ -1,24 +1,47 @@
-"""One run of a scenario: for each variant, build the lab, drive the workload, take the lab down.
+"""One run of a scenario: for each variant, build the lab, drive the workload, take the lab down; then
+score the run directory, check the thresholds and write the reports.
 
-Everything a variant produces lands in ``<out>/<variant>/`` (``workload.json``, per-call packet files,
-taps' records and pcaps); the scoring and report steps read only those files.
+Everything a variant produces lands in ``<out>/<variant>/`` (``workload.json``, ``lab.json``, per-call
+packet files, taps' records and pcaps); scoring and the reports read only those files, so a stored run
+can be scored again elsewhere (``testbed score``).
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from testbed.lab import Lab
+from testbed.report import html
+from testbed.report import junit as junit_report
+from testbed.report import result as result_file
+from testbed.report.thresholds import evaluate
+from testbed.rescore import score_variant
+from testbed.results import (
+    LAB_FILE,
+    RUN_FILE,
+    WORKLOAD_FILE,
+    LabDescription,
+    RunInfo,
+    RunResult,
+    VariantScores,
+    WorkloadRecord,
+)
+from testbed.results.run import VariantRunEntry
+from testbed.results.scores import CallScores
 from testbed.scenario.load import LoadedScenario
-from testbed.workload import Workload, WorkloadResult
+from testbed.scenario.model import Scenario
+from testbed.workload import Workload
 
 RESULTS = Path("results")
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def default_out_dir(scenario_name: str, root: Path = RESULTS) -> Path:
@@ -28,12 +51,14 @@ def default_out_dir(scenario_name: str, root: Path = RESULTS) -> Path:
 
 @dataclass
 class VariantRun:
+    """One variant's lab and workload, finished; its files are in ``out_dir``."""
+
     name: str  # the directory: the variant, with "-rN" for repetition N > 1 of --repeat
     variant: str
     repetition: int
     out_dir: Path
-    workload: WorkloadResult
-    lab: dict[str, Any]
+    workload: WorkloadRecord
+    lab: LabDescription
 
 
 @dataclass
@@ -43,13 +68,58 @@ class Run:
     variants: list[VariantRun] = field(default_factory=list)
 
 
-def run_names(variants: list[str], repeat: int) -> list[tuple[str, str, int]]:
-    """(directory name, variant, repetition) in the order they run: each repetition runs every variant."""
+def run_names(variants: list[str], repeat: int) -> list[VariantRunEntry]:
+    """The variant runs in the order they run: each repetition runs every variant."""
     return [
-        (variant if repetition == 1 else f"{variant}-r{repetition}", variant, repetition)
+        VariantRunEntry(
+            name=variant if repetition == 1 else f"{variant}-r{repetition}", variant=variant, repetition=repetition
+        )
         for repetition in range(1, repeat + 1)
         for variant in variants
     ]
+
+
+def run_variant(
+    loaded: LoadedScenario,
+    entry: VariantRunEntry,
+    out_dir: Path,
+    *,
+    scenario: Scenario | None = None,
+    backend: str | None = None,
+    impairment_engine: str | None = None,
+    purpose: str | None = None,
+    progress: Progress = _quiet,
+) -> VariantRun:
+    """Build the variant's lab, run its workload, take the lab down, write workload.json and lab.json.
+    ``scenario`` replaces the variant's scenario (capacity multiplies its first call)."""
+    scenario = scenario or loaded.variant(entry.variant)
+    name = entry.name
+    progress(f"variant {name}: building the lab")
+    with Lab(
+        scenario,
+        backend=backend,
+        purpose=purpose or f"run {loaded.path} {name}",
+        shared_dirs=[out_dir],
+        router_template=loaded.variant_templates[entry.variant],
+        impairment_engine=impairment_engine,
+    ) as lab:
+        description = LabDescription.model_validate(lab.describe())
+        progress(f"variant {name}: lab up in {(lab.up_seconds or 0) * 1000:.0f} ms; running the workload")
+        workload = Workload(
+            lab,
+            out_dir,
+            timeline_templates=loaded.timeline_templates,
+            progress=lambda message: progress(f"variant {name}: {message}"),
+        ).run()
+    description.impairment_engine.stats = lab.engine_stats  # final counters, after teardown
+    write_variant_files(out_dir, workload, description)
+    return VariantRun(name, entry.variant, entry.repetition, out_dir, workload, description)
+
+
+def write_variant_files(variant_dir: Path, workload: WorkloadRecord, lab: LabDescription) -> None:
+    """What scoring reads besides the packet files: workload.json and lab.json."""
+    workload.save(variant_dir / WORKLOAD_FILE)
+    lab.save(variant_dir / LAB_FILE)
 
 
 def run_scenario(
@@ -60,54 +130,54 @@ def run_scenario(
     repeat: int = 1,
     impairment_engine: str | None = None,
     backend: str | None = None,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Progress = _quiet,
 ) -> Run:
     """Run the named variants (default: all), ``repeat`` times, one after the other; each gets a fresh lab."""
-    names = run_names(variants or loaded.variant_names, repeat)
+    entries = run_names(variants or loaded.variant_names, repeat)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = Run(loaded.scenario.name, out_dir)
-    for name, variant, repetition in names:
-        scenario = loaded.variant(variant)
-        variant_dir = out_dir / name
-        progress(f"variant {name}: building the lab")
-        with Lab(
-            scenario,
-            backend=backend,
-            purpose=f"run {loaded.path} {name}",
-            shared_dirs=[variant_dir],
-            router_template=loaded.variant_templates[variant],
-            impairment_engine=impairment_engine,
-        ) as lab:
-            description = lab.describe()
-            progress(f"variant {name}: lab up in {lab.up_seconds * 1000:.0f} ms; running the workload")
-            workload = Workload(
-                lab,
-                variant_dir,
-                timeline_templates=loaded.timeline_templates,
-                progress=lambda message, n=name: progress(f"variant {n}: {message}"),
-            ).run()
-        description["impairment_engine"]["stats"] = lab.engine_stats  # final counters, after teardown
-        workload.save()
-        (variant_dir / "lab.json").write_text(json.dumps(description, indent=1))
-        run.variants.append(VariantRun(name, variant, repetition, variant_dir, workload, description))
-    (out_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "scenario": loaded.scenario.name,
-                "scenario_file": str(loaded.path.resolve()),
-                "variants": [name for name, _, _ in names],
-                "runs": [
-                    {"name": name, "variant": variant, "repetition": repetition} for name, variant, repetition in names
-                ],
-                "host": platform.node(),
-                "kernel": platform.release(),
-                "python": platform.python_version(),
-                "started": run.variants[0].workload.t0 if run.variants else None,
-            },
-            indent=1,
+    for entry in entries:
+        run.variants.append(
+            run_variant(
+                loaded,
+                entry,
+                out_dir / entry.name,
+                backend=backend,
+                impairment_engine=impairment_engine,
+                progress=progress,
+            )
         )
-    )
+    RunInfo(
+        scenario=loaded.scenario.name,
+        scenario_file=str(loaded.path.resolve()),
+        variants=[entry.name for entry in entries],
+        runs=entries,
+        host=platform.node(),
+        kernel=platform.release(),
+        python=platform.python_version(),
+        started=run.variants[0].workload.t0 if run.variants else None,
+    ).save(out_dir / RUN_FILE)
     return run
+
+
+def score_run(run_dir: Path, *, with_pesq: bool = True, progress: Progress = _quiet) -> list[result_file.ScoredVariant]:
+    """Score every variant run of a run directory from its files (writes each variant's scores.json)."""
+    info = RunInfo.load(run_dir / RUN_FILE)
+    scored = []
+    for entry in info.runs:
+        variant_dir = run_dir / entry.name
+        scores = VariantScores.model_validate(score_variant(variant_dir, with_pesq=with_pesq, progress=progress))
+        scored.append(
+            result_file.ScoredVariant(
+                entry.name,
+                entry.variant,
+                entry.repetition,
+                WorkloadRecord.load(variant_dir / WORKLOAD_FILE),
+                LabDescription.load(variant_dir / LAB_FILE),
+                scores,
+            )
+        )
+    return scored
 
 
 def finish(
@@ -116,37 +186,19 @@ def finish(
     *,
     junit: Path | None = None,
     with_pesq: bool = True,
-    progress: Callable[[str], None] = lambda message: None,
-) -> dict[str, Any]:
+    progress: Progress = _quiet,
+) -> RunResult:
     """Score every variant of a run directory, check the thresholds, and write result.json, junit.xml and
     report.html. Works on a fresh run and on a stored one (``testbed score``)."""
-    from testbed.report import html
-    from testbed.report import junit as junit_report
-    from testbed.report import result as result_file
-    from testbed.report.thresholds import evaluate
-    from testbed.rescore import score_variant
-
-    info = json.loads((out_dir / "run.json").read_text())
-    runs = info.get("runs") or [{"name": n, "variant": n, "repetition": 1} for n in info["variants"]]
-    variants = []
-    for entry in runs:
-        variant_dir = out_dir / entry["name"]
-        scores = score_variant(variant_dir, with_pesq=with_pesq, progress=progress)
-        variants.append(
-            {
-                **entry,
-                "scores": scores,
-                "workload": json.loads((variant_dir / "workload.json").read_text()),
-                "lab": json.loads((variant_dir / "lab.json").read_text()),
-            }
+    scored = score_run(out_dir, with_pesq=with_pesq, progress=progress)
+    by_variant: dict[str, list[CallScores]] = {}
+    for variant in scored:  # repetitions of a variant are checked together, each call as its own
+        suffix = "" if variant.repetition == 1 else f"#{variant.repetition}"
+        by_variant.setdefault(variant.variant, []).extend(
+            call.model_copy(update={"id": call.id + suffix}) for call in variant.scores.calls
         )
-    by_variant: dict[str, dict[str, Any]] = {}
-    for entry in variants:  # repetitions of a variant are checked together, each call as its own
-        calls = by_variant.setdefault(entry["variant"], {"calls": []})["calls"]
-        suffix = "" if entry["repetition"] == 1 else f"#{entry['repetition']}"
-        calls += [{**call, "id": call["id"] + suffix} for call in entry["scores"]["calls"]]
     checks = evaluate(loaded.scenario.thresholds, by_variant)
-    result = result_file.build(loaded, out_dir, variants, checks)
+    result = result_file.build(loaded, RunInfo.load(out_dir / RUN_FILE), scored, checks)
     result_file.save(result, out_dir)
     junit_report.write(result, out_dir / "junit.xml")
     if junit is not None:

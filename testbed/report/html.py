@@ -8,8 +8,14 @@ as dashed vertical lines in every time plot.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from testbed.results import RunResult, VariantResult, metric
+from testbed.results.scores import CallScores, DirectionScores
+
+Series = tuple[str, Sequence[float], Sequence[float | int | None]]  # label, xs, ys (None: no value)
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 640, 220, 56, 16, 24, 34
@@ -33,8 +39,8 @@ def _escape(text: Any) -> str:
 def line_chart(
     title: str,
     y_label: str,
-    series: list[tuple[str, list[float], list[float]]],
-    markers: list[tuple[float, str]] = (),
+    series: list[Series],
+    markers: Sequence[tuple[float, str]] = (),
     y_min: float | None = None,
     y_max: float | None = None,
 ) -> str:
@@ -97,39 +103,38 @@ def _mos_class(value: float | None) -> str:
     return "good" if value >= 4.0 else "fair" if value >= 3.1 else "bad"
 
 
-def _cell(value: Any, digits: int = 2, suffix: str = "") -> str:
+def _cell(value: float | None, digits: int = 2, suffix: str = "") -> str:
     if value is None:
         return '<td class="num">-</td>'
     return f'<td class="num">{value:.{digits}f}{suffix}</td>'
 
 
-def _markers(variant: dict[str, Any]) -> list[tuple[float, str]]:
-    return [
-        (event["effective"], event["what"]) for event in variant["timeline"] if not event["what"].startswith("call ")
-    ]
+def _markers(variant: VariantResult) -> list[tuple[float, str]]:
+    return [(event.effective, event.what) for event in variant.timeline if not event.what.startswith("call ")]
 
 
-def mos_table(result: dict[str, Any]) -> str:
+def mos_table(result: RunResult) -> str:
     rows = [
         "<table><tr><th>variant</th><th>call</th><th>direction</th><th>MOS E-model</th><th>MOS PESQ</th>"
         "<th>R</th><th>Ta</th><th>effective loss</th><th>network loss</th><th>p95 delay</th><th>jitter</th>"
         "<th>setup</th><th>outcome</th></tr>"
     ]
-    for variant in result["variants"]:
-        for call in variant["calls"]:
-            for direction, s in call["directions"].items():
-                network = s.get("network") or {}
-                loss = (network.get("loss") or {}).get("fraction")
+    for variant in result.variants:
+        for call in variant.calls:
+            for direction, s in call.directions.items():
+                scored = s if isinstance(s, DirectionScores) else None
+                mos_e, mos_p = metric(call, s, "mos_emodel"), metric(call, s, "mos_pesq")
                 rows.append(
-                    f"<tr><td>{_escape(variant['name'])}</td><td>{_escape(call['id'])}</td><td>{_escape(direction)}</td>"
-                    f'<td class="num {_mos_class(s.get("mos_emodel"))}">{_fmt(s.get("mos_emodel"))}</td>'
-                    f'<td class="num {_mos_class(s.get("mos_pesq"))}">{_fmt(s.get("mos_pesq"))}</td>'
-                    f"{_cell(s.get('r'), 1)}{_cell(s.get('ta_ms'), 0, ' ms')}{_cell(s.get('ppl_percent'), 2, '%')}"
-                    f"{_cell(None if loss is None else 100 * loss, 2, '%')}"
-                    f"{_cell((network.get('delay') or {}).get('p95_ms'), 1, ' ms')}"
-                    f"{_cell((network.get('jitter') or {}).get('mean_ms'), 1, ' ms')}"
-                    f"{_cell(None if call['setup_s'] is None else call['setup_s'] * 1000, 0, ' ms')}"
-                    f"<td>{_escape(call['outcome'])} {_escape(call['reason'])}</td></tr>"
+                    f"<tr><td>{_escape(variant.name)}</td><td>{_escape(call.id)}</td><td>{_escape(direction)}</td>"
+                    f'<td class="num {_mos_class(mos_e)}">{_fmt(mos_e)}</td>'
+                    f'<td class="num {_mos_class(mos_p)}">{_fmt(mos_p)}</td>'
+                    f"{_cell(scored.r if scored else None, 1)}{_cell(scored.ta_ms if scored else None, 0, ' ms')}"
+                    f"{_cell(scored.ppl_percent if scored else None, 2, '%')}"
+                    f"{_cell(metric(call, s, 'loss'), 2, '%')}"
+                    f"{_cell(metric(call, s, 'p95_delay'), 1, ' ms')}"
+                    f"{_cell(metric(call, s, 'jitter'), 1, ' ms')}"
+                    f"{_cell(None if call.setup_s is None else call.setup_s * 1000, 0, ' ms')}"
+                    f"<td>{_escape(call.outcome)} {_escape(call.reason)}</td></tr>"
                 )
     rows.append("</table>")
     return "".join(rows)
@@ -139,31 +144,32 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def direction_plots(result: dict[str, Any]) -> str:
+def direction_plots(result: RunResult) -> str:
     """Per call direction: delay, loss and MOS per second, all variants in each plot."""
     keys: list[tuple[str, str]] = []
-    for variant in result["variants"]:
-        for call in variant["calls"]:
-            for direction in call["directions"]:
-                if (call["id"], direction) not in keys:
-                    keys.append((call["id"], direction))
+    for variant in result.variants:
+        for call in variant.calls:
+            for direction in call.directions:
+                if (call.id, direction) not in keys:
+                    keys.append((call.id, direction))
     parts = []
     for call_id, direction in keys:
-        delay, loss, mos, markers = [], [], [], []
-        for variant in result["variants"]:
-            call = next((c for c in variant["calls"] if c["id"] == call_id), None)
-            scores = (call or {}).get("directions", {}).get(direction) or {}
-            network = (scores.get("network") or {}).get("per_second") or {}
-            offset = _call_offset(variant, call)
-            xs = [offset + t for t in network.get("start_s", [])]
-            delay.append((variant["name"], xs, network.get("mean_delay_ms", [])))
-            loss.append(
-                (variant["name"], xs, [None if f is None else 100 * f for f in network.get("loss_fraction", [])])
-            )
-            per_second = scores.get("per_second") or {}
-            mos.append(
-                (variant["name"], [offset + s for s in per_second.get("second", [])], per_second.get("mos_emodel", []))
-            )
+        delay: list[Series] = []
+        loss: list[Series] = []
+        mos: list[Series] = []
+        markers: list[tuple[float, str]] = []
+        for variant in result.variants:
+            found = next((c for c in variant.calls if c.id == call_id), None)
+            scores = found.directions.get(direction) if found else None
+            offset = _call_offset(variant, found)
+            if isinstance(scores, DirectionScores) and scores.network is not None:
+                network = scores.network.per_second
+                xs = [offset + t for t in network.start_s]
+                delay.append((variant.name, xs, network.mean_delay_ms))
+                loss.append((variant.name, xs, [None if f is None else 100 * f for f in network.loss_fraction]))
+            if isinstance(scores, DirectionScores):
+                per_second = scores.per_second
+                mos.append((variant.name, [offset + s for s in per_second.second], list(per_second.mos_emodel)))
             markers += _markers(variant)
         parts.append(
             f"<h3>{_escape(call_id)}: {_escape(direction)}</h3><div class='plots'>"
@@ -175,41 +181,34 @@ def direction_plots(result: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _call_offset(variant: dict[str, Any], call: dict[str, Any] | None) -> float:
+def _call_offset(variant: VariantResult, call: CallScores | None) -> float:
     """Seconds from the variant's start to the call's first packet (per-second series start there)."""
-    if not call:
+    if call is None:
         return 0.0
-    connected = next((e["effective"] for e in variant["timeline"] if e["what"] == f"call {call['id']} connected"), None)
+    connected = next((e.effective for e in variant.timeline if e.what == f"call {call.id} connected"), None)
     return connected if connected is not None else 0.0
 
 
-def queue_plots(result: dict[str, Any]) -> str:
+def queue_plots(result: RunResult) -> str:
     """Backlog and drops per second of every router class, per variant and interface."""
     parts = []
-    for variant in result["variants"]:
-        classes = variant["queues"]["classes"]
-        samples = [s for s in variant["queues"]["samples"] if s["object"] == "class"]
-        for node, interfaces in classes.items():
+    for variant in result.variants:
+        samples = [s for s in variant.queues.samples if s.object == "class"]
+        for node, interfaces in variant.queues.classes.items():
             for interface, names in interfaces.items():
-                backlog, drops = [], []
+                backlog: list[Series] = []
+                drops: list[Series] = []
                 for handle, name in names.items():
                     series = sorted(
-                        (s["time"], s)
-                        for s in samples
-                        if s["node"] == node and s["interface"] == interface and s["handle"] == handle
+                        (s for s in samples if s.node == node and s.interface == interface and s.handle == handle),
+                        key=lambda sample: sample.time,
                     )
-                    xs = [t for t, _ in series]
-                    backlog.append((name, xs, [s["backlog_packets"] for _, s in series]))
-                    drops.append(
-                        (
-                            name,
-                            xs[1:],
-                            [b["drops"] - a["drops"] for (_, a), (_, b) in zip(series, series[1:], strict=False)],
-                        )
-                    )
+                    xs = [s.time for s in series]
+                    backlog.append((name, xs, [s.backlog_packets for s in series]))
+                    drops.append((name, xs[1:], [b.drops - a.drops for a, b in zip(series, series[1:], strict=False)]))
                 markers = _markers(variant)
                 parts.append(
-                    f"<h3>{_escape(variant['name'])}: {_escape(node)} {_escape(interface)} egress</h3>"
+                    f"<h3>{_escape(variant.name)}: {_escape(node)} {_escape(interface)} egress</h3>"
                     "<div class='plots'>"
                     + line_chart("queue backlog per class", "packets", backlog, markers)
                     + line_chart("drops per second per class", "packets", drops, markers)
@@ -218,45 +217,46 @@ def queue_plots(result: dict[str, Any]) -> str:
     return "".join(parts) or "<p class='note'>No router classes were sampled.</p>"
 
 
-def traffic_table(result: dict[str, Any]) -> str:
+def traffic_table(result: RunResult) -> str:
     rows = ["<table><tr><th>variant</th><th>flow</th><th>kind</th><th>from</th><th>to</th><th>achieved</th></tr>"]
-    for variant in result["variants"]:
-        for flow in variant["traffic"]:
-            rate = "-" if flow["bps"] is None else f"{flow['bps'] / 1e6:.2f} Mbit/s"
+    for variant in result.variants:
+        for flow in variant.traffic:
+            rate = "-" if flow.bps is None else f"{flow.bps / 1e6:.2f} Mbit/s"
             rows.append(
-                f"<tr><td>{_escape(variant['name'])}</td><td>{_escape(flow['name'])}</td>"
-                f"<td>{_escape(flow['kind'])}</td><td>{_escape(flow['from'])}</td><td>{_escape(flow['to'])}</td>"
+                f"<tr><td>{_escape(variant.name)}</td><td>{_escape(flow.name)}</td>"
+                f"<td>{_escape(flow.kind)}</td><td>{_escape(flow.from_)}</td><td>{_escape(flow.to)}</td>"
                 f'<td class="num">{rate}</td></tr>'
             )
     rows.append("</table>")
     return "".join(rows)
 
 
-def thresholds_section(result: dict[str, Any]) -> str:
-    verdict = result["verdict"]
-    if not verdict["checks"]:
+def thresholds_section(result: RunResult) -> str:
+    verdict = result.verdict
+    if not verdict.checks:
         return "<p>No thresholds in the scenario.</p>"
     head = (
-        f'<p class="pass">PASS: all {verdict["checks"]} checks met</p>'
-        if verdict["passed"]
-        else f'<p class="fail">FAIL: {verdict["failed"]} of {verdict["checks"]} checks fell short</p>'
+        f'<p class="pass">PASS: all {verdict.checks} checks met</p>'
+        if verdict.passed
+        else f'<p class="fail">FAIL: {verdict.failed} of {verdict.checks} checks fell short</p>'
     )
     rows = ["<table><tr><th>result</th><th>check</th></tr>"]
-    for check in result["thresholds"]:
-        mark = '<span class="pass">pass</span>' if check["passed"] else '<span class="fail">FAIL</span>'
-        rows.append(f"<tr><td>{mark}</td><td>{_escape(check['message'])}</td></tr>")
+    for check in result.thresholds:
+        mark = '<span class="pass">pass</span>' if check.passed else '<span class="fail">FAIL</span>'
+        rows.append(f"<tr><td>{mark}</td><td>{_escape(check.message)}</td></tr>")
     return head + "".join(rows) + "</table>"
 
 
-def render(result: dict[str, Any]) -> str:
-    scenario = result["scenario"]
-    environment = result["environment"]
+def render(result: RunResult) -> str:
+    scenario = result.scenario
+    environment = result.environment
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_escape(scenario['name'])} - voip-testbed"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_escape(scenario.name)} - voip-testbed"
         f"</title><style>{STYLE}</style></head><body>"
-        f"<h1>{_escape(scenario['name'])}</h1><p>{_escape(scenario['description'])}</p>"
-        f"<p class='note'>{_escape(scenario['file'])} on {_escape(environment['host'])}, kernel "
-        f"{_escape(environment['kernel'])}, impairments by {_escape(', '.join(environment['impairment_engine']))}. "
+        f"<h1>{_escape(scenario.name)}</h1><p>{_escape(scenario.description)}</p>"
+        f"<p class='note'>{_escape(scenario.file)} on {_escape(environment.host)}, kernel "
+        f"{_escape(environment.kernel)}, {_escape(', '.join(environment.backend))} backend, impairments by "
+        f"{_escape(', '.join(environment.impairment_engine))}. "
         "MOS E-model is the ITU-T G.107 planning estimate from the measured network (G.107.1 wideband scale "
         "for Opus and G.722); MOS PESQ is ITU-T P.862 on the audio a listener would have heard.</p>"
         f"<h2>Verdict</h2>{thresholds_section(result)}"
@@ -268,6 +268,6 @@ def render(result: dict[str, Any]) -> str:
     )
 
 
-def write(result: dict[str, Any], path: Path) -> Path:
+def write(result: RunResult, path: Path) -> Path:
     path.write_text(render(result))
     return path

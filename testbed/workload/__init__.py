@@ -1,5 +1,5 @@
 """The workload of one variant: calls, cross traffic, packet taps and the timeline, driven over a lab."""
 
-from testbed.workload.workload import Workload, WorkloadResult
+from testbed.workload.workload import Workload
 
-__all__ = ["Workload", "WorkloadResult"]
+__all__ = ["Workload"]

@@ -2,14 +2,13 @@
 queue statistics sampled every second. Everything is scheduled in seconds from the workload's start
 (``t0``) and every action is logged with the time it took effect.
 
-The result (``WorkloadResult``) is plain data written to ``workload.json`` next to the per-call packet
-files and the taps' records and pcaps; the scoring step reads only those files.
+The result (``testbed.results.WorkloadRecord``) is written to ``workload.json`` next to the per-call
+packet files and the taps' records and pcaps; the scoring step reads only those files.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from testbed.errors import LabError
 from testbed.lab import Lab
 from testbed.lab.queues import QueueSampler
 from testbed.media.control import AgentError, Agents
+from testbed.results import WorkloadRecord
 from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.calls import CallRecord, check_setup_timeout, expand_calls, hang_up, on_call_event, place_call
@@ -42,26 +42,6 @@ class TrafficRecord:
     source_reports: list[dict[str, Any]] = field(default_factory=list)
     sink_reports: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
-
-
-@dataclass
-class WorkloadResult:
-    t0: float  # epoch seconds at the workload's start
-    duration: float
-    calls: list[dict[str, Any]]
-    traffic: list[dict[str, Any]]
-    timeline: list[dict[str, Any]]
-    taps: dict[str, str]  # "node/interface" -> file prefix
-    queues: list[dict[str, Any]]
-    queue_classes: dict[str, Any]
-    engines: dict[str, Any]
-    agents: dict[str, Any]  # node -> CPU the agent (and its finished children) used
-    out_dir: str
-
-    def save(self) -> Path:
-        path = Path(self.out_dir) / "workload.json"
-        path.write_text(json.dumps(asdict(self), indent=1))
-        return path
 
 
 class Workload:
@@ -119,7 +99,7 @@ class Workload:
 
     # ------------------------------------------------------------ running
 
-    def run(self) -> WorkloadResult:
+    def run(self) -> WorkloadRecord:
         end = self.duration()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "calls").mkdir(exist_ok=True)
@@ -143,18 +123,20 @@ class Workload:
         self.lab.check_engines()
         shift = sampler_epoch - self.t0
         queues = [{**s.as_dict(), "time": round(s.time + shift, 3)} for s in sampler.samples]
-        return WorkloadResult(
-            t0=self.t0,
-            duration=end,
-            calls=[c.as_dict() for c in self.calls],
-            traffic=[asdict(r) for r in self.traffic_records.values()],
-            timeline=self.log,
-            taps={key: prefix for key, prefix in taps.items()},
-            queues=queues,
-            queue_classes=self.lab.class_names,
-            engines=self.lab.engine_stats | {e.label: e.stats for e in self.lab.engines.values()},
-            agents=usage,
-            out_dir=str(self.out_dir),
+        return WorkloadRecord.model_validate(
+            {
+                "t0": self.t0,
+                "duration": end,
+                "calls": [c.as_dict() for c in self.calls],
+                "traffic": [asdict(r) for r in self.traffic_records.values()],
+                "timeline": self.log,
+                "taps": dict(taps),
+                "queues": queues,
+                "queue_classes": self.lab.class_names,
+                "engines": self.lab.engine_stats | {e.label: e.stats for e in self.lab.engines.values()},
+                "agents": usage,
+                "out_dir": str(self.out_dir),
+            }
         )
 
     def _loop(self) -> None:

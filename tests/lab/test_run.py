@@ -7,6 +7,8 @@ import json
 import shutil
 import xml.etree.ElementTree as ElementTree
 
+import jsonschema
+
 from tests.conftest import REPO
 from tests.lab.conftest import run_testbed
 
@@ -17,7 +19,7 @@ def test_idle_opus_call_scores_high_both_ways(registry, no_leftovers, tmp_path):
     result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--json", timeout=180)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     directions = data["variants"][0]["calls"][0]["directions"]
     assert set(directions) == {"client->gateway", "gateway->client"}
     for name, scores in directions.items():
@@ -75,3 +77,9 @@ def test_office_demo_verdict(registry, no_leftovers, tmp_path):
         for direction in variants[name]["calls"][0]["directions"].values():
             for metric in ("mos_emodel", "mos_pesq"):
                 assert limit(direction[metric]), (name, metric, direction[metric])
+
+    stored = json.loads((tmp_path / "out" / "result.json").read_text())
+    schema = json.loads((REPO / "docs" / "schemas" / "result.schema.json").read_text())
+    jsonschema.validate(stored, schema)  # the published schema describes what a run writes
+    assert stored["environment"]["backend"] == ["netns"]
+    assert stored["environment"]["scored_on"]["host"] == stored["environment"]["host"]

@@ -11,32 +11,51 @@ import pytest
 
 from testbed.report import html, junit
 from testbed.report.thresholds import evaluate
+from testbed.results import CallScores, CheckResult, DirectionScores, RunResult
 from testbed.scenario.model import Threshold
 
 
-def direction(mos: float | None, loss: float = 0.0, p95: float = 20.0) -> dict:
-    return {
-        "mos_emodel": mos,
-        "mos_pesq": mos,
-        "network": {"loss": {"fraction": loss}, "delay": {"p95_ms": p95}, "jitter": {"mean_ms": 1.0}, "per_second": {}},
-        "per_second": {},
+def direction(mos: float | None, loss: float = 0.0, p95: float = 20.0) -> DirectionScores:
+    none = dict.fromkeys(("min_ms", "p50_ms", "p99_ms", "max_ms", "mean_ms"))
+    series = dict.fromkeys(
+        ("start_s", "sent", "lost", "loss_fraction", "mean_delay_ms", "p95_delay_ms", "jitter_ms"), []
+    )
+    network = {
+        "loss": {
+            "sent": 500,
+            "received": 500,
+            "lost": 0,
+            "fraction": loss,
+            "runs": 0,
+            "mean_burst": 0.0,
+            "max_burst": 0,
+            "burst_ratio": 1.0,
+        },
+        "delay": {**none, "p95_ms": p95},
+        "jitter": {"final_ms": 1.0, "mean_ms": 1.0, "max_ms": 1.0},
+        "reordered": 0,
+        "duplicates": 0,
+        "per_second": series,
     }
+    return DirectionScores.model_validate(
+        {"codec": "opus", "wideband": True, "mos_emodel": mos, "mos_pesq": mos, "network": network}
+    )
 
 
-def call(call_id: str, up: float | None, down: float | None, setup: float | None = 0.1) -> dict:
-    return {
-        "id": call_id,
-        "name": call_id.split("-")[0],
-        "outcome": "connected" if setup is not None else "failed",
-        "reason": "" if setup is not None else "not connected within the setup timeout of 10s",
-        "setup_s": setup,
-        "codec": "opus",
-        "dscp": 46,
-        "directions": {"client->gateway": direction(up), "gateway->client": direction(down)},
-    }
+def call(call_id: str, up: float | None, down: float | None, setup: float | None = 0.1) -> CallScores:
+    return CallScores(
+        id=call_id,
+        name=call_id.split("-")[0],
+        outcome="connected" if setup is not None else "failed",
+        reason="" if setup is not None else "not connected within the setup timeout of 10s",
+        setup_s=setup,
+        codec="opus",
+        dscp=46,
+        directions={"client->gateway": direction(up), "gateway->client": direction(down)},
+    )
 
 
-VARIANTS = {"fifo": {"calls": [call("call", 1.2, 2.0)]}, "ef-priority": {"calls": [call("call", 4.4, 4.3)]}}
+VARIANTS = {"fifo": [call("call", 1.2, 2.0)], "ef-priority": [call("call", 4.4, 4.3)]}
 
 
 def rule(**data) -> Threshold:
@@ -59,42 +78,58 @@ def test_gain_rule_compares_the_same_call_and_direction():
 
 
 def test_unmeasured_metric_fails_with_the_reason():
-    variants = {"v": {"calls": [call("call", None, None, setup=None)]}}
+    variants = {"v": [call("call", None, None, setup=None)]}
     checks = evaluate([rule(metric="mos_pesq", min=3.0), rule(metric="setup_time", max=2)], variants)
     assert not any(c.passed for c in checks)
     assert "setup timeout" in checks[0].message
 
 
 def test_call_filter_and_units():
-    variants = {"v": {"calls": [call("a", 4.4, 4.4), call("b", 1.0, 1.0)]}}
+    variants = {"v": [call("a", 4.4, 4.4), call("b", 1.0, 1.0)]}
     assert all(c.passed for c in evaluate([rule(metric="mos_emodel", min=4, call="a")], variants))
-    loss = evaluate([rule(metric="loss", max=1)], {"v": {"calls": [call("a", 4, 4)]}})
+    loss = evaluate([rule(metric="loss", max=1)], {"v": [call("a", 4, 4)]})
     assert all(c.passed and c.value == 0 for c in loss)
 
 
-def result_with(checks) -> dict:
-    return {
-        "scenario": {"name": "office", "description": "", "file": "office.yaml"},
-        "environment": {"host": "h", "kernel": "k", "impairment_engine": ["userspace"]},
-        "variants": [
-            {
-                "name": name,
-                "variant": name,
-                "calls": data["calls"],
-                "timeline": [],
-                "traffic": [],
-                "queues": {"classes": {}, "samples": []},
-            }
-            for name, data in VARIANTS.items()
-        ],
-        "thresholds": [c.as_dict() for c in checks],
-        "verdict": {
-            "passed": all(c.passed for c in checks),
-            "checks": len(checks),
-            "failed": sum(not c.passed for c in checks),
-            "first_failure": None,
-        },
-    }
+def result_with(checks: list[CheckResult]) -> RunResult:
+    here = {"host": "h", "kernel": "k", "python": "3.11"}
+    return RunResult.model_validate(
+        {
+            "scenario": {"name": "office", "description": "", "file": "office.yaml"},
+            "environment": {
+                **here,
+                "backend": ["netns"],
+                "impairment_engine": ["userspace"],
+                "started": None,
+                "scored_on": here,
+            },
+            "variants": [
+                {
+                    "name": name,
+                    "variant": name,
+                    "repetition": 1,
+                    "description": "",
+                    "router_template": None,
+                    "t0": 0.0,
+                    "duration_s": 10.0,
+                    "calls": calls,
+                    "timeline": [],
+                    "traffic": [],
+                    "queues": {"classes": {}, "samples": []},
+                    "impairment_engine": None,
+                    "agents": {},
+                }
+                for name, calls in VARIANTS.items()
+            ],
+            "thresholds": checks,
+            "verdict": {
+                "passed": all(c.passed for c in checks),
+                "checks": len(checks),
+                "failed": sum(not c.passed for c in checks),
+                "first_failure": None,
+            },
+        }
+    )
 
 
 def test_junit_names_what_fell_short(tmp_path):

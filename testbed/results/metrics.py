@@ -1,0 +1,33 @@
+"""The metrics thresholds, the console and the report name, read from scores in one place."""
+
+from __future__ import annotations
+
+from testbed.results.scores import CallScores, DirectionScores, UnscoredDirection
+
+UNITS = {"mos_emodel": "", "mos_pesq": "", "loss": "%", "p95_delay": " ms", "jitter": " ms", "setup_time": " s"}
+METRICS = tuple(UNITS)
+
+
+def metric(call: CallScores, direction: DirectionScores | UnscoredDirection | None, name: str) -> float | None:
+    """One metric of one call direction (None when it could not be measured). Units as in ``UNITS``:
+    loss is network loss in percent, p95_delay the one-way delay's 95th percentile, jitter the mean RFC
+    3550 jitter, setup_time seconds."""
+    if name == "setup_time":
+        return call.setup_s
+    if name not in UNITS:
+        raise ValueError(f"unknown metric {name!r}")
+    if not isinstance(direction, DirectionScores):
+        return None
+    if name == "mos_emodel":
+        return direction.mos_emodel
+    if name == "mos_pesq":
+        return direction.mos_pesq
+    network = direction.network
+    if network is None:
+        return None
+    if name == "loss":
+        fraction = network.loss.fraction
+        return None if fraction is None else 100.0 * fraction
+    if name == "p95_delay":
+        return network.delay.p95_ms
+    return network.jitter.mean_ms

@@ -1,0 +1,138 @@
+"""``run.json`` (what ran, where) and ``result.json`` (the scored run, checked against the thresholds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field
+
+from testbed.results.base import Record, ResultFile
+from testbed.results.lab import EngineDescription
+from testbed.results.scores import CallScores
+from testbed.results.workload import QueueSample, TimelineEntry
+
+RUN_FILE = "run.json"
+RESULT_FILE = "result.json"
+
+
+class Host(Record):
+    host: str
+    kernel: str
+    python: str
+
+
+class VariantRunEntry(Record):
+    name: str = Field(description="the directory: the variant, with -rN for repetition N > 1")
+    variant: str
+    repetition: int = 1
+
+
+class RunInfo(ResultFile):
+    """What a `testbed run` ran, in order, and on which machine (written before scoring)."""
+
+    scenario: str
+    scenario_file: str
+    variants: list[str]
+    runs: list[VariantRunEntry]
+    host: str
+    kernel: str
+    python: str
+    started: float | None
+
+
+class ScenarioInfo(Record):
+    name: str
+    description: str
+    file: str
+
+
+class Environment(Record):
+    host: str = Field(description="where the calls ran")
+    kernel: str
+    python: str
+    backend: list[str] = Field(description="node backends the variants used")
+    impairment_engine: list[str]
+    started: float | None
+    scored_on: Host = Field(description="where scoring ran (differs after `testbed score` elsewhere)")
+
+
+class TrafficSummary(Record):
+    name: str
+    kind: str
+    from_: str = Field(alias="from")
+    to: str
+    started_at: float | None
+    stopped_at: float | None
+    bps: float | None
+    wire_bps: float | None
+    error: str
+    per_second: list[dict[str, float | None]]
+
+
+class Queues(Record):
+    classes: dict[str, dict[str, dict[str, str]]]
+    samples: list[QueueSample]
+
+
+class VariantResult(Record):
+    name: str
+    variant: str
+    repetition: int
+    description: str
+    router_template: str | None
+    t0: float
+    duration_s: float
+    calls: list[CallScores]
+    traffic: list[TrafficSummary]
+    timeline: list[TimelineEntry]
+    queues: Queues
+    impairment_engine: EngineDescription | None
+    agents: dict[str, dict[str, Any]]
+
+
+class CheckResult(Record):
+    """One threshold rule applied to one call direction."""
+
+    rule: str
+    variant: str
+    call: str
+    direction: str
+    value: float | None
+    passed: bool
+    message: str
+
+
+class Verdict(Record):
+    passed: bool
+    checks: int
+    failed: int
+    first_failure: str | None
+
+
+class RunResult(ResultFile):
+    schema_version: int = 2  # 2: environment.backend lists the backends used; scored_on added
+    scenario: ScenarioInfo
+    environment: Environment
+    variants: list[VariantResult]
+    thresholds: list[CheckResult]
+    verdict: Verdict
+
+    def call_rows(self) -> Iterator[dict[str, Any]]:
+        """One flat row per call direction, self-describing (scenario, host, variant, repetition), so rows of
+        runs from several machines can be concatenated and every statistic recomputed from them."""
+        for variant in self.variants:
+            for call in variant.calls:
+                for label, direction in call.scored().items():
+                    yield {
+                        "scenario": self.scenario.name,
+                        "host": self.environment.host,
+                        "variant": variant.variant,
+                        "run": variant.name,
+                        "repetition": variant.repetition,
+                        "call": call.id,
+                        "direction": label,
+                        "outcome": call.outcome,
+                        "setup_s": call.setup_s,
+                        **direction.model_dump(exclude={"network", "playout", "per_second"}),
+                    }

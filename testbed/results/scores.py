@@ -1,0 +1,137 @@
+"""``scores.json``: what scoring found for each call direction of one variant (no lab code involved)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from testbed.results.base import Record, ResultFile
+
+SCORES_FILE = "scores.json"
+
+
+class LossStats(Record):
+    sent: int
+    received: int
+    lost: int
+    fraction: float | None = Field(description="lost / sent")
+    runs: int = Field(description="loss bursts: runs of consecutive lost packets")
+    mean_burst: float
+    max_burst: int
+    burst_ratio: float | None = Field(description="G.113 BurstR; 1 when nothing was lost, null when everything was")
+
+
+class DelayStats(Record):
+    """One-way delay of received packets in ms (null when nothing arrived)."""
+
+    min_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    mean_ms: float | None
+
+
+class JitterStats(Record):
+    """RFC 3550 interarrival jitter in ms."""
+
+    final_ms: float | None
+    mean_ms: float | None
+    max_ms: float | None
+
+
+class SecondSeries(Record):
+    """Network figures per second of send time."""
+
+    start_s: list[float]
+    sent: list[int]
+    lost: list[int]
+    loss_fraction: list[float | None]
+    mean_delay_ms: list[float | None]
+    p95_delay_ms: list[float | None]
+    jitter_ms: list[float | None]
+
+
+class NetworkStats(Record):
+    loss: LossStats
+    delay: DelayStats
+    jitter: JitterStats
+    reordered: int
+    duplicates: int
+    per_second: SecondSeries
+
+
+class PlayoutStats(Record):
+    """What the playout model made of the received packets."""
+
+    rate: int
+    frames: int
+    played: int
+    lost: int = Field(description="frames whose packet never arrived")
+    late: int = Field(description="frames whose packet arrived after its playout time")
+    concealed: int
+    effective_loss: float = Field(description="(lost + late) / frames: the E-model's Ppl")
+    burst_ratio: float | None
+    buffer: str
+    mean_buffer_delay_ms: float | None
+
+
+class PerSecondMos(Record):
+    """E-model MOS over a 3 s window around each second, for timeline plots."""
+
+    second: list[int] = Field(default_factory=list)
+    mos_emodel: list[float] = Field(default_factory=list)
+    effective_loss: list[float] = Field(default_factory=list)
+    mean_delay_ms: list[float | None] = Field(default_factory=list)
+
+
+class DirectionScores(Record):
+    """One direction of one call: network -> playout -> E-model and PESQ."""
+
+    codec: str
+    wideband: bool
+    network: NetworkStats | None = None
+    playout: PlayoutStats | None = None
+    ta_ms: float | None = None
+    ppl_percent: float | None = None
+    burst_ratio: float | None = None
+    r: float | None = None
+    mos_emodel: float | None = None
+    mos_pesq: float | None = None
+    pesq_mode: str | None = None
+    pesq_note: str = ""
+    per_second: PerSecondMos = Field(default_factory=PerSecondMos)
+    note: str = ""
+    audio_rate: int = 0
+
+    @field_validator("network", "playout", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """Scoring writes ``{}`` for a stage it could not reach (nothing sent, nothing received)."""
+        return None if value == {} else value
+
+
+class UnscoredDirection(Record):
+    """A direction that has no records to score (a side that never connected or failed)."""
+
+    note: str
+
+
+class CallScores(Record):
+    """A call and its directions, keyed ``SENDER->RECEIVER``: one mergeable row per call."""
+
+    id: str
+    name: str
+    outcome: str
+    reason: str
+    setup_s: float | None
+    codec: str
+    dscp: int
+    directions: dict[str, DirectionScores | UnscoredDirection]
+
+    def scored(self) -> dict[str, DirectionScores]:
+        return {label: d for label, d in self.directions.items() if isinstance(d, DirectionScores)}
+
+
+class VariantScores(ResultFile):
+    variant: str
+    calls: list[CallScores]

@@ -1,0 +1,111 @@
+"""``workload.json``: what one variant's workload did (calls, traffic, timeline, taps, queues), as the
+harness saw it. Scoring reads this and the packet files it names; nothing here needs the lab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from testbed.results.base import Record, ResultFile
+
+WORKLOAD_FILE = "workload.json"
+
+
+class LegSummary(Record):
+    """One side of one call as its endpoint reported it at hang-up: the files scoring reads, and counts."""
+
+    call: str
+    endpoint: str = "aiortc"
+    codec: str
+    dscp: int
+    clip: str
+    sent_ssrc: int | None = None
+    clip_started: float | None = Field(None, description="epoch seconds of the first packet: the clip's origin")
+    frames_sent: int = 0
+    clip_frames: int = 0
+    packets_received: int = 0
+    packets_sent: int = 0
+    connected_at: float | None = None
+    setup_s: float | None = None
+    media_stopped_at: float | None = Field(None, description="epoch seconds when this side stopped sending")
+    sockets_marked: int = 0
+    received_file: str | None = None
+    sent_file: str | None = None
+    pacing: dict[str, float] = Field(default_factory=dict, description="sender lateness against its 20 ms clock")
+    error: str | None = None
+
+
+class CallRecord(Record):
+    """One call as it went: outcome, setup time, when it connected and ended, both sides' summaries."""
+
+    id: str
+    name: str
+    caller: str
+    callee: str
+    codec: str
+    dscp: int
+    start: float = Field(description="scheduled, seconds into the workload")
+    duration: float
+    setup_timeout: float
+    endpoints: dict[str, str] = Field(default_factory=lambda: {"caller": "aiortc", "callee": "aiortc"})
+    outcome: str = "pending"  # connected | failed | dropped | error
+    reason: str = ""
+    offered_at: float | None = None
+    connected_at: float | None = None
+    dropped_at: float | None = None
+    setup_s: float | None = None
+    sides: dict[str, LegSummary] = Field(default_factory=dict)
+
+
+class TrafficRecord(Record):
+    name: str
+    kind: str
+    source: str
+    sink: str
+    port: int
+    started_at: float | None = None
+    stopped_at: float | None = None
+    source_reports: list[dict[str, Any]] = Field(default_factory=list)
+    sink_reports: list[dict[str, Any]] = Field(default_factory=list)
+    error: str = ""
+
+
+class TimelineEntry(Record):
+    model_config = Record.model_config | {"extra": "allow"}  # actions add their own details
+
+    at: float = Field(description="scheduled, seconds into the workload")
+    effective: float = Field(description="when it took effect")
+    what: str
+
+
+class QueueSample(Record):
+    """Cumulative kernel counters of one qdisc or class at one second."""
+
+    time: float
+    node: str
+    interface: str
+    object: str  # qdisc | class
+    kind: str
+    handle: str
+    bytes: int
+    packets: int
+    drops: int
+    overlimits: int
+    backlog_bytes: int
+    backlog_packets: int
+
+
+class WorkloadRecord(ResultFile):
+    t0: float = Field(description="epoch seconds at the workload's start")
+    duration: float
+    calls: list[CallRecord]
+    traffic: list[TrafficRecord]
+    timeline: list[TimelineEntry]
+    taps: dict[str, str] = Field(description="'node/interface' -> file prefix")
+    queues: list[QueueSample]
+    queue_classes: dict[str, dict[str, dict[str, str]]] = Field(description="node -> interface -> handle -> class")
+    engines: dict[str, dict[str, Any]] = Field(description="userspace impairment engines' counters per link end")
+    agents: dict[str, dict[str, Any]] = Field(description="node -> CPU its agent and children used")
+    endpoints: dict[str, dict[str, Any]] = Field(default_factory=dict, description="node/kind -> endpoint statistics")
+    out_dir: str
