@@ -1,3 +1,25 @@
-"""voip-testbed: check a router's QoS design against real VoIP calls in an emulated network."""
+"""voip-testbed: check a router's QoS design against real VoIP calls in an emulated network.
+
+``testbed.load(path)`` and ``testbed.score(run)`` are the public API (``testbed.api``); they are
+imported on first use, so processes that run inside nodes (``python -m testbed.media.agent``) start
+without the lab's and the scoring's imports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from testbed.api import Experiment, load, score
+
+__all__ = ["Experiment", "__version__", "load", "score"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Experiment", "load", "score"):
+        from testbed import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'testbed' has no attribute {name!r}")

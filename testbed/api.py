@@ -1,0 +1,180 @@
+"""The public Python API: what the ``testbed`` command does, as objects a script can hold.
+
+    import testbed
+    experiment = testbed.load("scenarios/office.yaml")
+    with experiment.lab("ef-priority") as lab:
+        print(lab["client"].run(["ip", "route"]).stdout)
+        lab.set_link("wan", router={"rate": "5mbit"})
+        run = lab.workload("results/x").run()
+    result = testbed.score(run)          # a typed RunResult: variants -> calls -> directions
+
+The command line is one client of these objects; a lab built here is the same network `testbed lab up`
+builds from the same scenario and variant (its router template included).
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from testbed.errors import InputError
+from testbed.lab import Lab
+from testbed.lab.nodes import Node
+from testbed.results import RUN_FILE, LabDescription, RunInfo, RunResult
+from testbed.results.run import VariantRunEntry
+from testbed.runner import default_out_dir, finish, run_scenario, write_variant_files
+from testbed.scenario import LoadedScenario, load_scenario
+from testbed.scenario.load import find_template, load_template
+from testbed.scenario.model import Impairment, Scenario
+from testbed.workload import Workload
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory written by a workload or a run, with the scenario that made it (for scoring)."""
+
+    path: Path
+    experiment: Experiment
+
+
+class Experiment:
+    """A loaded, validated scenario: build one of its variants' labs, or run and score all of it."""
+
+    def __init__(self, loaded: LoadedScenario):
+        self.loaded = loaded
+
+    @property
+    def name(self) -> str:
+        return self.loaded.scenario.name
+
+    @property
+    def variants(self) -> list[str]:
+        return self.loaded.variant_names
+
+    def scenario(self, variant: str | None = None) -> Scenario:
+        """The typed scenario as a variant sees it (the first variant by default)."""
+        return self.loaded.variant(variant or self.variants[0])
+
+    def lab(
+        self, variant: str | None = None, *, backend: str | None = None, impairment_engine: str | None = None
+    ) -> LabSession:
+        """The variant's network, built on ``with`` and always removed when the block ends."""
+        return LabSession(self, variant or self.variants[0], backend=backend, impairment_engine=impairment_engine)
+
+    def run(
+        self,
+        out_dir: str | Path | None = None,
+        *,
+        variants: list[str] | None = None,
+        repeat: int = 1,
+        with_pesq: bool = True,
+        backend: str | None = None,
+        impairment_engine: str | None = None,
+    ) -> RunResult:
+        """Run every variant (or the named ones), score them and write the reports, as `testbed run` does."""
+        directory = Path(out_dir) if out_dir is not None else default_out_dir(self.name)
+        run_scenario(
+            self.loaded,
+            directory,
+            variants=variants,
+            repeat=repeat,
+            backend=backend,
+            impairment_engine=impairment_engine,
+        )
+        return finish(self.loaded, directory, with_pesq=with_pesq)
+
+
+class LabSession:
+    """A running lab of one variant: its nodes by name, live link changes, and workloads over it."""
+
+    def __init__(self, experiment: Experiment, variant: str, *, backend: str | None, impairment_engine: str | None):
+        self.experiment = experiment
+        self.variant = variant
+        loaded = experiment.loaded
+        self.lab = Lab(
+            loaded.variant(variant),
+            backend=backend,
+            purpose=f"api {loaded.path} {variant}",
+            router_template=loaded.variant_templates[variant],
+            impairment_engine=impairment_engine,
+        )
+
+    def __enter__(self) -> LabSession:
+        self.lab.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.lab.__exit__(kind, error, trace)
+
+    def __getitem__(self, node: str) -> Node:
+        return self.lab.node(node)
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.lab.nodes)
+
+    def describe(self) -> dict[str, Any]:
+        return self.lab.describe()
+
+    def set_link(self, link: str, **ends: Impairment | dict[str, Any]) -> None:
+        """New impairments for a link, per sending endpoint, in scenario units: ``router={"rate": "5mbit"}``."""
+        self.lab.set_link(link, {node: Impairment.model_validate(value) for node, value in ends.items()})
+
+    def set_router_template(self, name: str) -> None:
+        """Switch the router to another template by name (resolved as the scenario resolves its own)."""
+        scenario_file = self.experiment.loaded.path
+        path = find_template(name, scenario_file)
+        if path is None:
+            raise InputError(f"router template {name!r} not found (next to {scenario_file} or shipped)")
+        self.lab.set_router_template(load_template(path))
+
+    def workload(self, out_dir: str | Path) -> WorkloadSession:
+        """The variant's calls, traffic and timeline over this lab, written under ``out_dir``."""
+        return WorkloadSession(self, Path(out_dir))
+
+
+class WorkloadSession:
+    def __init__(self, session: LabSession, out_dir: Path):
+        self.session = session
+        self.out_dir = out_dir
+
+    def run(self) -> RunDir:
+        """Run the workload now; the files land in ``out_dir/<variant>/`` with a run.json beside them."""
+        loaded = self.session.experiment.loaded
+        entry = VariantRunEntry(name=self.session.variant, variant=self.session.variant)
+        variant_dir = self.out_dir / entry.name
+        lab = self.session.lab
+        workload = Workload(lab, variant_dir, timeline_templates=loaded.timeline_templates).run()
+        description = LabDescription.model_validate(lab.describe())
+        description.impairment_engine.stats = lab.engine_stats | {e.label: e.stats for e in lab.engines.values()}
+        write_variant_files(variant_dir, workload, description)
+        RunInfo(
+            scenario=loaded.scenario.name,
+            scenario_file=str(loaded.path.resolve()),
+            variants=[entry.name],
+            runs=[entry],
+            host=platform.node(),
+            kernel=platform.release(),
+            python=platform.python_version(),
+            started=workload.t0,
+        ).save(self.out_dir / RUN_FILE)
+        return RunDir(self.out_dir, self.session.experiment)
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and validate a scenario file and the router templates it names (bad input: ScenarioError)."""
+    return Experiment(load_scenario(path))
+
+
+def score(run: RunDir | str | Path, *, with_pesq: bool = True) -> RunResult:
+    """Score a run directory, check the scenario's thresholds, write result.json and the reports."""
+    if isinstance(run, RunDir):
+        return finish(run.experiment.loaded, run.path, with_pesq=with_pesq)
+    path = Path(run)
+    info = RunInfo.load(path / RUN_FILE)
+    return finish(load_scenario(info.scenario_file), path, with_pesq=with_pesq)
