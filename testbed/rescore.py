@@ -4,22 +4,28 @@
 
 from __future__ import annotations
 
-import json
 import wave
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from testbed.codecs import codec
 from testbed.errors import InputError
 from testbed.media.clips import load_clip
-from testbed.media.tap import load_records
-from testbed.scoring.codecs import codec as codec_params
+from testbed.media.tap.records import load_records
+from testbed.results import (
+    SCORES_FILE,
+    WORKLOAD_FILE,
+    CallRecord,
+    CallScores,
+    DirectionScores,
+    VariantScores,
+    WorkloadRecord,
+)
+from testbed.results.scores import UnscoredDirection
 from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, score_direction
 from testbed.scoring.playout import ReceivedPackets
-
-SCORES = "scores.json"
 
 
 def _sent(path: str) -> SentPackets:
@@ -47,69 +53,55 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
         out.writeframes(np.asarray(audio, dtype=np.int16).tobytes())
 
 
-def score_call(call: dict[str, Any], taps: dict[str, str], variant_dir: Path, with_pesq: bool = True) -> dict[str, Any]:
+def score_call(call: CallRecord, taps: dict[str, str], variant_dir: Path, with_pesq: bool = True) -> CallScores:
     """Both directions of one call; a side without records (a call that never connected) is said so."""
-    directions = {}
+    directions: dict[str, DirectionScores | UnscoredDirection] = {}
     for sender_side, receiver_side in (("caller", "callee"), ("callee", "caller")):
-        sender, receiver = call["sides"].get(sender_side, {}), call["sides"].get(receiver_side, {})
-        label = f"{call[sender_side]}->{call[receiver_side]}"
-        if "sent_file" not in sender or "received_file" not in receiver:
-            directions[label] = {"note": sender.get("error") or receiver.get("error") or "no records"}
+        sender, receiver = call.sides.get(sender_side), call.sides.get(receiver_side)
+        sender_node = call.caller if sender_side == "caller" else call.callee
+        receiver_node = call.callee if sender_side == "caller" else call.caller
+        label = f"{sender_node}->{receiver_node}"
+        if sender is None or receiver is None or sender.sent_file is None or receiver.received_file is None:
+            why = (sender and sender.error) or (receiver and receiver.error) or "no records"
+            directions[label] = UnscoredDirection(note=why)
             continue
-        sent = _sent(sender["sent_file"])
-        ssrcs = np.load(sender["sent_file"])["ssrc"]
-        ssrc = int(ssrcs[0]) if len(ssrcs) else 0  # what went on the wire, whatever aiortc's objects say
-        params = codec_params(call["codec"])
-        clip_rate = 16000 if params.wideband else 8000
+        sent = _sent(sender.sent_file)
+        ssrcs = np.load(sender.sent_file)["ssrc"]
+        ssrc = int(ssrcs[0]) if len(ssrcs) else 0  # what went on the wire, whatever the endpoint's objects say
+        clip_rate = codec(call.codec).clip_rate
         score: DirectionScore = score_direction(
-            call["codec"],
+            call.codec,
             sent,
-            _tap_arrivals(taps, call[receiver_side], ssrc),
-            ReceivedPackets.from_npz(np.load(receiver["received_file"])),
-            load_clip(sender["clip"], clip_rate),
+            _tap_arrivals(taps, receiver_node, ssrc),
+            ReceivedPackets.from_npz(np.load(receiver.received_file)),
+            load_clip(sender.clip, clip_rate),
             clip_rate,
-            sender.get("clip_frames"),
+            sender.clip_frames or None,
             with_pesq=with_pesq,
         )
         if score.audio is not None and len(score.audio):
             write_wav(
-                variant_dir / "audio" / f"{call['id']}-{call[sender_side]}-to-{call[receiver_side]}.wav",
+                variant_dir / "audio" / f"{call.id}-{sender_node}-to-{receiver_node}.wav",
                 score.audio,
                 score.audio_rate,
             )
-        directions[label] = score.as_dict()
-    return {
-        "id": call["id"],
-        "name": call["name"],
-        "outcome": call["outcome"],
-        "reason": call["reason"],
-        "setup_s": call["setup_s"],
-        "codec": call["codec"],
-        "dscp": call["dscp"],
-        "directions": directions,
-    }
+        directions[label] = DirectionScores.model_validate(score.as_dict())
+    summary = call.model_dump(include={"id", "name", "outcome", "reason", "setup_s", "codec", "dscp"})
+    return CallScores(**summary, directions=directions)
 
 
 def score_variant(
     variant_dir: Path, with_pesq: bool = True, progress: Callable[[str], None] = lambda message: None
-) -> dict[str, Any]:
-    workload_file = variant_dir / "workload.json"
+) -> VariantScores:
+    """Score every call of one variant directory and write its scores.json."""
+    workload_file = variant_dir / WORKLOAD_FILE
     if not workload_file.exists():
         raise InputError(f"{variant_dir}: no workload.json (not a variant directory of a `testbed run`)")
-    workload = json.loads(workload_file.read_text())
+    workload = WorkloadRecord.load(workload_file)
     calls = []
-    for call in workload["calls"]:
-        progress(f"scoring {variant_dir.name}: {call['id']}")
-        calls.append(score_call(call, workload["taps"], variant_dir, with_pesq))
-    scores = {"variant": variant_dir.name, "calls": calls}
-    (variant_dir / SCORES).write_text(json.dumps(scores, indent=1))
+    for call in workload.calls:
+        progress(f"scoring {variant_dir.name}: {call.id}")
+        calls.append(score_call(call, workload.taps, variant_dir, with_pesq))
+    scores = VariantScores(variant=variant_dir.name, calls=calls)
+    scores.save(variant_dir / SCORES_FILE)
     return scores
-
-
-def variant_dirs(run_dir: Path) -> list[Path]:
-    """The variants of a run directory, in the order they ran."""
-    run_file = run_dir / "run.json"
-    if not run_file.exists():
-        raise InputError(f"{run_dir}: no run.json; give a directory written by `testbed run`")
-    names = json.loads(run_file.read_text())["variants"]
-    return [run_dir / name for name in names]

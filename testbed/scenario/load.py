@@ -8,23 +8,28 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from testbed.errors import ScenarioError
+from testbed.scenario.addressing import plan_addresses
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.references import check_references
 from testbed.scenario.router_template import RouterTemplate
+from testbed.scenario.trace import TraceError, load_trace
 from testbed.scenario.yamlsource import YamlDocument, format_loc, load_yaml
 
-BUILTIN_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+# the shipped scenarios and router templates: package data (in the source tree a link to scenarios/)
+BUILTIN_SCENARIOS = Path(str(files("testbed") / "data" / "scenarios"))
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def _describe(error: dict[str, Any]) -> str:
-    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+def _describe(error: ErrorDetails) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     value = error.get("input")
     if error["type"] in ("missing",):
         return "required field is missing"
@@ -154,18 +159,16 @@ def load_scenario(path: str | Path) -> LoadedScenario:
 
 def _check_plan(scenario: Scenario, path: Path, variant: str) -> None:
     """An address plan that cannot be made is an input error, found at validation, not at lab up."""
-    from testbed.lab.topology import plan_addresses
-
     try:
         plan_addresses(scenario.topology)
     except ScenarioError as exc:
         raise ScenarioError([f"{path}: {problem}" for problem in exc.problems]) from None
 
 
-def with_trace_paths(scenario: Scenario, scenario_file: Path, lines: dict | None = None) -> Scenario:
+def with_trace_paths(
+    scenario: Scenario, scenario_file: Path, lines: dict[tuple[str | int, ...], int] | None = None
+) -> Scenario:
     """Link traces named relative to the scenario file become absolute, and each must load cleanly."""
-    from testbed.lab.engine.models import TraceError, load_trace
-
     problems = []
 
     def resolve(impairment: Impairment, loc: tuple[str | int, ...]) -> Impairment:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from testbed.codecs import CodecName
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
 SCHEMA_VERSION = 1
@@ -220,7 +221,17 @@ class RouterSpec(Strict):
 
 # ---------------------------------------------------------------- workload
 
-Codec = Literal["opus", "pcmu", "pcma", "g722"]
+Codec = CodecName  # the names of testbed.codecs.CODECS
+
+
+EndpointKind = Literal["aiortc"]  # the kinds of testbed.media.endpoints.KINDS
+
+
+class CallEndpoints(Strict):
+    """Which call endpoint serves each side: the caller (``from``) and the callee (``to``)."""
+
+    from_: EndpointKind = Field(default="aiortc", alias="from", description="the caller's endpoint")
+    to: EndpointKind = Field(default="aiortc", description="the callee's endpoint")
 
 
 class CallSpec(Strict):
@@ -235,6 +246,9 @@ class CallSpec(Strict):
     duration: Duration = 10
     setup_timeout: Duration = 10
     count: int = Field(default=1, ge=1, le=200)
+    endpoint: CallEndpoints = Field(
+        default_factory=CallEndpoints, description="call endpoint per side (aiortc: WebRTC in the node's agent)"
+    )
 
     @field_validator("duration")
     @classmethod

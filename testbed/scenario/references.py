@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from testbed.scenario.model import Impairment, Scenario, Topology, TunnelSpec
+from testbed.errors import ScenarioError
+from testbed.scenario.addressing import plan_addresses
+from testbed.scenario.model import CallSpec, RouterSpec, Scenario, Topology, TrafficSpec, TunnelSpec
 from testbed.scenario.yamlsource import YamlDocument, format_loc
 
 Loc = tuple[str | int, ...]
@@ -111,7 +113,7 @@ def check_references(
         yield from _check_tunnels(problem, topo, merged, ("variants", name, "tunnels"), only=set(changed))
 
     # -- link impairments (top level and per variant)
-    def check_impairments(base: Loc, per_link: dict[str, dict[str, Impairment]]) -> Iterator[str]:
+    def check_impairments(base: Loc, per_link: Mapping[str, Mapping[str, object]]) -> Iterator[str]:
         for link_name, directions in per_link.items():
             if link_name not in links:
                 yield problem(base + (link_name,), f"unknown link {link_name!r}{_suggest(link_name, links)}")
@@ -129,7 +131,7 @@ def check_references(
     # -- router
     routers = [name for name, node in nodes.items() if node.kind == "router"]
 
-    def check_router(loc: Loc, router) -> Iterator[str]:
+    def check_router(loc: Loc, router: RouterSpec | None) -> Iterator[str]:
         if router is None:
             return
         router_node = router.node
@@ -162,7 +164,7 @@ def check_references(
     # -- workload
     hosts = [name for name, node in nodes.items() if node.kind == "host"]
 
-    def check_endpoints(section: str, index: int, item, what: str) -> Iterator[str]:
+    def check_endpoints(section: str, index: int, item: CallSpec | TrafficSpec, what: str) -> Iterator[str]:
         for field, alias in (("from_", "from"), ("to", "to")):
             node = getattr(item, field)
             if node not in hosts:
@@ -283,9 +285,9 @@ def _check_tunnels(
             names = list(tunnels)
             compared = names if only is not None else names[: names.index(tunnel_name)]
             others += [
-                (f"tunnel {name!r}", tunnels[name].subnet)
+                (f"tunnel {name!r}", subnet)
                 for name in compared
-                if name != tunnel_name and tunnels[name].subnet is not None
+                if name != tunnel_name and (subnet := tunnels[name].subnet) is not None
             ]
             for what, other in others:
                 if tunnel.subnet.overlaps(other):
@@ -296,9 +298,6 @@ def _check_tunnels(
 
 def _link_subnets(topo: Topology) -> dict[str, ipaddress.IPv4Network]:
     """Every link's subnet as the address plan gives it; only the fixed ones if no plan can be made."""
-    from testbed.errors import ScenarioError
-    from testbed.lab.topology import plan_addresses  # pure computation; imported here as load.py does
-
     try:
         return {name: segment.subnet for name, segment in plan_addresses(topo).segments.items()}
     except (ScenarioError, KeyError):  # the plan's own problems are reported where the plan is checked

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from testbed.scenario.model import SCHEMA_VERSION, Scenario
 from testbed.scenario.router_template import RouterTemplate
 
 
-def _schema(model: type, title: str, ident: str) -> dict[str, Any]:
+def _schema(model: type[BaseModel], title: str, ident: str) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -21,17 +21,15 @@ Concealment is what a real phone does, so the scored audio sounds like what a li
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from testbed.codecs import FRAME_S, codec
 from testbed.errors import CapabilityError
 
 __all__ = [
-    "CODECS",
-    "Codec",
     "Concealment",
     "FrameDecoder",
     "decode_frames",
@@ -42,37 +40,6 @@ __all__ = [
 
 Concealment = Literal["plc", "silence"]
 Audio = npt.NDArray[np.int16]
-FRAME_S = 0.020
-
-
-@dataclass(frozen=True)
-class Codec:
-    """What the playout model needs to know of a codec's RTP framing and audio."""
-
-    name: str
-    clock_rate: int  # RTP timestamp clock
-    audio_rate: int  # the decoder's native output rate (Opus: the default decode rate, 8/12/16/24/48 kHz possible)
-    wideband: bool
-
-    @property
-    def frame_ticks(self) -> int:
-        """RTP timestamp increment of one 20 ms frame."""
-        return int(self.clock_rate * FRAME_S)
-
-
-CODECS: dict[str, Codec] = {
-    "opus": Codec("opus", 48000, 16000, True),
-    "pcmu": Codec("pcmu", 8000, 8000, False),
-    "pcma": Codec("pcma", 8000, 8000, False),
-    "g722": Codec("g722", 8000, 16000, True),  # RFC 3551: 8000 Hz RTP clock for 16 kHz audio
-}
-
-
-def codec(name: str) -> Codec:
-    try:
-        return CODECS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown codec {name!r}: expected one of {sorted(CODECS)}") from None
 
 
 # --------------------------------------------------------------------------- G.711 (numpy tables)
@@ -234,9 +201,9 @@ class TableFrameDecoder:
         self.frame_samples = int(self.rate * FRAME_S)
         self.concealment = concealment
         self._plc = PitchRepetition(self.rate)
-        if name == "pcmu":
+        if info.decoder == "ulaw":
             self._decode = ulaw_decode
-        elif name == "pcma":
+        elif info.decoder == "alaw":
             self._decode = alaw_decode
         else:
             from av import CodecContext, Packet
@@ -265,7 +232,7 @@ class TableFrameDecoder:
 def make_decoder(name: str, rate: int | None = None, concealment: Concealment = "plc") -> FrameDecoder:
     """A fresh decoder for one stream. ``rate`` only applies to Opus (G.711: 8 kHz, G.722: 16 kHz)."""
     info = codec(name)
-    if info.name == "opus":
+    if info.decoder == "opus":
         return OpusFrameDecoder(rate or info.audio_rate, concealment)
     if rate not in (None, info.audio_rate):
         raise ValueError(f"{info.name} decodes at {info.audio_rate} Hz only, not {rate}: resample afterwards")

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from testbed import rtp
+from testbed.codecs import FRAME_S, emodel_params
+from testbed.codecs import codec as call_codec
 from testbed.scoring import emodel
-from testbed.scoring.codecs import codec as codec_params
 from testbed.scoring.netstats import NetStats, network_stats
 from testbed.scoring.pesq import PesqResult, pesq_score
 from testbed.scoring.playout import DEFAULT_BUFFER, JitterBuffer, PlayoutResult, ReceivedPackets, playout
 
-RTP_CLOCK = {"opus": 48000, "pcmu": 8000, "pcma": 8000, "g722": 8000}
-FRAME_S = 0.020
 WINDOW_S = 3.0  # the per-second MOS looks at this much audio around each second
 
 
@@ -67,33 +67,10 @@ class DirectionScore:
         return data
 
 
-def _extend(seq: np.ndarray, reference: int | None = None) -> np.ndarray:
-    """16-bit sequence numbers -> increasing integers across rollover (each nearest its predecessor)."""
-    seq = np.asarray(seq, dtype=np.int64)
-    if len(seq) == 0:
-        return seq
-    steps = (np.diff(seq) + 32768) % 65536 - 32768
-    extended = np.concatenate([[seq[0]], seq[0] + np.cumsum(steps)])
-    if reference is not None:
-        extended += round((reference - extended[0]) / 65536) * 65536
-    return extended
-
-
 def join_network(sent: SentPackets, tap: TapArrivals) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per sent packet: (extended seq, send time, first arrival time or -1); and arrival order (with copies)."""
-    sent_seq = _extend(sent.seq)
-    arrival_seq = _extend(tap.seq, reference=int(sent_seq[0])) if len(tap.seq) else np.zeros(0, np.int64)
-    recv = np.full(len(sent_seq), -1, dtype=np.int64)
-    if len(arrival_seq):
-        order = np.argsort(tap.time_ns, kind="stable")
-        first_seen: dict[int, int] = {}
-        for s, t in zip(arrival_seq[order].tolist(), np.asarray(tap.time_ns)[order].tolist(), strict=False):
-            first_seen.setdefault(s, t)
-        index = {s: i for i, s in enumerate(sent_seq.tolist())}
-        for s, t in first_seen.items():
-            if s in index:
-                recv[index[s]] = t
-    return sent_seq, np.asarray(sent.send_ns, dtype=np.int64), recv, arrival_seq
+    joined = rtp.join(sent.seq, tap.seq, tap.time_ns, earliest=True)
+    return joined.sent_seq, np.asarray(sent.send_ns, dtype=np.int64), joined.recv_ns, joined.arrival_seq
 
 
 def score_direction(
@@ -107,7 +84,7 @@ def score_direction(
     buffer: JitterBuffer = DEFAULT_BUFFER,
     with_pesq: bool = True,
 ) -> DirectionScore:
-    params = codec_params(codec)
+    params = emodel_params(codec)
     if len(sent.seq) == 0:
         return DirectionScore(
             codec,
@@ -125,7 +102,7 @@ def score_direction(
         )
     seq, send_ns, recv_ns, arrival_seq = join_network(sent, tap)
     stats = network_stats(
-        seq, send_ns, recv_ns, arrival_seq=arrival_seq, rtp_ts=sent.rtp_ts, clock_rate=RTP_CLOCK[codec]
+        seq, send_ns, recv_ns, arrival_seq=arrival_seq, rtp_ts=sent.rtp_ts, clock_rate=call_codec(codec).clock_rate
     )
     if len(received.seq) == 0:
         return DirectionScore(
@@ -176,7 +153,7 @@ def mos_per_second(
     stats: NetStats, heard: PlayoutResult, codec: str, buffer_ms: float, send_ns: np.ndarray, recv_ns: np.ndarray
 ) -> dict[str, list[Any]]:
     """E-model MOS over a sliding window around each second (by send time from the first packet)."""
-    params = codec_params(codec)
+    params = emodel_params(codec)
     start = int(send_ns[0])
     seconds = int(np.ceil((send_ns[-1] - start) / 1e9)) or 1
     frame_time = np.arange(heard.frames) * FRAME_S  # frames from the first received packet: close enough

@@ -6,6 +6,9 @@ played-out audio is the measurement.
 
 Sources (formulas re-derived from the Recommendations' equations, not copied code):
 
+Longer than the project's 400-line guide on purpose: every term of R is a small function that cites its
+clause, and splitting one Recommendation's equations across files would make them harder to check.
+
 - Narrowband: ITU-T G.107 (06/2015), clause 7. R = Ro - Is - Id - Ie,eff + A (7.1);
   Ro with the noise summation No (7.2); Is = Iolr + Ist + Iq (7.3); Id = Idte + Idle + Idd (7.4), Idd with the
   delay-sensitivity parameters mT = 100 ms and sT = 1 of the default class; Ie,eff (7.5); defaults from
@@ -49,9 +52,9 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from testbed.codecs import Codec, EModelParams
+from testbed.codecs import emodel_params as lookup_codec
 from testbed.errors import InputError
-from testbed.scoring.codecs import CodecParams
-from testbed.scoring.codecs import codec as lookup_codec
 
 __all__ = [
     "PLANNING_NOTE",
@@ -232,7 +235,7 @@ def _idte(p: EModelInput, no: float, ist: float) -> float:
 def _idle(ro: float, p: EModelInput) -> float:
     rle = 10.5 * (p.wepl + 7.0) * (p.tr + 1.0) ** -0.25
     d = ro - rle
-    return d / 2.0 + math.sqrt(d * d / 4.0 + 169.0)
+    return float(d / 2.0 + math.sqrt(d * d / 4.0 + 169.0))
 
 
 def _idd(p: EModelInput) -> float:
@@ -240,7 +243,7 @@ def _idd(p: EModelInput) -> float:
         return 0.0
     x = _lg(p.ta / p.mt) / _lg(2.0)
     e = 6.0 * p.st
-    return 25.0 * ((1.0 + x**e) ** (1.0 / e) - 3.0 * (1.0 + (x / 3.0) ** e) ** (1.0 / e) + 2.0)
+    return float(25.0 * ((1.0 + x**e) ** (1.0 / e) - 3.0 * (1.0 + (x / 3.0) ** e) ** (1.0 / e) + 2.0))
 
 
 def _idte_wb(p: EModelInput, no: float) -> float:
@@ -397,7 +400,7 @@ def r_factor(
     return rating(p).r
 
 
-def absolute_delay_ms(one_way_network_ms: float, codec: str | CodecParams, jitter_buffer_ms: float) -> float:
+def absolute_delay_ms(one_way_network_ms: float, codec: str | EModelParams | Codec, jitter_buffer_ms: float) -> float:
     """Ta, the mouth-to-ear delay: network + packetization + jitter buffer + codec delay.
 
     - ``one_way_network_ms``: mean one-way delay on the wire, first bit sent to last bit received (what the
@@ -417,7 +420,7 @@ def absolute_delay_ms(one_way_network_ms: float, codec: str | CodecParams, jitte
 
 
 def call_inputs(
-    one_way_ms: float, ppl: float, burst_r: float, codec: str | CodecParams, wideband: bool | None = None
+    one_way_ms: float, ppl: float, burst_r: float, codec: str | EModelParams | Codec, wideband: bool | None = None
 ) -> EModelInput:
     """E-model inputs for one direction of a testbed call.
 

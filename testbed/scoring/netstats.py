@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from testbed.rtp import extended_timestamp
+
 __all__ = [
     "DelayStats",
     "JitterStats",
@@ -58,7 +60,8 @@ def _jsonable(value: Any) -> Any:
 
 class _AsDict:
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))  # type: ignore[call-overload]
+        data: dict[str, Any] = _jsonable(asdict(self))  # type: ignore[call-overload]
+        return data
 
 
 @dataclass(frozen=True)
@@ -162,15 +165,6 @@ def rfc3550_jitter(recv_ns: npt.ArrayLike, send_ns: npt.ArrayLike) -> npt.NDArra
     return out
 
 
-def _unwrap32(ts: npt.ArrayLike) -> IntArray:
-    """32-bit RTP timestamps (in sequence order) to a monotonic-ish int64 series."""
-    ts = np.asarray(ts, dtype=np.int64)
-    if ts.size == 0:
-        return ts
-    step = (np.diff(ts) + (1 << 31)) % (1 << 32) - (1 << 31)
-    return np.concatenate([[ts[0]], ts[0] + np.cumsum(step)])
-
-
 def _percentiles(ms: npt.NDArray[np.float64]) -> DelayStats:
     if ms.size == 0:
         nan = float("nan")
@@ -223,7 +217,7 @@ def network_stats(
     if rtp_ts is not None:
         if not clock_rate:
             raise ValueError("rtp_ts needs clock_rate (e.g. 48000 for opus, 8000 for PCMU/PCMA/G.722)")
-        ticks = _unwrap32(np.asarray(rtp_ts, dtype=np.int64)[order])
+        ticks = extended_timestamp(np.asarray(rtp_ts, dtype=np.int64)[order])
         sender_ns: npt.NDArray[Any] = (ticks - (ticks[0] if ticks.size else 0)) * (1e9 / clock_rate)
     else:
         sender_ns = send

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import pesq as _pesq
 
-from testbed.scoring.decode import FRAME_S
+from testbed.codecs import FRAME_S
 
 __all__ = ["PesqResult", "align", "looped_reference", "pesq_score", "resample"]
 

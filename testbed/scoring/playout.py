@@ -2,10 +2,11 @@
 conceals the rest, and the result is the audio a listener would have heard.
 
 Input is what the listener's device received (RTP packets with arrival times, recorded before aiortc's
-own jitter buffer, which is not a model of a real phone: see DESIGN.md). Output audio keeps the sender's
-timeline: output sample ``k`` is RTP time ``k`` after the earliest received packet, so it lines up with
-the reference clip by one constant lag. Buffer-delay changes therefore never insert or remove audio in
-the output; they are modelled as if done by inaudible time-scaling, as WebRTC's NetEq does.
+own jitter buffer, which is not a model of a real phone: docs/design.md, "Why NetEq, not aiortc's
+buffer"). Output audio keeps the sender's timeline: output sample ``k`` is RTP time ``k`` after the
+earliest received packet, so it lines up with the reference clip by one constant lag. Buffer-delay
+changes therefore never insert or remove audio in the output; they are modelled as if done by
+inaudible time-scaling, as WebRTC's NetEq does.
 
 Two buffers:
 
@@ -45,7 +46,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from testbed.scoring.decode import FRAME_S, Concealment, codec, decode_frames
+from testbed.codecs import FRAME_S, codec
+from testbed.rtp import extended_sequence, extended_timestamp, first_copies
+from testbed.scoring.decode import Concealment, decode_frames
 from testbed.scoring.netstats import burst_ratio
 
 __all__ = [
@@ -190,25 +193,15 @@ class PlayoutResult:
         }
 
 
-def _unwrap(values: IntArray, bits: int) -> IntArray:
-    """Extend wrapping counters (given in arrival order) by following the signed step between neighbours."""
-    if values.size == 0:
-        return values.astype(np.int64)
-    half, full = 1 << (bits - 1), 1 << bits
-    step = (np.diff(values) + half) % full - half
-    return np.concatenate([[values[0]], values[0] + np.cumsum(step)]).astype(np.int64)
-
-
 def _frames_of(packets: ReceivedPackets, frame_ticks: int) -> tuple[IntArray, IntArray]:
     """Frame index (from the earliest received RTP time) and packet index of each first copy."""
     keep = np.arange(len(packets))
     if packets.ssrc is not None and np.unique(packets.ssrc).size > 1:
         values, counts = np.unique(packets.ssrc, return_counts=True)
         keep = np.flatnonzero(packets.ssrc == values[np.argmax(counts)])
-    seq = _unwrap(packets.seq[keep], 16)
-    _, first = np.unique(seq, return_index=True)  # duplicates: the first copy to arrive counts
+    _, first = first_copies(extended_sequence(packets.seq[keep]))  # duplicates: the first copy to arrive counts
     keep = keep[np.sort(first)]
-    ts = _unwrap(packets.rtp_ts[keep], 32)
+    ts = extended_timestamp(packets.rtp_ts[keep])
     frame = np.round((ts - ts.min()) / frame_ticks).astype(np.int64) if ts.size else ts
     return frame, keep
 

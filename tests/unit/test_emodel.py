@@ -7,9 +7,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from testbed import codecs
+from testbed.codecs import CODECS, EMODEL_PARAMS, UnknownCodecError
+from testbed.codecs import emodel_params as codec
 from testbed.errors import InputError
-from testbed.scoring import codecs, emodel
-from testbed.scoring.codecs import CODECS, TESTBED_CODEC_NAMES, UnknownCodecError, codec
+from testbed.scoring import emodel
 from testbed.scoring.emodel import EModelInput, absolute_delay_ms, call_inputs, ie_eff, mos_from_r, r_factor, rating
 
 # Annex B's polynomial is below 1 for 0 < R < 6.515 (minimum 0.98884 at R ~ 3.2): MOS is not monotonic there.
@@ -164,7 +166,7 @@ def test_absolute_delay_adds_each_term_once():
 
 
 def test_every_codec_names_its_source():
-    for c in CODECS.values():
+    for c in EMODEL_PARAMS.values():
         assert len(c.source) > 20, c.name
         assert c.packetization_ms > 0 and c.codec_delay_ms >= 0
         assert 0 <= c.ie <= 40 and 1 <= c.bpl <= 40, c.name
@@ -185,8 +187,10 @@ def test_g113_appendix_i_values(name, ie, bpl):
 
 
 def test_testbed_codec_names():
-    assert set(TESTBED_CODEC_NAMES) == {"opus", "pcmu", "pcma", "g722"}
-    assert codec("PCMU") is codec("pcma") is CODECS["g711-plc"]  # the playout model conceals: G.711 with PLC
+    assert set(CODECS) == {"opus", "pcmu", "pcma", "g722"}
+    assert (
+        codec("PCMU") is codec("pcma") is EMODEL_PARAMS["g711-plc"] is CODECS["pcmu"].emodel
+    )  # the playout model conceals: G.711 with PLC
     assert codec("g722").wideband and codec("opus").wideband and not codec("pcmu").wideband
 
 
@@ -198,7 +202,7 @@ def test_unknown_codec_lists_the_known_ones():
     for name in ("opus", "pcmu", "pcma", "g722", "g711-plc"):
         assert name in message
     assert isinstance(err.value, InputError)
-    assert codecs.known_codecs() == sorted(codecs.known_codecs())
+    assert codecs.known_emodel_names() == sorted(codecs.known_emodel_names())
 
 
 # ------------------------------------------------------------------ inputs, warnings, serialization
@@ -260,7 +264,7 @@ def test_more_delay_never_helps(ta1, ta2, ppl, burst_r, ie, bpl, wideband):
 
 
 @settings(max_examples=300)
-@given(st.floats(5, 1000), st.floats(5, 1000), ppl_st, burst_st, st.sampled_from(sorted(CODECS)))
+@given(st.floats(5, 1000), st.floats(5, 1000), ppl_st, burst_st, st.sampled_from(sorted(EMODEL_PARAMS)))
 def test_more_delay_never_helps_a_call(ta1, ta2, ppl, burst_r, name):
     # T = Ta, Tr = 2 Ta move with Ta. From a few ms up (every real call: packetization alone is 20 ms) R falls;
     # at 1-2 ms the talker-echo term is slightly negative (G.107: -0.11 at T = 1 ms; the wideband form -0.3

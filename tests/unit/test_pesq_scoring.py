@@ -6,8 +6,8 @@ import numpy as np
 import pesq
 import pytest
 
-from testbed.media.call import encoded_clip
 from testbed.media.clips import load_clip
+from testbed.media.encoded_clip import encoded_clip
 from testbed.scoring.pesq import align, looped_reference, pesq_score, resample
 from testbed.scoring.playout import FixedBuffer, playout, simulate_arrivals
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from testbed.media.call import PacketRecord, encoded_clip
+from testbed.media.encoded_clip import encoded_clip
+from testbed.media.records import PacketRecord
 from testbed.scoring.decode import alaw_decode, decode_frames, ulaw_decode
 from testbed.scoring.playout import (
     LATE,

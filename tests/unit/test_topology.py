@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from testbed.lab.topology import plan_addresses
+from testbed.scenario.addressing import free_subnets, plan_addresses
 from testbed.scenario.model import Topology
 
 
@@ -89,3 +89,11 @@ def test_pool_too_small_is_a_clear_error():
 
     with pytest.raises(ScenarioError, match="address_pool 10.0.0.0/24 has no room"):
         plan_addresses(topology(address_pool="10.0.0.0/24"))
+
+
+def test_free_subnets_skip_taken_ones_in_address_order():
+    pool = ipaddress.IPv4Network("10.0.0.0/22")
+    taken = [ipaddress.IPv4Network("10.0.1.0/25")]
+    assert [str(n) for n in free_subnets(pool, 24, taken)] == ["10.0.0.0/24", "10.0.2.0/24", "10.0.3.0/24"]
+    assert [str(n) for n in free_subnets(pool, 16, [])] == ["10.0.0.0/22"]  # never wider than the pool
+    assert next(free_subnets(pool, 22, [pool]), None) is None

@@ -8,11 +8,11 @@ import textwrap
 import pytest
 
 from testbed.errors import ScenarioError
-from testbed.lab.topology import plan_addresses
 from testbed.lab.tunnels import plan_tunnels
 from testbed.scenario import load_scenario
+from testbed.scenario.addressing import plan_addresses
 from testbed.scenario.model import Topology, TunnelSpec
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 BASE = """\
 name: t

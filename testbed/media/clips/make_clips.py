@@ -115,7 +115,7 @@ def write_wav(path: Path, rate: int, samples: npt.NDArray[np.int16]) -> None:
         w.writeframes(samples.astype("<i2").tobytes())
 
 
-def trim_and_pad(x: npt.NDArray[np.floating], rate: int) -> npt.NDArray[np.float64]:
+def trim_and_pad(x: npt.ArrayLike, rate: int) -> npt.NDArray[np.float64]:
     """Cut the synthesiser's own silence, then put exactly ``PAD_S`` of zeros at both ends."""
     x = np.asarray(x, dtype=np.float64)
     loud = np.flatnonzero(np.abs(x) > np.abs(x).max() * 10 ** (TRIM_DB / 20))
@@ -144,7 +144,8 @@ def resample(x: npt.NDArray[np.floating], rate_in: int, rate_out: int) -> npt.ND
     bins = min(len(spectrum), len(freqs))
     out_spectrum = np.zeros(len(freqs), dtype=complex)
     out_spectrum[:bins] = spectrum[:bins] * response[:bins]
-    return np.fft.irfft(out_spectrum, n_out) * (n_out / n_in)
+    out: npt.NDArray[np.float64] = np.fft.irfft(out_spectrum, n_out) * (n_out / n_in)
+    return out
 
 
 def active_speech_level(x: npt.ArrayLike, rate: int) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from testbed.errors import ScenarioError
@@ -73,27 +74,36 @@ class AddressPlan:
         return [r for r in self.routes if r.node == node]
 
 
+def free_subnets(
+    pool: ipaddress.IPv4Network, prefix: int, taken: Iterable[ipaddress.IPv4Network]
+) -> Iterator[ipaddress.IPv4Network]:
+    """The subnets of ``pool`` of length ``prefix`` (at least the pool's own) that overlap none of
+    ``taken``, in address order. Links take them one after the other; a tunnel takes the first one left."""
+    taken = list(taken)
+    for candidate in pool.subnets(new_prefix=max(prefix, pool.prefixlen)):
+        if not any(candidate.overlaps(other) for other in taken):
+            yield candidate
+
+
 def _allocate_subnets(topology: Topology) -> dict[str, ipaddress.IPv4Network]:
-    fixed = {name: link.subnet for name, link in topology.links.items() if link.subnet is not None}
-    pool = topology.address_pool.subnets(new_prefix=max(topology.subnet_prefix, topology.address_pool.prefixlen))
+    fixed = [link.subnet for link in topology.links.values() if link.subnet is not None]
+    free = free_subnets(topology.address_pool, topology.subnet_prefix, fixed)
     result: dict[str, ipaddress.IPv4Network] = {}
     for name, link in topology.links.items():
         if link.subnet is not None:
             result[name] = link.subnet
             continue
-        for candidate in pool:
-            if not any(candidate.overlaps(taken) for taken in fixed.values()):
-                if candidate.num_addresses - 2 < len(link.endpoints):
-                    raise ScenarioError(
-                        [
-                            f"topology.subnet_prefix /{topology.subnet_prefix} is too small "
-                            f"for the {len(link.endpoints)} endpoints of link {name!r}"
-                        ]
-                    )
-                result[name] = candidate
-                break
-        else:
+        candidate = next(free, None)
+        if candidate is None:
             raise ScenarioError([f"topology.address_pool {topology.address_pool} has no room for link {name!r}"])
+        if candidate.num_addresses - 2 < len(link.endpoints):
+            raise ScenarioError(
+                [
+                    f"topology.subnet_prefix /{topology.subnet_prefix} is too small "
+                    f"for the {len(link.endpoints)} endpoints of link {name!r}"
+                ]
+            )
+        result[name] = candidate
     return result
 
 
