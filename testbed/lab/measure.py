@@ -18,20 +18,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from testbed.errors import ExitCode
+from testbed.proc import stop_process
+from testbed.sockopts import mark_dscp, receive_timestamps, receive_tos, timestamp_ns, tos_of
 
 HEADER = struct.Struct("!IQ")  # sequence number, send time (ns, CLOCK_REALTIME)
 WARMUP_SEQUENCE = 0xFFFFFFFF
 WARMUP_SECONDS = 0.5
-SO_TIMESTAMPNS = 35
-IP_RECVTOS = 13
-IP_TOS = 1
 
 
 class RunsProcesses(Protocol):
-    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen: ...
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class ProbeStream:
     def delays_ms(self) -> np.ndarray:
         """One-way delay of every received packet, in sequence order."""
         mask = self.received
-        return (self.recv_ns[mask] - self.send_ns[mask]) / 1e6
+        delays: np.ndarray = (self.recv_ns[mask] - self.send_ns[mask]) / 1e6
+        return delays
 
     def loss_bursts(self) -> np.ndarray:
         """Lengths of the runs of consecutive lost packets."""
@@ -133,9 +135,8 @@ def probe_stream(
         receiving.wait(timeout=idle + 60)
     finally:
         for process in (receiving, locals().get("sending")):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+            if process is not None:
+                stop_process(process, 0, terminate=False)  # still running here: a failed test
     return load(out, count)
 
 
@@ -168,7 +169,7 @@ def send(
 ) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", source_port))
-    sock.setsockopt(socket.IPPROTO_IP, IP_TOS, dscp << 2)
+    mark_dscp(sock, dscp)
     padding = b"\0" * max(0, size - HEADER.size)
     # warm-up datagrams (sequence numbers the receiver drops) let every hop resolve its neighbour first:
     # otherwise the stream's first packets wait for ARP, or are dropped when the kernel's queue of
@@ -192,8 +193,8 @@ def send(
 def receive(port: int, out: str, idle: float) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+    receive_timestamps(sock)
+    receive_tos(sock)
     sock.bind(("0.0.0.0", port))
     print("ready", flush=True)
     rows: list[tuple[int, int, int, int]] = []
@@ -206,11 +207,11 @@ def receive(port: int, out: str, idle: float) -> None:
         sock.settimeout(idle)
         arrived, tos = time.time_ns(), -4
         for level, kind, value in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                seconds, nanoseconds = struct.unpack("qq", value[:16])
-                arrived = seconds * 1_000_000_000 + nanoseconds
-            elif level == socket.IPPROTO_IP and kind == IP_TOS:
-                tos = value[0]
+            stamp, seen = timestamp_ns(level, kind, value), tos_of(level, kind, value)
+            if stamp is not None:
+                arrived = stamp
+            elif seen is not None:
+                tos = seen
         if len(data) >= HEADER.size:
             sequence, sent = HEADER.unpack_from(data)
             rows.append((sequence, sent, arrived, tos))
@@ -218,17 +219,22 @@ def receive(port: int, out: str, idle: float) -> None:
     np.savez(out, seq=table[:, 0], send_ns=table[:, 1], recv_ns=table[:, 2], tos=table[:, 3])
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "send":
+def main(argv: list[str]) -> ExitCode:
+    if argv[1] == "send":
         send(
-            sys.argv[2],
-            int(sys.argv[3]),
-            float(sys.argv[4]),
-            int(sys.argv[5]),
-            int(sys.argv[6]),
-            int(sys.argv[7]),
-            int(sys.argv[8]) if len(sys.argv) > 8 else 0,
-            len(sys.argv) > 9 and sys.argv[9] == "1",
+            argv[2],
+            int(argv[3]),
+            float(argv[4]),
+            int(argv[5]),
+            int(argv[6]),
+            int(argv[7]),
+            int(argv[8]) if len(argv) > 8 else 0,
+            len(argv) > 9 and argv[9] == "1",
         )
     else:
-        receive(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
+        receive(int(argv[2]), argv[3], float(argv[4]))
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

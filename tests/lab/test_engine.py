@@ -3,7 +3,6 @@ bursts, ordering, duplicates and corruption, trace replay, and failing loudly wh
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
@@ -17,7 +16,8 @@ from testbed.lab.lab import EngineFailed
 from testbed.lab.measure import ProbeStream, probe_stream
 from testbed.scenario import load_scenario
 from testbed.scenario.model import Scenario
-from tests.conftest import REPO
+from tests.helpers import REPO
+from tests.helpers.stats import rate_interval
 
 
 def impaired(upstream: dict, downstream: dict | None = None) -> Scenario:
@@ -28,12 +28,6 @@ def impaired(upstream: dict, downstream: dict | None = None) -> Scenario:
 
 def upstream_probe(lab: Lab, tmp_path, **options) -> ProbeStream:
     return probe_stream(lab.node("client"), lab.node("gateway"), str(lab.plan.address("gateway")), tmp_path, **options)
-
-
-def binomial_interval(n: int, p: float, z: float = 2.576) -> tuple[float, float]:
-    """The 99% interval of a loss rate measured over n packets (normal approximation, fine at n >= 5000)."""
-    half = z * math.sqrt(p * (1 - p) / n) + 0.5 / n
-    return p - half, p + half
 
 
 def test_delay_with_normal_jitter(registry, no_leftovers, tmp_path):
@@ -61,7 +55,7 @@ def test_flow_order_is_kept_by_default(registry, no_leftovers, tmp_path):
 def test_random_loss_is_inside_the_binomial_interval(registry, no_leftovers, tmp_path):
     with Lab(impaired({"loss": "5%"}), registry=registry) as lab:
         stream = upstream_probe(lab, tmp_path, pps=2000, count=6000)
-    low, high = binomial_interval(6000, 0.05)
+    low, high = rate_interval(6000, 0.05)
     assert low <= stream.loss_rate <= high, f"{stream.loss_rate:.4f} outside [{low:.4f}, {high:.4f}]"
     assert lab.engine_stats["wan@router"]["dropped"] == round(stream.loss_rate * 6000)
 
@@ -80,7 +74,7 @@ def test_duplicates_and_corruption(registry, no_leftovers, tmp_path):
     with Lab(impaired({"duplicate": "5%", "corrupt": "5%"}), registry=registry) as lab:
         stream = upstream_probe(lab, tmp_path, pps=2000, count=6000)
     stats = lab.engine_stats["wan@router"]
-    low, high = binomial_interval(6000, 0.05)
+    low, high = rate_interval(6000, 0.05)
     assert low <= stats["duplicated"] / 6000 <= high
     assert low <= stats["corrupted"] / 6000 <= high
     assert stream.duplicates > 0.8 * stats["duplicated"], "copies reach the receiver"
@@ -96,7 +90,8 @@ def test_asymmetric_settings_apply_to_their_direction(registry, no_leftovers, tm
         )
     assert np.median(up.delays_ms) == pytest.approx(30, abs=0.5) and up.loss_rate == 0
     assert np.median(down.delays_ms) == pytest.approx(5, abs=0.5)
-    assert binomial_interval(2000, 0.10)[0] <= down.loss_rate <= binomial_interval(2000, 0.10)[1]
+    low, high = rate_interval(2000, 0.10)
+    assert low <= down.loss_rate <= high
 
 
 def test_engine_composes_with_rate_shaping(registry, no_leftovers, tmp_path):

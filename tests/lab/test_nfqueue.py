@@ -17,7 +17,7 @@ from testbed.lab import Lab, netns
 from testbed.lab.engine.nfqueue import NfQueue, NfQueueError, QueuedPacket, queue_counters
 from testbed.lab.reach import udp_probe
 from testbed.scenario import load_scenario
-from tests.lab.conftest import MINIMAL
+from tests.helpers.lab import MINIMAL
 
 QUEUE = 3
 HOOK_FORWARD, HOOK_POSTROUTING = 2, 4

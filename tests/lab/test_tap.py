@@ -18,9 +18,9 @@ import pytest
 from testbed.lab import Lab
 from testbed.media.tap import DIRECTION_IN, DIRECTION_OUT, extended_sequence, load_records, match_one_way, tap_command
 from testbed.scenario.model import Scenario
-from tests.conftest import REPO
-from tests.lab.conftest import rest_of_output, wait_for_line
-from tests.unit.test_tap_unit import read_pcap
+from tests.helpers import REPO
+from tests.helpers.lab import rest_of_output, wait_for_line
+from tests.helpers.pcap import read_pcap
 
 SSRC = 0x5EED1234
 FIRST_SEQ = 65530
@@ -158,7 +158,8 @@ def test_one_way_delay_through_the_userspace_engine(registry, no_leftovers, tmp_
     )
     end_to_end = match_one_way(client, gateway_tap, SSRC)
     assert len(end_to_end.seq) == count
-    assert np.median(end_to_end.delay_ms) == pytest.approx(20, abs=1)
+    engine = lab.engine_stats["wan@router"]  # its own release lateness tells a loaded host from a wrong delay
+    assert np.median(end_to_end.delay_ms) == pytest.approx(20, abs=1), f"engine stats: {engine}"
     assert end_to_end.delay_ms.min() >= 19
     # the engine holds packets before the router's egress: its wan tap sees them leave 20 ms later
     to_router_egress = match_one_way(client, router, SSRC, receive_direction=DIRECTION_OUT)

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 import pytest
 
 from testbed.lab import Lab
-from testbed.media.traffic import (
+from testbed.scenario.model import Scenario
+from testbed.workload.traffic import (
     SinkReport,
     SourceReport,
     parse_events,
@@ -21,9 +22,8 @@ from testbed.media.traffic import (
     source_command,
     source_report,
 )
-from testbed.scenario.model import Scenario
-from tests.conftest import REPO
-from tests.lab.test_qos import class_packets, shipped
+from tests.helpers import REPO
+from tests.helpers.qos import class_packets, shipped
 
 PORT = 5301
 

@@ -1,7 +1,6 @@
 """netem's model in the userspace engine: delay distributions, loss models, duplicate/corrupt/reorder,
 per-flow order, flow keys and traces (pure; seeded, so every statistic below is reproducible)."""
 
-import math
 import random
 import struct
 from pathlib import Path
@@ -17,17 +16,15 @@ from testbed.lab.engine.models import (
     TC_LIB_DIRS,
     Decision,
     ImpairmentModel,
-    Trace,
-    TraceError,
     computed_table,
     corrupt_payload,
     distribution_table,
     flow_key,
-    load_trace,
-    parse_trace,
     read_dist_file,
 )
 from testbed.scenario.model import Impairment
+from testbed.scenario.trace import Trace, TraceError, load_trace, parse_trace
+from tests.helpers.stats import binomial_interval
 
 MS = 1_000_000  # ns
 
@@ -73,17 +70,6 @@ def bursts(lost: np.ndarray) -> np.ndarray:
     """Lengths of the runs of consecutive losses."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], lost.astype(int), [0]))))
     return edges[1::2] - edges[::2]
-
-
-def binomial_interval(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
-    """The central ``level`` interval of Binomial(n, p), exact (log pmf by recurrence)."""
-    k = np.arange(n + 1)
-    ratios = np.log((n - k[:-1]) / (k[:-1] + 1)) + math.log(p / (1 - p))
-    log_pmf = np.concatenate(([n * math.log(1 - p)], n * math.log(1 - p) + np.cumsum(ratios)))
-    cdf = np.cumsum(np.exp(log_pmf - log_pmf.max()))
-    cdf /= cdf[-1]
-    tail = (1 - level) / 2
-    return int(np.searchsorted(cdf, tail)), int(np.searchsorted(cdf, 1 - tail))
 
 
 def netem_crandom(percent: float, n: int, seed: int) -> list[int]:
@@ -234,7 +220,7 @@ def test_dist_file_errors_name_the_line(tmp_path):
 
 def test_random_loss_is_inside_the_binomial_interval():
     lost = drops(ImpairmentModel(impairment(loss="5%"), np.random.default_rng(11)), 20_000)
-    low, high = binomial_interval(20_000, 0.05)
+    low, high = binomial_interval(20_000, 0.05, level=0.99)
     assert low <= lost.sum() <= high
     assert np.mean(bursts(lost)) < 1.1  # independent: bursts of 1/(1-p)
 
@@ -330,7 +316,7 @@ def test_duplicates_get_their_own_delay_and_are_never_duplicated_again():
     )
     decisions = run(model, 20_000)
     copies = [d.copy for d in decisions if d.duplicate]
-    low, high = binomial_interval(20_000, 0.05)
+    low, high = binomial_interval(20_000, 0.05, level=0.99)
     assert low <= len(copies) <= high
     assert all(c is not None and not c.drop and not c.duplicate and c.copy is None for c in copies)
     assert all(d.copy is None for d in decisions if not d.duplicate)
@@ -356,21 +342,21 @@ def test_loss_and_duplicate_together_let_exactly_one_packet_through():
 def test_duplicated_packets_and_their_copies_each_face_the_loss():
     # netem draws the original's loss (lost + duplicated = one packet on), then the copy's own loss
     decisions = run(ImpairmentModel(impairment(loss="50%", duplicate="100%"), np.random.default_rng(48)), 20_000)
-    low, high = binomial_interval(20_000, 0.25)
+    low, high = binomial_interval(20_000, 0.25, level=0.99)
     assert not any(d.drop for d in decisions)
     assert low <= sum(d.duplicate for d in decisions) <= high
 
 
 def test_corrupt_rate_is_inside_the_binomial_interval():
     decisions = run(ImpairmentModel(impairment(corrupt="2%"), np.random.default_rng(44)), 20_000)
-    low, high = binomial_interval(20_000, 0.02)
+    low, high = binomial_interval(20_000, 0.02, level=0.99)
     assert low <= sum(d.corrupt for d in decisions) <= high
 
 
 def test_reorder_sends_some_packets_at_once_ahead_of_their_flow():
     model = ImpairmentModel(impairment(delay="50ms", reorder="10%"), np.random.default_rng(45))
     delays = delays_ms(run(model, 20_000, spacing_ns=MS // 10), spacing_ns=MS // 10)
-    low, high = binomial_interval(20_000, 0.10)
+    low, high = binomial_interval(20_000, 0.10, level=0.99)
     assert low <= np.sum(delays == 0) <= high
     assert set(np.unique(delays)) == {0.0, 50.0}
 

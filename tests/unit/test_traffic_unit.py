@@ -8,20 +8,20 @@ import sys
 
 import pytest
 
-from testbed.media.traffic import (
+from testbed.errors import TestbedError
+from testbed.media.traffic.cli import parser
+from testbed.media.traffic.rates import next_send, udp_gap
+from testbed.scenario.model import TrafficSpec
+from testbed.workload.traffic import (
     TrafficError,
     TrafficResult,
     commands_for,
-    next_send,
     parse_events,
-    parser,
     sink_command,
     sink_report,
     source_command,
     source_report,
-    udp_gap,
 )
-from testbed.scenario.model import TrafficSpec
 
 
 def spec(**fields) -> TrafficSpec:
@@ -193,8 +193,9 @@ def test_events_as_the_agent_relays_them_are_accepted():
 
 def test_an_error_event_raises_with_its_message():
     failed = lines({"event": "ready"}, {"event": "error", "message": "could not connect to 10.0.0.1:5301"})
-    with pytest.raises(TrafficError, match="could not connect to 10.0.0.1:5301"):
+    with pytest.raises(TrafficError, match="could not connect to 10.0.0.1:5301") as raised:
         source_report(failed)
+    assert isinstance(raised.value, TestbedError) and raised.value.exit_code == 4
 
 
 def test_a_crash_without_done_names_what_it_printed():

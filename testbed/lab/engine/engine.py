@@ -7,8 +7,11 @@ Held packets wait in the kernel; a heap of release times says which verdict is d
 through a raw socket whose mark the iptables rule skips, so they are not impaired twice.
 
 The process prints one JSON line ``{"event": "ready"}`` once bound, then a ``stats`` line every
-second and at exit (counters, scheduling error percentiles, the kernel queue's own drop counters).
-It exits cleanly on SIGTERM or SIGINT, releasing what it still holds.
+second and at exit (counters, the kernel queue's own drop counters, and its release lateness: how
+long after its scheduled time each packet actually left, ``late_p50_ms``/``late_p99_ms``/
+``late_max_ms`` and ``late_over_1ms``). Lateness is the harness's own error: on a loaded host it shows
+up there rather than as a link whose delay looks wrong. It exits cleanly on SIGTERM or SIGINT,
+releasing what it still holds.
 
 ``python -m testbed.lab.engine CONFIG_JSON``
 """
@@ -18,26 +21,29 @@ from __future__ import annotations
 import gc
 import heapq
 import json
-import os
 import select
-import signal
 import socket
 import sys
 import time
-from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from testbed.lab.engine.models import ImpairmentModel, corrupt_payload, load_trace
-from testbed.lab.engine.nfqueue import NfQueue, queue_counters
+from testbed.errors import ExitCode
+from testbed.lab.engine.models import ImpairmentModel, corrupt_payload
+from testbed.lab.engine.nfqueue import NfQueue, QueuedPacket, queue_counters
+from testbed.proc import ENGINE, StopSignals, emit, set_realtime
 from testbed.scenario.model import Impairment
+from testbed.scenario.trace import load_trace
+from testbed.sockopts import SO_MARK
 
 COPY_MARK = 0x7E57  # packets the engine sends itself (duplicates) carry this mark; the rule skips them
-SO_MARK = 36
 SPIN_NS = 200_000  # the last 0.2 ms before a release is spent spinning: select() wakes up late
 STATS_EVERY_NS = 1_000_000_000
+LATE_NS = 1_000_000  # a release this late counts in ``late_over_1ms``
+LATENESS_BIN_NS = 10_000  # lateness histogram: 10 us bins up to 1 s (the last bin holds the rest)
+LATENESS_BINS = 100_000
 ACCEPT, CORRUPT, COPY = 0, 1, 2
 
 
@@ -68,7 +74,41 @@ class EngineStats:
     late_p50_ms: float = 0.0
     late_p99_ms: float = 0.0
     late_max_ms: float = 0.0
+    late_over_1ms: int = 0
     kernel: dict[str, int] = field(default_factory=dict)
+
+
+class Lateness:
+    """How late each release was, as a histogram: constant memory and a constant cost per stats line
+    however long the run (percentiles over every sample would cost the engine more time each second,
+    at real-time priority, while packets wait). Percentiles are bin upper edges (10 us resolution)."""
+
+    def __init__(self) -> None:
+        self.bins = np.zeros(LATENESS_BINS, dtype=np.int64)
+        self.count = 0
+        self.over = 0  # later than LATE_NS
+        self.max_ns = 0
+
+    def add(self, late_ns: int) -> None:
+        late_ns = max(0, late_ns)
+        self.bins[min(late_ns // LATENESS_BIN_NS, LATENESS_BINS - 1)] += 1
+        self.count += 1
+        if late_ns > LATE_NS:
+            self.over += 1
+        if late_ns > self.max_ns:
+            self.max_ns = late_ns
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.count:
+            return 0.0
+        index = int(np.searchsorted(np.cumsum(self.bins), q / 100 * self.count))
+        upper = self.max_ns if index == LATENESS_BINS - 1 else min((index + 1) * LATENESS_BIN_NS, self.max_ns)
+        return round(upper / 1e6, 4)
+
+    def into(self, stats: EngineStats) -> None:
+        stats.late_p50_ms, stats.late_p99_ms = self.percentile_ms(50), self.percentile_ms(99)
+        stats.late_max_ms = round(self.max_ns / 1e6, 4)
+        stats.late_over_1ms = self.over
 
 
 class Engine:
@@ -91,39 +131,36 @@ class Engine:
         self.held: list[tuple[int, int, int, int, bytes | None]] = []  # (release, order, kind, id, payload)
         self.order = 0
         self.stats = EngineStats()
-        self.lateness = array("q")  # ns between due time and the verdict, every released packet
-        self.stopping = False
+        self.lateness = Lateness()  # between due time and the verdict, every released packet
+        self.signals: StopSignals | None = None
 
     # ------------------------------------------------------------ the loop
 
+    @property
+    def stopping(self) -> bool:
+        return self.signals is not None and self.signals.requested
+
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
-        _realtime()
+        self.signals = signals = StopSignals()  # a stop signal wakes the select() below at once
+        set_realtime(ENGINE)  # scheduling error then stays well under a millisecond
         gc.collect()
         gc.freeze()  # nothing allocated so far is ever collected: no long pauses mid-run
-        report("ready")
+        emit("ready")
         next_stats = time.monotonic_ns() + STATS_EVERY_NS
         fd = self.queue.fileno()
-        while not self.stopping:
+        while not signals.requested:
             now = self._release_due()
             if now >= next_stats:
                 self._report()
                 next_stats = now + STATS_EVERY_NS
             wait = 0.5 if not self.held else max(0.0, (self.held[0][0] - now - SPIN_NS) / 1e9)
-            try:
-                readable, _, _ = select.select([fd], [], [], min(wait, (next_stats - now) / 1e9))
-            except InterruptedError:
-                continue
-            if readable:
+            readable, _, _ = select.select([fd, signals.fileno()], [], [], min(wait, (next_stats - now) / 1e9))
+            if fd in readable:
                 self._take(self.queue.receive(timeout=0, max_packets=1024))
         self._release_all()
         self._report()
 
-    def _stop(self, signum: int, frame: object) -> None:
-        self.stopping = True
-
-    def _take(self, packets: list) -> None:
+    def _take(self, packets: list[QueuedPacket]) -> None:
         model, held, stats = self.model, self.held, self.stats
         for packet in packets:
             stats.received += 1
@@ -165,7 +202,7 @@ class Engine:
             while now < release:
                 now = time.monotonic_ns()
             self._issue(kind, packet_id, payload)
-            self.lateness.append(time.monotonic_ns() - release)
+            self.lateness.add(time.monotonic_ns() - release)
             released = True
             now = time.monotonic_ns()
         if released:
@@ -175,6 +212,7 @@ class Engine:
     def _issue(self, kind: int, packet_id: int, payload: bytes | None) -> None:
         if kind == COPY:
             try:
+                assert payload is not None  # a copy always carries its bytes
                 self.copies.sendto(payload, (socket.inet_ntoa(payload[16:20]), 0))
             except OSError:
                 pass  # a copy that cannot be sent is a lost copy
@@ -191,28 +229,9 @@ class Engine:
     def _report(self) -> None:
         stats = self.stats
         stats.held = len(self.held)
-        if len(self.lateness):
-            late = np.frombuffer(self.lateness, dtype=np.int64) / 1e6
-            stats.late_p50_ms, stats.late_p99_ms = (round(float(v), 4) for v in np.percentile(late, [50, 99]))
-            stats.late_max_ms = round(float(late.max()), 4)
+        self.lateness.into(stats)
         stats.kernel = queue_counters(self.config.queue_num) or {}
-        report("stats", **asdict(stats))
-
-
-def _realtime() -> None:
-    """Run at real-time priority when allowed: scheduling error then stays well under a millisecond."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-    except (OSError, AttributeError):
-        pass
-
-
-def report(event: str, **values: Any) -> None:
-    """One JSON line for the harness; a harness that went away (kept labs) is no reason to stop."""
-    try:
-        print(json.dumps({"event": event, **values}), flush=True)
-    except (BrokenPipeError, OSError):
-        pass
+        emit("stats", **asdict(stats))  # a harness that went away (kept labs) is no reason to stop
 
 
 def main(argv: list[str]) -> int:
@@ -220,10 +239,10 @@ def main(argv: list[str]) -> int:
     try:
         engine = Engine(config)
     except Exception as exc:  # the harness shows this line: say what failed
-        report("error", message=f"{type(exc).__name__}: {exc}")
-        return 1
+        emit("error", message=f"{type(exc).__name__}: {exc}")
+        return getattr(exc, "exit_code", ExitCode.FAILED)
     engine.run()
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -15,17 +15,18 @@ the longest delay; its overflow counters are part of the stats. An engine that d
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 from typing import Any
 
 from testbed.errors import LabError
+from testbed.lab.backends import Node
 from testbed.lab.engine.engine import COPY_MARK, EngineConfig
-from testbed.lab.engine.models import load_trace
-from testbed.lab.nodes import Node
-from testbed.lab.priority import ENGINE, promote
+from testbed.lab.iptables import IPTABLES
+from testbed.lab.priority import promote
+from testbed.proc import ENGINE, follow, stop_process
 from testbed.scenario.model import Impairment
+from testbed.scenario.trace import load_trace
 
 READY_TIMEOUT = 15.0
 MIN_PACKET_BYTES = 100  # queue sizing assumes small packets: voice is 100-250 bytes
@@ -87,7 +88,7 @@ class EngineProcess:
             seed=seed,
             label=self.label,
         )
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[str] | None = None
         self.stats: dict[str, Any] = {}
         self.error: str | None = None
         self.stopping = False
@@ -98,45 +99,45 @@ class EngineProcess:
 
     def start(self) -> None:
         self.process = self.node.popen(
-            [self.node.python, "-m", "testbed.lab.engine", self.config.to_json()],
+            [self.node.python, "-m", ENGINE.marker, self.config.to_json()],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )  # a terminal's Ctrl-C is the lab's to handle
-        self._reader = threading.Thread(target=self._read, name=f"engine {self.label}", daemon=True)
-        self._reader.start()
+        assert self.process.stdout is not None
+        self._reader = follow(
+            self.process.stdout,
+            self._handle,
+            name=f"engine {self.label}",
+            on_text=self._text,
+            on_end=self._ready.set,  # wake start() if the process ended before it was ready
+        )
         if not self._ready.wait(READY_TIMEOUT) or not self._said_ready:
-            self.process.kill()
-            self.process.wait()
+            stop_process(self.process, 0, terminate=False)
             raise LabError(
                 f"the userspace impairment engine for {self.label} did not start: "
                 f"{self.error or f'no ready signal within {READY_TIMEOUT:g}s'}"
             )
-        promote(self.node.netns_path, *ENGINE)  # containers cannot raise their own priority
+        promote(self.node.netns_path, ENGINE)  # containers cannot raise their own priority
         self._iptables("-A")
         self._rule_added = True
 
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                self.error = line.strip() or self.error  # a traceback's last line says most
-                continue
-            event = message.pop("event", "")
-            if event == "ready":
-                self._said_ready = True
-                self._ready.set()
-            elif event == "stats":
-                self.stats = message
-            elif event == "error":
-                self.error = message.get("message")
-        self._ready.set()  # wake start() if the process ended before it was ready
+    def _handle(self, message: dict[str, Any]) -> None:
+        event = message.pop("event", "")
+        if event == "ready":
+            self._said_ready = True
+            self._ready.set()
+        elif event == "stats":
+            self.stats = message
+        elif event == "error":
+            self.error = message.get("message")
+
+    def _text(self, line: str) -> None:
+        self.error = line  # a traceback's last line says most
 
     def _iptables(self, action: str) -> None:
-        command = ["iptables", "-t", "mangle", action, "POSTROUTING", *iptables_rule(self.ifname, self.queue_num)]
+        command = [IPTABLES, "-t", "mangle", action, "POSTROUTING", *iptables_rule(self.ifname, self.queue_num)]
         result = self.node.run(command, timeout=30)
         if result.returncode != 0:
             raise LabError(f"`{' '.join(command)}` in {self.node.name} failed: {result.stdout}{result.stderr}".strip())
@@ -165,16 +166,15 @@ class EngineProcess:
                 self._iptables("-D")
             except (LabError, OSError, subprocess.SubprocessError):
                 pass  # the namespace goes away with the lab anyway
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         if self._reader is not None:
             self._reader.join(timeout)
         return self.stats
+
+    def lateness(self) -> dict[str, Any]:
+        """How late the engine released packets against their schedule (its last stats line): the
+        harness's own error, which a loaded host shows here rather than as a wrong link delay."""
+        return {key: value for key, value in self.stats.items() if key.startswith("late_")}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -185,4 +185,5 @@ class EngineProcess:
             "flow_order": self.impairment.flow_order,
             "trace": self.impairment.trace,
             "pid": self.process.pid if self.process else None,
+            "release_lateness": self.lateness(),
         }

@@ -1,6 +1,8 @@
 """netem's impairment model, decided packet by packet for the userspace engine (NFQUEUE).
 
-Pure decision logic: no sockets, no clocks. Given a packet's arrival time and bytes, ``decide`` says
+Pure decision logic: no sockets, no clocks. One module on purpose (over the 400-line guide): the loss
+state machines, the correlation arithmetic and the distribution tables share netem's u32 conventions,
+and each is checked against the same kernel source. Given a packet's arrival time and bytes, ``decide`` says
 whether to drop it, when to release it, whether to corrupt it and whether a copy goes out too. The
 only I/O is reading iproute2's distribution tables and trace files.
 
@@ -56,13 +58,11 @@ Where this model knowingly differs from netem:
 from __future__ import annotations
 
 import bisect
-import csv
-import math
 import os
 import random
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from statistics import NormalDist
@@ -71,6 +71,7 @@ import numpy as np
 
 from testbed.errors import InputError
 from testbed.scenario.model import Impairment, LossSpec
+from testbed.scenario.trace import Trace
 
 Rng = np.random.Generator | random.Random
 FlowKey = tuple[int | bytes, ...]
@@ -84,7 +85,6 @@ MAX_TABLE = 16384  # NETEM_DIST_MAX
 RANDOM_BLOCK = 4096  # random numbers drawn from the generator at once
 U32_MAX = 0xFFFFFFFF
 FLOW_PRUNE_EVERY = 4096  # packets between sweeps of flows whose last release has passed
-MAX_TRACE_DELAY_MS = 60_000.0  # the scenario's own limit on delay
 
 
 # ---------------------------------------------------------------- distribution tables
@@ -278,125 +278,7 @@ def loss_generator(loss: LossSpec | None, random32: Callable[[], int]) -> Callab
     return _FourState(random32, loss)
 
 
-# ---------------------------------------------------------------- traces
-
-
-class TraceError(InputError):
-    """A trace file is malformed; the message names file, line, column and the allowed range."""
-
-
-TRACE_COLUMNS = ("time_s", "delay_ms", "jitter_ms", "loss_pct")
-_REQUIRED_COLUMNS = ("time_s", "delay_ms")
-_COLUMN_RANGES = {
-    "time_s": (0.0, math.inf),
-    "delay_ms": (0.0, MAX_TRACE_DELAY_MS),
-    "jitter_ms": (0.0, MAX_TRACE_DELAY_MS),
-    "loss_pct": (0.0, 100.0),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class TraceRow:
-    """The impairment from ``time_s`` on: delay and jitter in ms, loss in percent (None: not in the trace)."""
-
-    time_s: float
-    delay_ms: float
-    jitter_ms: float | None = None
-    loss_pct: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Trace:
-    """A step function of time since start: the last row whose ``time_s`` <= t (the first row before it)."""
-
-    source: str
-    rows: tuple[TraceRow, ...]
-    times_ns: tuple[int, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.rows:
-            raise TraceError(f"{self.source}: the trace has no rows")
-        times = tuple(round(row.time_s * 1e9) for row in self.rows)
-        if any(later <= earlier for earlier, later in zip(times, times[1:], strict=False)):
-            raise TraceError(f"{self.source}: time_s must increase from row to row")
-        object.__setattr__(self, "times_ns", times)
-
-    def index_at(self, t_ns: int) -> int:
-        """Index of the row in effect ``t_ns`` after the start."""
-        return max(bisect.bisect_right(self.times_ns, t_ns) - 1, 0)
-
-    def at(self, t_s: float) -> TraceRow:
-        """The row in effect ``t_s`` seconds after the start."""
-        return self.rows[self.index_at(round(t_s * 1e9))]
-
-
-def parse_trace(text: str, source: str = "<trace>") -> Trace:
-    """Parse CSV text with the header ``time_s,delay_ms[,jitter_ms][,loss_pct]`` (blank and ``#`` lines skipped)."""
-    lines = [
-        (number, line)
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    allowed = ", ".join(TRACE_COLUMNS)
-    if not lines:
-        raise TraceError(f"{source}: empty; the first line must be the header {allowed}")
-    header_line, header_text = lines[0]
-    header = [name.strip() for name in next(csv.reader([header_text]))]
-    unknown = [name for name in header if name not in TRACE_COLUMNS]
-    if unknown:
-        raise TraceError(f"{source}:{header_line}: unknown column {unknown[0]!r}; allowed: {allowed}")
-    missing = [name for name in _REQUIRED_COLUMNS if name not in header]
-    if missing:
-        raise TraceError(
-            f"{source}:{header_line}: the header lacks {', '.join(missing)}; columns: {allowed} "
-            "(jitter_ms and loss_pct are optional)"
-        )
-    if len(set(header)) != len(header):
-        raise TraceError(f"{source}:{header_line}: a column appears twice in the header")
-    rows: list[TraceRow] = []
-    for number, line in lines[1:]:
-        where = f"{source}:{number}"
-        cells = next(csv.reader([line]))
-        if len(cells) != len(header):
-            raise TraceError(f"{where}: {len(cells)} values for {len(header)} columns ({', '.join(header)})")
-        values = {name: _trace_value(where, name, cell) for name, cell in zip(header, cells, strict=False)}
-        if rows and values["time_s"] <= rows[-1].time_s:
-            raise TraceError(
-                f"{where}: column time_s: {values['time_s']:g} does not come after "
-                f"{rows[-1].time_s:g}; times must increase"
-            )
-        if values.get("jitter_ms", 0) > values["delay_ms"]:
-            raise TraceError(
-                f"{where}: column jitter_ms: {values['jitter_ms']:g} is larger than delay_ms "
-                f"{values['delay_ms']:g}; negative delays would be clipped (allowed: 0 to delay_ms)"
-            )
-        rows.append(TraceRow(values["time_s"], values["delay_ms"], values.get("jitter_ms"), values.get("loss_pct")))
-    if not rows:
-        raise TraceError(f"{source}: no data rows after the header")
-    return Trace(source, tuple(rows))
-
-
-def _trace_value(where: str, name: str, cell: str) -> float:
-    low, high = _COLUMN_RANGES[name]
-    allowed = f"{low:g} or more" if math.isinf(high) else f"{low:g} to {high:g}"
-    try:
-        value = float(cell)
-    except ValueError:
-        raise TraceError(f"{where}: column {name}: {cell.strip()!r} is not a number; allowed: {allowed}") from None
-    if not (math.isfinite(value) and low <= value <= high):
-        raise TraceError(f"{where}: column {name}: {cell.strip()} is outside the allowed range: {allowed}")
-    return value
-
-
-def load_trace(path: str | os.PathLike[str]) -> Trace:
-    """Read a trace CSV file (see ``parse_trace``); errors name the file, line, column and allowed range."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read the trace: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise TraceError(f"{path}: not a UTF-8 text file; a trace is CSV text") from None
-    return parse_trace(text, str(path))
+# ---------------------------------------------------------------- traces (format: testbed.scenario.trace)
 
 
 # ---------------------------------------------------------------- packets

@@ -4,6 +4,9 @@ An iptables ``NFQUEUE --queue-num N`` rule hands every matching packet to the pr
 ``N`` in that network namespace; the packet waits in the kernel until the process issues a verdict
 (accept, drop, or accept with a new payload). Holding the verdict is how the engine delays packets.
 
+One module on purpose (over the 400-line guide): the message layout, the batched verdicts and the
+queue statistics are one protocol whose constants must stay together.
+
 The wire format (``<linux/netfilter/nfnetlink_queue.h>``) is small enough to speak directly over a
 ``NETLINK_NETFILTER`` socket with ``struct``: no C build, no libnetfilter_queue.
 
@@ -42,12 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from testbed.errors import TestbedError
+from testbed.sockopts import SO_TIMESTAMPNS, big_buffer
+
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
 NETLINK_EXT_ACK = 11
-SO_RCVBUFFORCE = 33
-SO_TIMESTAMPNS = 35  # <asm-generic/socket.h>; Python 3.11 does not export it
 
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -82,8 +86,9 @@ _RECV_BUFFER = 256 * 1024  # one datagram: a 64 KiB packet plus its attributes f
 _FLUSH_BYTES = 64 * 1024  # send buffered verdicts before one datagram grows past this
 
 
-class NfQueueError(OSError):
-    """The kernel refused a queue request, or the queue lost packets; the message says what and why."""
+class NfQueueError(OSError, TestbedError):
+    """The kernel refused a queue request, or the queue lost packets; the message says what and why.
+    An OSError (with its errno) and a TestbedError (the testbed failed)."""
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()
@@ -172,10 +177,7 @@ class NfQueue:
 
     def _set_receive_buffer(self, size: int) -> None:
         """A large buffer absorbs bursts while the engine sleeps; FORCE lifts rmem_max (needs root)."""
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-        except PermissionError:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        big_buffer(self._sock, socket.SO_RCVBUF, size)
 
     def _try_option(self, option: int) -> bool:
         try:
@@ -403,7 +405,8 @@ class NfQueue:
                 except OSError as error:
                     if error.errno == errno_codes.ENOBUFS:
                         continue  # packets were lost, but the answer we wait for still comes
-                    raise NfQueueError(error.errno, f"{what} failed: {_error_name(error.errno)}") from None
+                    code = error.errno or errno_codes.EIO
+                    raise NfQueueError(code, f"{what} failed: {_error_name(code)}") from None
                 answered, refusal = self._parse(size, packets, seq, what)
                 if refusal is not None:
                     raise refusal

@@ -1,0 +1,78 @@
+"""Linux socket constants the ``socket`` module does not export (values from <asm-generic/socket.h>,
+<linux/in.h>, <linux/if_packet.h>, <linux/filter.h>), and the few socket set-ups every node process
+repeats: marking DSCP, asking for arrival timestamps and the DSCP received, a large buffer."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+
+# <asm-generic/socket.h> (x86, arm64; not alpha, mips, parisc, sparc)
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD: a struct timespec of two 64-bit fields on 64-bit hosts
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+SO_MARK = 36
+# <linux/in.h>
+IP_TOS = 1
+IP_RECVTOS = 13
+# <linux/if_packet.h>, <linux/if_ether.h>
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
+ETH_P_ALL = 0x0003
+
+TIMESPEC = struct.Struct("@qq")  # the SCM_TIMESTAMPNS payload: seconds, nanoseconds (CLOCK_REALTIME)
+_FORCE = {socket.SO_RCVBUF: SO_RCVBUFFORCE, socket.SO_SNDBUF: SO_SNDBUFFORCE}
+
+
+def family_of(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def mark_dscp(sock: socket.socket, dscp: int) -> None:
+    """Send with DSCP ``dscp`` (IPv4 TOS or IPv6 traffic class; ECN bits zero)."""
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, dscp << 2)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_TOS, dscp << 2)
+
+
+def receive_tos(sock: socket.socket) -> None:
+    """Ask for each datagram's TOS / traffic class as ancillary data (see ``tos_of``)."""
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+
+
+def receive_timestamps(sock: socket.socket) -> None:
+    """Ask for the kernel's arrival time of each datagram (CLOCK_REALTIME ns, see ``timestamp_ns``):
+    immune to the receiving process being descheduled."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def timestamp_ns(level: int, kind: int, value: bytes) -> int | None:
+    """The arrival time in one ancillary item, or None if the item is something else."""
+    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+        seconds, nanoseconds = TIMESPEC.unpack_from(value)
+        return int(seconds * 1_000_000_000 + nanoseconds)
+    return None
+
+
+def tos_of(level: int, kind: int, value: bytes) -> int | None:
+    """The TOS byte in one ancillary item (IPv4: one byte; IPv6: an int), or None."""
+    if (level, kind) in ((socket.IPPROTO_IP, IP_TOS), (socket.IPPROTO_IPV6, socket.IPV6_TCLASS)):
+        return value[0] if len(value) == 1 else int.from_bytes(value[:4], sys.byteorder)
+    return None
+
+
+def big_buffer(sock: socket.socket, option: int, size: int) -> None:
+    """A ``size``-byte SO_RCVBUF/SO_SNDBUF: root may exceed net.core.[rw]mem_max (the FORCE options);
+    others get what the sysctl allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _FORCE[option], size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
