@@ -8,7 +8,7 @@ DEBS := iproute2 iptables nftables libopus0
 # only where the kernel lacks sch_netem: the stock-kernel VM that runs the netem tests (testbed/lab/netemvm.py)
 VM_DEBS := qemu-system-x86 linux-image-amd64 busybox-static file
 
-.PHONY: demo test test-unit test-lab setup debs netem-vm bench clean-venv
+.PHONY: demo test check lint test-unit test-lab setup debs netem-vm bench clean-venv
 
 setup: debs $(VENV)/.installed
 
@@ -41,14 +41,22 @@ netem-vm: debs $(VENV)/.installed
 	fi
 
 # the docker backend: a Docker engine (installed and started if missing) and the node image, built
-# offline from a host wheelhouse; quiet when both are current (containers/, testbed/images.py)
+# offline from a host wheelhouse; quiet when both are current (containers/, testbed/images/)
 .PHONY: images
 images: setup
 	@bash containers/provision-docker.sh
-	@$(BIN)/python -m testbed.images build --quiet
+	@$(BIN)/testbed images build --quiet
 
-test: setup netem-vm images
-	$(BIN)/pytest
+# the fast stage first (lint, types, unit tests: a couple of minutes), then what needs provisioning
+test: check netem-vm images
+	$(BIN)/pytest tests --ignore=tests/unit
+
+check: lint test-unit
+
+lint: setup
+	$(BIN)/ruff check testbed tests bench
+	$(BIN)/ruff format --check testbed tests bench
+	$(BIN)/mypy testbed
 
 test-unit: setup
 	$(BIN)/pytest tests/unit

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from testbed.lab.nodes import make_backend
+from testbed.lab.backends import make_backend
 from testbed.lab.registry import Registry, RunRecord
 
 

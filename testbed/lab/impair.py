@@ -6,13 +6,13 @@ Layout on the interface: ``root 1: htb default 0x10`` -> ``class 1:10`` (rate = 
 HTB class runs at line rate, so every impaired interface looks the same to the queue statistics.
 
 pyroute2 builds the HTB and the pfifo; netem goes through the ``tc`` binary because pyroute2 cannot
-set delay distributions or loss models (DESIGN.md). That boundary stays inside this module.
+set delay distributions or loss models; it runs through ``Node.run``. That boundary stays inside
+this module (docs/design.md, "What goes through tc and iptables").
 """
 
 from __future__ import annotations
 
 import errno
-import subprocess
 from pathlib import Path
 
 from pyroute2 import IPRoute
@@ -20,11 +20,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed.errors import CapabilityError, LabError
 from testbed.lab import netns
+from testbed.lab.backends.base import Node
 from testbed.scenario.model import Impairment, LossSpec
 
 ROOT_HANDLE = 0x10000  # 1:
 CLASS_ID = 0x10010  # 1:10
 LEAF_HANDLE = 0x100000  # 10:
+TC_H_ROOT = 0xFFFFFFFF
 LINE_RATE = 10_000_000_000  # "no rate": 10 Gbit, above anything veth carries here
 DEFAULT_QUEUE_LIMIT = 1000  # packets; a consumer modem's deep buffer
 MTU_BYTES = 1514
@@ -101,16 +103,29 @@ def netem_queue_limit(impairment: Impairment) -> int:
     return limit
 
 
-def netem_works(namespace: Path) -> bool:
-    """Whether this kernel has sch_netem: try one on the namespace's loopback (and remove it)."""
-    add = ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "netem", "delay", "1us"]
-    process = netns.popen(namespace, add, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if process.wait(timeout=10) != 0:
-        return False
-    netns.popen(
-        namespace, ["tc", "qdisc", "del", "dev", "lo", "root"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ).wait(timeout=10)
-    return True
+def try_netem(ipr: IPRoute, index: int) -> None:
+    """Add a netem root qdisc to one interface and remove it; NetlinkError when the kernel has no sch_netem."""
+    ipr.tc("add", "netem", index, ROOT_HANDLE, delay=1000)
+    ipr.tc("del", index=index, root=True)
+
+
+def netem_works(namespace: Path | None = None) -> bool:
+    """Whether this kernel runs sch_netem: tried on the loopback of ``namespace`` (default: a throwaway one)."""
+
+    def check() -> bool:
+        with IPRoute() as ipr:
+            try:
+                try_netem(ipr, ipr.link_lookup(ifname="lo")[0])
+            except NetlinkError:
+                return False
+        return True
+
+    if namespace is not None:
+        return netns.run_in(namespace, check)
+    try:
+        return netns.in_scratch_namespace(check)
+    except PermissionError:
+        return False  # not root: no namespace to try in, so no netem for labs either
 
 
 def require_netem(needs: bool, netem_available: bool, where: str) -> None:
@@ -129,7 +144,7 @@ def handle_text(handle: int) -> str:
 
 
 def install_leaf(
-    ipr: IPRoute, namespace: Path, ifname: str, parent: int, handle: int, impairment: Impairment, queue_limit: int
+    ipr: IPRoute, node: Node, ifname: str, parent: int, handle: int, impairment: Impairment, queue_limit: int
 ) -> None:
     """The queue under an HTB class: pfifo with the queue limit, or netem when the direction needs it."""
     if not impairment.needs_netem():
@@ -150,12 +165,12 @@ def install_leaf(
         "netem",
         *netem_arguments(impairment, limit),
     ]
-    process = netns.popen(namespace, command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output, _ = process.communicate(timeout=10)
-    if process.returncode != 0 and "qdisc kind is unknown" in output:
-        require_netem(True, False, f"the egress of {ifname} in {namespace.name}")
-    if process.returncode != 0:
-        raise LabError(f"`{' '.join(command)}` failed: {output.strip()}")
+    result = node.run(command, timeout=10)
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and "qdisc kind is unknown" in output:
+        require_netem(True, False, f"the egress of {ifname} in {node.name}")
+    if result.returncode != 0:
+        raise LabError(f"`{' '.join(command)}` in {node.name} failed: {output.strip()}")
 
 
 def clear_root(ipr: IPRoute, ifname: str) -> None:
@@ -168,12 +183,20 @@ def clear_root(ipr: IPRoute, ifname: str) -> None:
             raise
 
 
-def apply(ipr: IPRoute, namespace: Path, ifname: str, impairment: Impairment) -> None:
-    """Install the impairment on ``ifname``'s egress inside ``namespace`` (replacing what was there)."""
+def _has_htb_root(ipr: IPRoute, index: int) -> bool:
+    return any(
+        q.get("handle") == ROOT_HANDLE and q.get("parent") == TC_H_ROOT and q.get_attr("TCA_KIND") == "htb"
+        for q in ipr.get_qdiscs(index=index)
+    )
+
+
+def apply(ipr: IPRoute, node: Node, ifname: str, impairment: Impairment) -> None:
+    """Install the impairment on ``ifname``'s egress in ``node`` (replacing what was there)."""
     index = ipr.link_lookup(ifname=ifname)[0]
     rate = impairment.rate or LINE_RATE
     burst = impairment.burst or burst_bytes(rate)
-    ipr.tc("replace", "htb", index, ROOT_HANDLE, default=0x10)  # in place: a timeline change keeps the queue
+    if not _has_htb_root(ipr, index):  # HTB has no change operation: an existing root is kept as it is
+        ipr.tc("replace", "htb", index, ROOT_HANDLE, default=0x10)  # a timeline change keeps the queue
     ipr.tc(
         "replace-class",
         "htb",
@@ -186,6 +209,4 @@ def apply(ipr: IPRoute, namespace: Path, ifname: str, impairment: Impairment) ->
         cburst=burst,
         prio=0,
     )
-    install_leaf(
-        ipr, namespace, ifname, CLASS_ID, LEAF_HANDLE, impairment, impairment.queue_limit or DEFAULT_QUEUE_LIMIT
-    )
+    install_leaf(ipr, node, ifname, CLASS_ID, LEAF_HANDLE, impairment, impairment.queue_limit or DEFAULT_QUEUE_LIMIT)

@@ -8,84 +8,37 @@ cleaned up in-process (SIGKILL) is left listed in the registry for ``testbed cle
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from testbed.errors import CapabilityError, InputError, Interrupted, LabError
+from testbed.errors import CapabilityError, InputError, LabError
 from testbed.lab import impair, links, qos, tunnels
+from testbed.lab.backends import Node, make_backend
 from testbed.lab.cleanup import remove_run
 from testbed.lab.engine.harness import EngineProcess
-from testbed.lab.nodes import Node, make_backend
+from testbed.lab.engine_set import ENGINE_FAILED_SIGNAL, EngineFailed, EngineSet
 from testbed.lab.registry import Registry, RunRecord
-from testbed.lab.topology import AddressPlan, plan_addresses
+from testbed.lab.signals import signals_ignored, signals_raise
+from testbed.scenario.addressing import AddressPlan, plan_addresses
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.router_template import RouterTemplate
 
-_TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+__all__ = ["ENGINE_FAILED_SIGNAL", "EngineFailed", "Lab", "scenario_template", "switch_name"]
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"received {signal.Signals(signum).name}")
+def scenario_template(scenario: Scenario) -> RouterTemplate:
+    """The router template the scenario names (``fifo`` by default) with its overrides, from the shipped
+    templates: what ``load_scenario`` resolves for a scenario file without templates of its own."""
+    from testbed.scenario.load import BUILTIN_SCENARIOS, find_template, load_template
 
-
-@contextmanager
-def signals_raise() -> Iterator[None]:
-    """While inside, SIGTERM and SIGHUP unwind like Ctrl-C (only possible on the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in _TERMINATING_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C or SIGTERM is ignored while inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = (signal.SIGINT, *_TERMINATING_SIGNALS)
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in caught}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-class EngineFailed(LabError):
-    """An impairment engine died while the lab ran: its link is no longer impaired."""
-
-
-ENGINE_FAILED_SIGNAL = signal.SIGUSR1  # the watchdog's way to interrupt whatever the main thread waits on
-
-
-@contextmanager
-def engine_failures_raise(lab: Lab) -> Iterator[None]:
-    """While inside, the lab's watchdog can raise EngineFailed in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def raise_failure(signum: int, frame: FrameType | None) -> None:
-        if lab.engine_failure:
-            raise EngineFailed(lab.engine_failure)
-
-    previous = signal.signal(ENGINE_FAILED_SIGNAL, raise_failure)
-    try:
-        yield
-    finally:
-        signal.signal(ENGINE_FAILED_SIGNAL, previous)
+    name = scenario.router.template
+    path = find_template(name, BUILTIN_SCENARIOS / f"{scenario.name}.yaml")
+    if path is None:
+        raise InputError(f"router template {name!r} is not shipped; pass router_template= (load_template)")
+    return load_template(path, scenario.router.overrides)
 
 
 def switch_name(link: str) -> str:
@@ -94,7 +47,11 @@ def switch_name(link: str) -> str:
 
 
 class Lab:
-    """The emulated network of one scenario. Use as ``with Lab(scenario) as lab: ...``."""
+    """The emulated network of one scenario. Use as ``with Lab(scenario) as lab: ...``.
+
+    ``router_template``: what the router runs; default the scenario's own (``router.template``, resolved
+    among the shipped templates), so a lab built here is the one ``testbed lab up`` builds.
+    """
 
     def __init__(
         self,
@@ -112,30 +69,22 @@ class Lab:
         self.shared_dirs = list(shared_dirs)  # host directories the nodes' processes write into
         # the links as they are now: the timeline's set_link changes them while the lab runs
         self.links: dict[str, dict[str, Impairment]] = {link: dict(ends) for link, ends in scenario.links.items()}
-        self.engine_choice = impairment_engine or scenario.impairment_engine
-        if self.engine_choice not in ("auto", "netem", "userspace"):
-            raise InputError(f"impairment engine {self.engine_choice!r}: use auto, netem or userspace")
-        self.kernel_netem: bool | None = None  # probed on first need
-        self.engines: dict[tuple[str, str], EngineProcess] = {}
-        self.engine_stats: dict[str, dict[str, Any]] = {}
-        self.engine_failure: str | None = None
-        self._queue_numbers: dict[str, int] = {}
-        self._watchdog: threading.Thread | None = None
-        self._watchdog_stop = threading.Event()
-        self._main_thread = threading.main_thread().ident
+        self.nodes: dict[str, Node] = {}
+        self.impairment_engines = EngineSet(impairment_engine or scenario.impairment_engine, self.nodes)
+        self.router = qos.find_router(scenario)
+        if router_template is None and self.router is not None:
+            router_template = scenario_template(scenario)
         self.router_template = router_template
-        self.router = qos.find_router(scenario) if router_template is not None else None
         self.class_names: dict[str, dict[str, dict[str, str]]] = {}  # node -> interface -> handle -> class
         self.registry = registry or Registry()
         self.backend_name = backend or scenario.backend
         self.keep = keep
         self.purpose = purpose
         self.plan: AddressPlan = plan_addresses(scenario.topology)
-        self.nodes: dict[str, Node] = {}
         self.run: RunRecord | None = None
         self.netlink = links.Netlink()
         self.up_seconds: float | None = None
-        self._signals = None
+        self._signals: list[AbstractContextManager[None]] = []
         self._owner_pid = os.getpid()
 
     @property
@@ -147,33 +96,62 @@ class Lab:
     def node(self, name: str) -> Node:
         return self.nodes[name]
 
+    # ------------------------------------------------------------ impairment engines (see EngineSet)
+
+    @property
+    def engines(self) -> dict[tuple[str, str], EngineProcess]:
+        return self.impairment_engines.running
+
+    @property
+    def engine_stats(self) -> dict[str, dict[str, Any]]:
+        """Final stats of the engines stopped so far, by label."""
+        return self.impairment_engines.stats
+
+    @property
+    def engine_choice(self) -> str:
+        return self.impairment_engines.choice
+
+    @property
+    def kernel_netem(self) -> bool | None:
+        return self.impairment_engines.kernel_netem
+
+    @property
+    def engine_failure(self) -> str | None:
+        return self.impairment_engines.failure
+
+    def uses_engine(self, impairment: Impairment) -> bool:
+        return self.impairment_engines.uses_engine(impairment)
+
+    def check_engines(self) -> None:
+        """Raise EngineFailed if an engine died: call it before trusting any measurement."""
+        self.impairment_engines.raise_if_failed()
+
     # ------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> Lab:
-        self._signals = signals_raise()
-        self._signals.__enter__()
-        self._engine_signal = engine_failures_raise(self)
-        self._engine_signal.__enter__()
+        self._signals = [signals_raise(), self.impairment_engines.failures_raise()]
+        for handlers in self._signals:
+            handlers.__enter__()
         try:
             self.up()
         except BaseException:
-            self._engine_signal.__exit__(None, None, None)
-            self._signals.__exit__(None, None, None)
+            self._restore_signals()
             raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
-            failure = self.engine_failure or self._engine_check()
+            failure = self.impairment_engines.check()
             if not self.keep or exc_info[0] is not None or failure:
                 self.down()
             if failure and not isinstance(exc_info[1], EngineFailed):
                 raise EngineFailed(failure)
         finally:
-            self._engine_signal.__exit__(None, None, None)
-            if self._signals is not None:
-                self._signals.__exit__(None, None, None)
-                self._signals = None
+            self._restore_signals()
+
+    def _restore_signals(self) -> None:
+        while self._signals:
+            self._signals.pop().__exit__(None, None, None)
 
     def up(self) -> None:
         """Create nodes, wire segments, set addresses and routes. On any failure, undo what was done."""
@@ -206,22 +184,15 @@ class Lab:
             self.down()
             raise
         self.up_seconds = time.perf_counter() - started
-        if self.engines and not self.keep:
-            self._watchdog = threading.Thread(target=self._watch_engines, name="engine watchdog", daemon=True)
-            self._watchdog.start()
+        if not self.keep:
+            self.impairment_engines.start_watchdog()
 
     def down(self) -> None:
         """Remove every node this lab created, then its registry entry. Safe to call more than once."""
         if self.run is None or os.getpid() != self._owner_pid:
             return  # never tear down from a forked copy of the process that built the lab
         with signals_ignored():
-            self._watchdog_stop.set()
-            for engine in self.engines.values():
-                try:
-                    self.engine_stats[engine.label] = engine.stop()
-                except Exception:
-                    pass  # it dies with its namespace below
-            self.engines.clear()
+            self.impairment_engines.stop_all()
             try:
                 self.netlink.close()
             except Exception:
@@ -235,6 +206,8 @@ class Lab:
                 )
             self.run = None
 
+    # ------------------------------------------------------------ links and the router
+
     def apply_impairments(self, per_link: dict[str, dict[str, Impairment]]) -> None:
         """Shape and impair the egress of each named sending endpoint (replaces what was there). The
         router's WAN and LAN ends belong to its template, which builds the link settings in."""
@@ -243,64 +216,8 @@ class Lab:
                 if self._template_owns(sender, link):
                     continue
                 node = self.nodes[sender]
-                kernel_part = self._engine_for(sender, link, impairment)
-                impair.apply(self.netlink(node.netns_path), node.netns_path, link, kernel_part)
-
-    # ------------------------------------------------------------ impairment engines
-
-    def uses_engine(self, impairment: Impairment) -> bool:
-        """Whether the userspace engine (rather than kernel netem) does this direction's netem part."""
-        if not impairment.needs_netem():
-            return False
-        if impairment.trace:
-            if self.engine_choice == "netem":
-                raise InputError(
-                    "a link 'trace' is replayed by the userspace engine only; use impairment_engine auto or userspace"
-                )
-            return True
-        if self.engine_choice == "auto":
-            if self.kernel_netem is None:
-                first = next(iter(self.nodes.values()))
-                self.kernel_netem = impair.netem_works(first.netns_path)
-            return not self.kernel_netem
-        return self.engine_choice == "userspace"
-
-    def _engine_for(self, node_name: str, link: str, impairment: Impairment) -> Impairment:
-        """(Re)start or stop the engine of one link end; return what the kernel's qdiscs must still do."""
-        old = self.engines.pop((node_name, link), None)
-        if old is not None:
-            self.engine_stats[old.label] = old.stop()
-        if not self.uses_engine(impairment):
-            return impairment
-        queue_num = self._queue_numbers.get(node_name, 0)
-        self._queue_numbers[node_name] = queue_num + 1
-        engine = EngineProcess(self.nodes[node_name], link, impairment, queue_num)
-        engine.start()
-        self.engines[(node_name, link)] = engine
-        return impairment.shaping_only()
-
-    def _engine_check(self) -> str | None:
-        for engine in list(self.engines.values()):
-            failure = engine.check()
-            if failure:
-                return failure
-        return None
-
-    def check_engines(self) -> None:
-        """Raise EngineFailed if an engine died: call it before trusting any measurement."""
-        failure = self.engine_failure or self._engine_check()
-        if failure:
-            self.engine_failure = failure
-            raise EngineFailed(failure)
-
-    def _watch_engines(self) -> None:
-        while not self._watchdog_stop.wait(0.2):
-            failure = self._engine_check()
-            if failure:
-                self.engine_failure = failure
-                if self._main_thread is not None:
-                    signal.pthread_kill(self._main_thread, ENGINE_FAILED_SIGNAL)
-                return
+                kernel_part = self.impairment_engines.assign(sender, link, impairment)
+                impair.apply(self.netlink(node.netns_path), node, link, kernel_part)
 
     def set_link(self, link: str, impairments: dict[str, Impairment]) -> None:
         """Change a link's settings while the lab runs (the timeline's set_link), per sending endpoint."""
@@ -314,7 +231,12 @@ class Lab:
             self.set_router_template(self.router_template)
 
     def _template_owns(self, node: str, link: str) -> bool:
-        return self.router is not None and node == self.router[0] and link in self.router[1].values()
+        return (
+            self.router is not None
+            and self.router_template is not None
+            and node == self.router[0]
+            and link in self.router[1].values()
+        )
 
     def set_router_template(self, template: RouterTemplate) -> None:
         """Install (or switch to) a router template on the router's WAN and LAN sides."""
@@ -326,13 +248,10 @@ class Lab:
         kernel_parts = {}
         for link, impairment in own.items():
             if impairment is not None:
-                kernel_parts[link] = self._engine_for(node_name, link, impairment)
+                kernel_parts[link] = self.impairment_engines.assign(node_name, link, impairment)
         self.router_template = template
         self.class_names[node_name] = qos.apply_router(
-            self.netlink(node.netns_path),
-            qos.RouterSides(node_name, node.netns_path, dict(sides)),
-            template,
-            kernel_parts,
+            self.netlink(node.netns_path), qos.RouterSides(node, dict(sides)), template, kernel_parts
         )
 
     # ------------------------------------------------------------ description
@@ -353,11 +272,7 @@ class Lab:
             "backend": self.backend_name,
             "router": router,
             "tunnels": [tunnel.describe() for tunnel in vpn],
-            "impairment_engine": {
-                "choice": self.engine_choice,
-                "kernel_netem": self.kernel_netem,
-                "userspace": [engine.describe() for engine in self.engines.values()],
-            },
+            "impairment_engine": self.impairment_engines.describe(),
             "nodes": {
                 name: {
                     "kind": node.kind,

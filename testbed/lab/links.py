@@ -10,14 +10,15 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from testbed.lab import netns
-from testbed.lab.nodes import Node
-from testbed.lab.topology import AddressPlan, Segment
+from testbed.lab.backends import Node
+from testbed.scenario.addressing import AddressPlan, Segment
 
 BRIDGE = "_bridge"  # node names have no "_", so no switch port can clash with it
 
 
 class Netlink:
-    """One rtnetlink socket per namespace, opened on first use and reused (see DESIGN.md)."""
+    """One rtnetlink socket per namespace, opened on first use and reused (pyroute2's ``netns=`` would
+    fork a helper process per socket; docs/design.md, "One netlink socket per namespace")."""
 
     def __init__(self) -> None:
         self._sockets: dict[Path, IPRoute] = {}
@@ -37,7 +38,8 @@ class Netlink:
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:
-    return ipr.link_lookup(ifname=ifname)[0]
+    index: int = ipr.link_lookup(ifname=ifname)[0]
+    return index
 
 
 def bring_up_loopback(netlink: Netlink, node: Node) -> None:

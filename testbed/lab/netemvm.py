@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from testbed.errors import CapabilityError, LabError
 
@@ -163,25 +164,11 @@ def vm_available() -> tuple[bool, str]:
     return True, f"linux {kernel.release}, virtme-ng {vng_version(vng)}, QEMU TCG"
 
 
-def host_has_netem() -> bool:
-    """Does this kernel run netem? Tried in a throwaway network namespace (``unshare``), so nothing is left."""
-    if os.geteuid() != 0 or shutil.which("tc") is None or shutil.which("unshare") is None:
-        return False
-    try:
-        result = subprocess.run(
-            ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-            check=False,
-            capture_output=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
-
-
 def netem_status() -> str:
     """One line for `testbed doctor`: whether netem runs natively here or in the stock-kernel VM."""
-    if host_has_netem():
+    from testbed.lab.impair import netem_works
+
+    if netem_works():
         return f"netem: available on this kernel ({os.uname().release}); netem links and tests run natively"
     ok, detail = vm_available()
     if ok:
@@ -237,7 +224,7 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(none)"
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen[Any]) -> None:
     """End vng and the QEMU it started (their own session, started by us) and reap vng."""
     try:
         os.killpg(process.pid, signal.SIGKILL)

@@ -34,6 +34,12 @@ def _setns(fd: int) -> None:
         raise OSError(errno, f"setns failed: {os.strerror(errno)}")
 
 
+def _unshare() -> None:
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}")
+
+
 def create(name: str) -> Path:
     """Create a named namespace (``/run/netns/NAME``, visible to ``ip netns``).
 
@@ -43,13 +49,21 @@ def create(name: str) -> Path:
     """
 
     def unshare_and_mount() -> None:
-        if _libc.unshare(CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}")
+        _unshare()
         pyroute2_netns.attach(name, "thread-self")
 
     _on_thread(unshare_and_mount)
     return NETNS_RUN_DIR / name
+
+
+def in_scratch_namespace(function: Callable[[], T]) -> T:
+    """Call ``function`` on a helper thread inside a new, unnamed namespace that dies with the thread."""
+
+    def unshare_and_call() -> T:
+        _unshare()
+        return function()
+
+    return _on_thread(unshare_and_call)
 
 
 def remove(name: str) -> bool:
@@ -92,7 +106,8 @@ def _on_thread(function: Callable[[], T]) -> T:
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]
+    value: T = outcome["value"]
+    return value
 
 
 def netlink_socket(path: str | Path) -> socket.socket:
@@ -113,7 +128,7 @@ def write_sysctls(path: str | Path, values: dict[str, str]) -> None:
     run_in(path, write)
 
 
-def popen(path: str | Path, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+def popen(path: str | Path, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """Start a program inside the namespace (the child enters it between fork and exec)."""
     fd = os.open(path, os.O_RDONLY)
 

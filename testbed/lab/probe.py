@@ -10,11 +10,14 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from testbed.lab import netns
+from testbed.errors import CapabilityError
+from testbed.lab import impair, iptables, netns
+from testbed.lab.backends.base import run_in_namespace
 from testbed.lab.registry import Registry, Resource
 
 KERNEL_EXTRA = "linux-modules-extra-$(uname -r) (Ubuntu) or your distribution's full kernel modules package"
@@ -97,7 +100,7 @@ _KERNEL_CHECKS: dict[str, Callable[[IPRoute, int], None]] = {
     "bridge": _link_kind("bridge"),
     "htb": _tc_qdisc("htb", default=0x10),
     "tbf": _tc_qdisc("tbf", rate=1_000_000, burst=16_000, latency=50_000),
-    "netem": _tc_qdisc("netem", delay=1000),
+    "netem": impair.try_netem,
     "fq_codel": _tc_qdisc("fq_codel"),
     "u32": _u32,
     "ingress": _ingress,
@@ -105,16 +108,14 @@ _KERNEL_CHECKS: dict[str, Callable[[IPRoute, int], None]] = {
 }
 
 
-def _run(argv: list[str], namespace_path: str | None = None) -> tuple[bool, str]:
+def _run(argv: list[str], namespace_path: Path) -> tuple[bool, str]:
+    """Run a host tool in the scratch namespace as a lab node would (``Node.run``)."""
     try:
-        if namespace_path:
-            process = netns.popen(namespace_path, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        else:
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        out, _ = process.communicate(timeout=10)
-        return process.returncode == 0, out.strip().splitlines()[-1] if out.strip() else ""
+        result = run_in_namespace(namespace_path, argv, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, str(exc)
+    out = (result.stdout + result.stderr).strip()
+    return result.returncode == 0, out.splitlines()[-1] if out else ""
 
 
 def _capability(name: str, available: bool, detail: str) -> Capability:
@@ -152,12 +153,12 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
                     results.append(
                         _capability(name, False, f"kernel says: {exc.args[1] if len(exc.args) > 1 else exc}")
                     )
-        ok, out = _run(["tc", "qdisc", "add", "dev", "probe0", "root", "handle", "1:", "prio"], str(path))
+        ok, out = _run(["tc", "qdisc", "add", "dev", "probe0", "root", "handle", "1:", "prio"], path)
         results.append(_capability("prio", ok, "works" if ok else f"tc says: {out}"))
-        if shutil.which("iptables"):
+        if shutil.which(iptables.IPTABLES):
             ok, out = _run(
                 [
-                    "iptables",
+                    iptables.IPTABLES,
                     "-t",
                     "mangle",
                     "-A",
@@ -171,12 +172,12 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
                     "--set-dscp",
                     "0",
                 ],
-                str(path),
+                path,
             )
             results.append(_capability("iptables-dscp", ok, "dscp match and DSCP target work" if ok else out))
             ok, out = _run(
                 [
-                    "iptables",
+                    iptables.IPTABLES,
                     "-t",
                     "mangle",
                     "-A",
@@ -189,14 +190,14 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
                     "0",
                     "--queue-bypass",
                 ],
-                str(path),
+                path,
             )
             results.append(_capability("nfqueue", ok, "NFQUEUE target works" if ok else out))
         else:
-            results.append(_capability("iptables-dscp", False, "no iptables command"))
-            results.append(_capability("nfqueue", False, "no iptables command"))
+            results.append(_capability("iptables-dscp", False, f"no {iptables.IPTABLES} command"))
+            results.append(_capability("nfqueue", False, f"no {iptables.IPTABLES} command"))
         if shutil.which("nft"):
-            ok, out = _run(["nft", "add", "table", "inet", "probe"], str(path))
+            ok, out = _run(["nft", "add", "table", "inet", "probe"], path)
             results.append(_capability("nftables", ok, "works" if ok else out))
         else:
             results.append(_capability("nftables", False, "no nft command"))
@@ -206,14 +207,16 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
 
 
 def _docker() -> Capability:
-    try:
-        import docker
+    from testbed.lab.backends.docker import client
 
-        client = docker.from_env(timeout=3)
-        version = client.version().get("Version", "?")
-        client.close()
+    try:
+        engine = client(timeout=3)
+        version = engine.version().get("Version", "?")
+        engine.close()
         return _capability("docker", True, f"engine {version}")
-    except Exception as exc:  # the docker SDK raises many kinds; all mean "not usable"
+    except CapabilityError as exc:
+        return _capability("docker", False, str(exc))
+    except Exception as exc:  # the SDK raises many kinds; all mean "not usable"
         return _capability("docker", False, f"no engine reachable ({type(exc).__name__})")
 
 

@@ -12,24 +12,25 @@ Filters are u32 on the root, tried in template order (the first matching class w
 filter matches go to the default class. Port matches assume a 20-byte IPv4 header, as tc's own
 ``match ip dport`` does; packets with IP options fall to the default class. ARP and ICMPv6 (neighbour
 discovery) go to the template's control class: behind a full bulk queue they starve, the router's
-neighbour entry fails and it drops the EF packets queued behind it for seconds (DESIGN.md).
+neighbour entry fails and it drops the EF packets queued behind it for seconds (docs/design.md, "ARP and
+ND go into the control class").
 
-Ingress DSCP rewriting (bleach, remark) is an iptables mangle chain in the router's namespace;
-everything here lives in the router's namespace and disappears with it.
+Ingress DSCP rewriting (bleach, remark) is an iptables mangle chain in the router's namespace, written
+with the lab's one iptables through ``Node.run``, as are tc-script commands; everything here lives in
+the router's namespace and disappears with it.
 """
 
 from __future__ import annotations
 
 import shlex
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pyroute2 import IPRoute
 
 from testbed import units
 from testbed.errors import InputError, LabError
-from testbed.lab import impair, netns
+from testbed.lab import impair, iptables
+from testbed.lab.backends.base import Node
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.router_template import (
     EgressPolicy,
@@ -197,7 +198,7 @@ def plan_egress(
 
 
 def install_egress(
-    ipr: IPRoute, namespace: Path, ifname: str, plan: EgressPlan, impairment: Impairment, burst: int | None = None
+    ipr: IPRoute, node: Node, ifname: str, plan: EgressPlan, impairment: Impairment, burst: int | None = None
 ) -> None:
     """Replace the interface's egress with the planned tree; the link's netem settings go in every leaf."""
     index = ipr.link_lookup(ifname=ifname)[0]
@@ -230,7 +231,7 @@ def install_egress(
             prio=traffic_class.priority,
         )
         impair.install_leaf(
-            ipr, namespace, ifname, traffic_class.classid, traffic_class.leaf, impairment, traffic_class.queue_limit
+            ipr, node, ifname, traffic_class.classid, traffic_class.leaf, impairment, traffic_class.queue_limit
         )
     for rule in plan.filters:
         ipr.tc(
@@ -263,25 +264,22 @@ def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
     return "\n".join(lines + ["COMMIT", ""])
 
 
-def _run(namespace: Path, command: list[str], stdin: str | None = None) -> str:
+def _run(node: Node, command: list[str], stdin: str | None = None) -> str:
     try:
-        process = netns.popen(
-            namespace, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        result = node.run(command, timeout=30, input=stdin)
     except FileNotFoundError:
         raise LabError(f"{command[0]!r} is not installed (run `make setup`)") from None
-    output, _ = process.communicate(stdin, timeout=30)
-    if process.returncode != 0:
-        raise LabError(f"`{shlex.join(command)}` in {namespace.name} failed: {output.strip()}")
-    return output
+    if result.returncode != 0:
+        raise LabError(f"`{shlex.join(command)}` in {node.name} failed: {(result.stdout + result.stderr).strip()}")
+    return result.stdout
 
 
-def install_ingress_dscp(namespace: Path, template: RouterTemplate, interfaces: list[str]) -> None:
+def install_ingress_dscp(node: Node, template: RouterTemplate, interfaces: list[str]) -> None:
     """Bleach or remark DSCP of packets arriving on the router's WAN and LAN; trust leaves them alone."""
-    _run(namespace, ["iptables-restore", "--noflush"], dscp_rules(template, interfaces))
-    rules = _run(namespace, ["iptables-save", "-t", "mangle"])
+    _run(node, [iptables.IPTABLES_RESTORE, "--noflush"], dscp_rules(template, interfaces))
+    rules = _run(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
     if f"-A PREROUTING -j {DSCP_CHAIN}" not in rules:
-        _run(namespace, ["iptables", "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
+        _run(node, [iptables.IPTABLES, "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
 
 
 # ---------------------------------------------------------------- tc-script
@@ -303,10 +301,10 @@ def expand_script(template: RouterTemplate, placeholders: dict[str, str | None])
     return commands
 
 
-def run_script(namespace: Path, template: RouterTemplate, placeholders: dict[str, str | None]) -> None:
+def run_script(node: Node, template: RouterTemplate, placeholders: dict[str, str | None]) -> None:
     for number, argv in expand_script(template, placeholders):
         try:
-            _run(namespace, argv)
+            _run(node, argv)
         except LabError as exc:
             raise LabError(f"tc-script line {number}: {exc}") from None
 
@@ -330,10 +328,9 @@ def find_router(scenario: Scenario) -> tuple[str, dict[str, str]] | None:
 
 @dataclass
 class RouterSides:
-    """Where the template goes: the router's namespace and its WAN / LAN interface names."""
+    """Where the template goes: the router node and its WAN / LAN interface names."""
 
-    node: str
-    namespace: Path
+    node: Node
     sides: dict[str, str] = field(default_factory=dict)  # "wan"/"lan" -> interface name
 
 
@@ -356,16 +353,16 @@ def apply_router(
             f"{side}_rate": (f"{impairments[i].rate}bit" if i in impairments and impairments[i].rate else None)
             for side, i in router.sides.items()
         }
-        run_script(router.namespace, template, {**router.sides, **rates})
+        run_script(router.node, template, {**router.sides, **rates})
     else:
         for side, ifname in router.sides.items():
             impairment = impairments.get(ifname, Impairment())
             policy: EgressPolicy | None = getattr(template, side)
             if policy is None:
-                impair.apply(ipr, router.namespace, ifname, impairment)
+                impair.apply(ipr, router.node, ifname, impairment)
                 continue
             plan = plan_egress(template, policy, impairment.rate or impair.LINE_RATE, impairment.queue_limit)
-            install_egress(ipr, router.namespace, ifname, plan, impairment, template.burst or impairment.burst)
+            install_egress(ipr, router.node, ifname, plan, impairment, template.burst or impairment.burst)
             names[ifname] = plan.class_names()
-    install_ingress_dscp(router.namespace, template, interfaces)
+    install_ingress_dscp(router.node, template, interfaces)
     return names

@@ -5,37 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from pyroute2 import IPRoute
 
 from testbed.lab import netns
+from testbed.results.workload import QueueSample
 
 
 def format_handle(handle: int) -> str:
     """0x10010 -> ``1:10`` as tc prints it."""
     return f"{handle >> 16:x}:{handle & 0xFFFF:x}" if handle & 0xFFFF else f"{handle >> 16:x}:"
-
-
-@dataclass(frozen=True)
-class QueueSample:
-    time: float  # seconds since the sampler started
-    node: str
-    interface: str
-    object: str  # "qdisc" | "class"
-    kind: str  # htb, pfifo, netem, ...
-    handle: str
-    bytes: int
-    packets: int
-    drops: int
-    overlimits: int
-    backlog_bytes: int
-    backlog_packets: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def read_queues(ipr: IPRoute, node: str, interface: str, at: float) -> list[QueueSample]:
@@ -51,18 +31,18 @@ def read_queues(ipr: IPRoute, node: str, interface: str, at: float) -> list[Queu
                 continue
             samples.append(
                 QueueSample(
-                    round(at, 3),
-                    node,
-                    interface,
-                    what,
-                    message.get_attr("TCA_KIND"),
-                    format_handle(message["handle"]),
-                    basic["bytes"],
-                    basic["packets"],
-                    queue["drops"],
-                    queue["overlimits"],
-                    queue["backlog"],
-                    queue["qlen"],
+                    time=round(at, 3),
+                    node=node,
+                    interface=interface,
+                    object=what,
+                    kind=message.get_attr("TCA_KIND"),
+                    handle=format_handle(message["handle"]),
+                    bytes=basic["bytes"],
+                    packets=basic["packets"],
+                    drops=queue["drops"],
+                    overlimits=queue["overlimits"],
+                    backlog_bytes=queue["backlog"],
+                    backlog_packets=queue["qlen"],
                 )
             )
     return samples

@@ -1,4 +1,5 @@
-"""A UDP reachability probe between two nodes: proves a datagram crosses the lab and counts the hops.
+"""A UDP reachability probe between two nodes: proves a datagram crosses the lab and counts the hops;
+``all_pairs`` probes every ordered pair of hosts (``testbed lab check``).
 
 The receiver asks for each datagram's IP TTL (IP_RECVTTL); the sender sends with TTL 64, so
 ``64 - ttl`` is the number of routers the datagram crossed.
@@ -10,8 +11,12 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from testbed.lab import netns
+
+if TYPE_CHECKING:
+    from testbed.lab.lab import Lab
 
 SEND_TTL = 64
 IP_RECVTTL = 12  # <linux/in.h>; Python 3.11 does not export it
@@ -77,3 +82,25 @@ def udp_probe(
             )
             return ProbeResult(source, destination, address, True, ttl)
     return ProbeResult(source, destination, address, False, None)
+
+
+def hosts(lab: Lab) -> list[str]:
+    """The lab's host nodes (not routers or switches), in plan order."""
+    return [name for name, kind in lab.plan.nodes.items() if kind == "host"]
+
+
+def all_pairs(lab: Lab, timeout: float = 2.0) -> list[ProbeResult]:
+    """One probe from every host to every other host, row by row in plan order."""
+    return [
+        udp_probe(
+            lab.node(source).netns_path,
+            lab.node(destination).netns_path,
+            str(lab.plan.address(destination)),
+            source=source,
+            destination=destination,
+            timeout=timeout,
+        )
+        for source in hosts(lab)
+        for destination in hosts(lab)
+        if source != destination
+    ]

@@ -38,9 +38,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed.errors import CapabilityError, LabError, ScenarioError
 from testbed.lab import netns
+from testbed.lab.backends import Node
 from testbed.lab.links import Netlink
-from testbed.lab.nodes import Node
-from testbed.lab.topology import AddressPlan, Route
+from testbed.scenario.addressing import AddressPlan, Route, free_subnets
 from testbed.scenario.model import Topology
 
 OVERHEAD = {"gre": 24, "vxlan": 50}  # outer IPv4 (20) + GRE (4); outer IPv4 + UDP + VXLAN + inner Ethernet
@@ -100,8 +100,7 @@ def _subnets(topology: Topology, plan: AddressPlan) -> dict[str, ipaddress.IPv4N
         if tunnel.subnet is not None:
             result[name] = tunnel.subnet
             continue
-        prefix = max(topology.subnet_prefix, pool.prefixlen)
-        free = next((c for c in pool.subnets(new_prefix=prefix) if not any(c.overlaps(t) for t in taken)), None)
+        free = next(free_subnets(pool, topology.subnet_prefix, taken), None)
         if free is None:
             raise ScenarioError([f"topology.address_pool {pool} has no room for tunnel {name!r}; give it a 'subnet'"])
         result[name] = free

@@ -1,3 +1,8 @@
-"""Docker tests share the lab tests' fixtures: a private registry, and no leftovers at the end."""
+"""Docker tests build labs of containers as root, with the lab tests' fixtures (root conftest)."""
 
-from tests.lab.conftest import no_leftovers, registry, root_required  # noqa: F401  (fixtures used here)
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _root(root_required: None) -> None:
+    """Every docker test needs root."""

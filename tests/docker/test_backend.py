@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
 from testbed.lab import Lab
-from testbed.lab.docker_nodes import RUN_LABEL, client
+from testbed.lab.backends.docker import RUN_LABEL, client
 from testbed.scenario.model import Scenario
-from tests.conftest import REPO, require
-from tests.lab.conftest import run_testbed, start_testbed
+from tests.helpers import REPO, require
+from tests.helpers.lab import run_testbed, start_testbed, wait_for_line
 
 pytestmark = pytest.mark.docker
 
@@ -50,7 +52,8 @@ def test_containers_are_not_privileged(engine, registry, no_leftovers):
             assert host["CapAdd"] == ["NET_ADMIN"]
             assert host["NetworkMode"] == "none" and host["Init"] is True
             assert container.labels[RUN_LABEL] == lab.run_id
-        reached = lab.node("client").run(
+        # a process of the node (docker exec, the image's Python) sees the address the lab gave it
+        inside = lab.node("client").popen(
             [
                 "python3",
                 "-c",
@@ -58,10 +61,39 @@ def test_containers_are_not_privileged(engine, registry, no_leftovers):
                     "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
                     f"s.connect(('{lab.plan.address('gateway')}', 9)); print(s.getsockname()[0])"
                 ),
-            ]
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        assert reached.stdout.strip() == str(lab.plan.address("client")), reached.stderr
+        out, err = inside.communicate(timeout=60)
+        assert out.strip() == str(lab.plan.address("client")), err
     assert our_containers(engine, registry.history()) == []
+
+
+def wait_for_stderr(process: subprocess.Popen, needle: str, timeout: float) -> str:
+    """What ``process`` wrote to stderr up to the first line containing ``needle`` (progress goes there)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen += line
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not on stderr within {timeout}s; got:\n{seen}")
 
 
 def run_office(tmp_path, backend: str) -> dict:
@@ -102,10 +134,8 @@ def test_failure_and_interrupt_leave_nothing(engine, registry, no_leftovers, tmp
     scenario = tmp_path / "long.yaml"
     scenario.write_text("name: long\nbackend: docker\ncalls: [{from: client, to: gateway, duration: 60s}]\n")
     process = start_testbed("run", str(scenario), "--out", str(tmp_path / "out"))
-    deadline = time.time() + 90
-    while time.time() < deadline and not our_containers(engine, registry.history()):
-        time.sleep(0.5)
-    time.sleep(5)
+    wait_for_stderr(process, ": connected", timeout=120)  # the call is up: interrupt it mid-call
+    assert our_containers(engine, registry.history())
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=120)
     assert process.returncode == 130
@@ -116,10 +146,7 @@ def test_sigkill_then_cleanup_removes_the_containers(engine, registry, no_leftov
     scenario = tmp_path / "killed.yaml"
     scenario.write_text("name: killed\nbackend: docker\n")
     process = start_testbed("lab", "up", str(scenario), "--foreground")
-    deadline = time.time() + 90
-    while time.time() < deadline and len(our_containers(engine, registry.history())) < 3:
-        time.sleep(0.5)
-    time.sleep(1)
+    wait_for_line(process, "is up", timeout=90)  # every container made and wired
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert len(our_containers(engine, registry.history())) == 3

@@ -14,11 +14,23 @@ import time
 
 import pytest
 
-from testbed import images
 from testbed.errors import CapabilityError
-from testbed.images import NODE_IMAGE, build_images, node_image_current, node_image_present
-from tests.conftest import REPO, require
-from tests.lab.conftest import run_testbed
+from testbed.images import (
+    BASE_IMAGE,
+    NODE_IMAGE,
+    ImageStatus,
+    build_images,
+    images_status,
+    node_image_current,
+    node_image_present,
+    source_hash,
+)
+from testbed.images import base as base_step
+from testbed.images import node as node_step
+from testbed.images.source import project_version
+from testbed.lab.backends.docker import client as docker_client
+from tests.helpers import REPO, require
+from tests.helpers.lab import run_testbed
 
 pytestmark = pytest.mark.docker
 
@@ -40,12 +52,9 @@ print(digest.hexdigest())
 @pytest.fixture(scope="session")
 def engine():
     try:
-        import docker
-
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:  # the SDK raises several kinds; all mean no usable engine
-        require("docker engine", False, f"{type(exc).__name__}: start one with sudo containers/provision-docker.sh")
+        client = docker_client(timeout=120)
+    except CapabilityError as exc:
+        require("docker engine", False, str(exc))
     yield client
     leftovers = client.containers.list(all=True, filters={"label": TEST_LABEL})
     for container in leftovers:
@@ -86,10 +95,10 @@ def test_node_image_is_current_and_labelled(node_image):
     assert node_image_present()
     assert node_image_current()
     labels = node_image.labels
-    assert labels["org.voip-testbed.version"] == images._project_version(REPO)
+    assert labels["org.voip-testbed.version"] == project_version(REPO)
     assert labels["org.voip-testbed.python"] == "3.11"
-    assert labels["org.voip-testbed.base-image"] == images.BASE_IMAGE
-    assert labels["org.voip-testbed.source-hash"] == images.source_hash(REPO, labels["org.voip-testbed.base-id"])
+    assert labels["org.voip-testbed.base-image"] == BASE_IMAGE
+    assert labels["org.voip-testbed.source-hash"] == source_hash(REPO, labels["org.voip-testbed.base-id"])
     assert node_image.attrs["Config"]["Cmd"] == ["sleep", "infinity"]
 
 
@@ -135,7 +144,7 @@ def test_build_is_offline_and_skipped_when_nothing_changed(engine, node_image):
     lines: list[str] = []
     info = build_images(None, lines.append, force=True)
     assert info.rebuilt and set(info.timings) >= {"wheelhouse", "node"}
-    assert f"docker build {NODE_IMAGE} from {images.BASE_IMAGE} (network none)" in lines
+    assert f"docker build {NODE_IMAGE} from {BASE_IMAGE} (network none)" in lines
     assert any(line.startswith("wheelhouse: ") and "wheels" in line for line in lines)
     assert node_image_current()
 
@@ -143,6 +152,10 @@ def test_build_is_offline_and_skipped_when_nothing_changed(engine, node_image):
     again = build_images(None, lambda line: None)
     assert (again.rebuilt, again.id) == (False, info.id)
     assert time.monotonic() - started < 10
+    said: list[str] = []
+    build_images(progress=said.append, quiet=True)  # what `make images` runs: silent when current
+    assert said == []
+    assert images_status() is ImageStatus.CURRENT
     # what the builds leave: one deps stage (the engine's cache for the next build), no old node images
     stages = engine.images.list(filters={"dangling": True, "label": "org.voip-testbed.stage=deps"})
     assert len(stages) <= 1
@@ -176,15 +189,15 @@ def test_no_engine_is_a_capability_error_that_says_how(monkeypatch):
 
 
 def test_missing_mmdebstrap_is_a_capability_error_that_says_how(monkeypatch):
-    monkeypatch.setattr(images, "_engine", lambda timeout: _NoImages())
-    monkeypatch.setattr(images.os, "geteuid", lambda: 0)
-    real_which = images.shutil.which
-    monkeypatch.setattr(images.shutil, "which", lambda tool: None if tool == "mmdebstrap" else real_which(tool))
+    monkeypatch.setattr(node_step, "engine_client", lambda timeout: _NoImages())
+    monkeypatch.setattr(base_step.os, "geteuid", lambda: 0)
+    real_which = base_step.shutil.which
+    monkeypatch.setattr(base_step.shutil, "which", lambda tool: None if tool == "mmdebstrap" else real_which(tool))
     with pytest.raises(CapabilityError, match="apt-get install mmdebstrap.*--base"):
         build_images(None, lambda line: None)
 
 
 def test_another_python_than_bookworms_is_a_capability_error(monkeypatch):
-    monkeypatch.setattr(images, "PYTHON_VERSION", "3.12")
+    monkeypatch.setattr(node_step, "PYTHON_VERSION", "3.12")
     with pytest.raises(CapabilityError, match="Python 3.11 environment.*--base"):
         build_images(None, lambda line: None)

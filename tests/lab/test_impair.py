@@ -9,10 +9,10 @@ import pytest
 
 from testbed.errors import CapabilityError
 from testbed.lab import Lab
-from testbed.lab.probe import probe
+from testbed.lab.impair import netem_works
 from testbed.scenario.model import Scenario
-from tests.conftest import REPO
-from tests.lab.conftest import run_testbed
+from tests.helpers import REPO
+from tests.helpers.lab import run_testbed
 
 
 def shaped(rate: str, **extra) -> Scenario:
@@ -49,13 +49,9 @@ def test_impairment_applies_to_its_direction_only(registry, no_leftovers):
     assert downstream == pytest.approx(5e6, rel=0.05)
 
 
-def _netem_available() -> bool:
-    return any(c.name == "netem" and c.available for c in probe())
-
-
 def test_missing_netem_is_exit_3_and_leaves_nothing(registry, no_leftovers, tmp_path):
     """With the kernel engine asked for explicitly; `auto` would use the userspace engine here."""
-    if _netem_available():
+    if netem_works():
         pytest.skip("this host has sch_netem; the missing-netem path cannot be shown here")
     with pytest.raises(CapabilityError, match="needs sch_netem"):
         with Lab(shaped("10mbit", delay="20ms"), registry=registry, impairment_engine="netem"):

@@ -9,9 +9,9 @@ import socket
 import pytest
 
 from testbed.lab import Lab, netns
-from testbed.lab.reach import udp_probe
+from testbed.lab.reach import all_pairs, hosts, udp_probe
 from testbed.scenario import load_scenario
-from tests.lab.conftest import MINIMAL, OFFICE, lab_namespaces, run_testbed, start_testbed, wait_for_line
+from tests.helpers.lab import MINIMAL, OFFICE, lab_namespaces, run_testbed, start_testbed, wait_for_line
 
 
 def minimal():
@@ -44,6 +44,15 @@ def test_switched_segments_reach_every_host(registry, no_leftovers):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all hosts reach each other" in result.stdout
     assert result.stdout.count("1 hop(s)") == 8 and result.stdout.count("0 hop(s)") == 4
+
+
+def test_all_pairs_probes_every_ordered_host_pair(registry, no_leftovers):
+    with Lab(load_scenario(OFFICE).scenario, registry=registry) as lab:
+        names = hosts(lab)
+        rows = all_pairs(lab)
+    assert len(names) > 2 and "router" not in names
+    assert [(row.source, row.destination) for row in rows] == [(s, d) for s in names for d in names if s != d]
+    assert all(row.received and row.hops is not None and row.hops >= 0 for row in rows)
 
 
 def test_two_labs_from_one_scenario_are_independent(registry, no_leftovers):
@@ -158,3 +167,33 @@ def test_doctor_reports_this_kernel(registry, no_leftovers):
         if not capabilities[name]["available"]:
             assert capabilities[name]["remedy"] and capabilities[name]["disables"]
     assert result.returncode == (0 if report["ready"] else 3)
+
+
+def test_a_python_lab_builds_the_router_template_lab_up_builds(registry, no_leftovers, tmp_path):
+    """Without router_template, Lab resolves the scenario's own (the default, fifo; or a named one with
+    overrides): the same router as the CLI's, which passes the loaded scenario's template."""
+    scenario = tmp_path / "templates.yaml"
+    scenario.write_text(
+        "name: templates\nlinks: {wan: {router: {rate: 8mbit}}}\n"
+        "variants:\n  plain: {}\n  voice: {router: {template: ef-priority, overrides: {burst: 3000}}}\n"
+    )
+    loaded = load_scenario(scenario)
+    routers = {}
+    for variant in ("plain", "voice"):
+        built = []
+        for template in (None, loaded.variant_templates[variant]):
+            with Lab(loaded.variant(variant), registry=registry, router_template=template) as lab:
+                router = lab.node("router")
+                built.append(
+                    (
+                        lab.describe()["router"],
+                        router.run(["tc", "class", "show", "dev", "wan"]).stdout,
+                        router.run(["tc", "filter", "show", "dev", "lan"]).stdout,
+                    )
+                )
+        from_python, from_cli = built
+        assert from_python == from_cli
+        routers[variant] = from_python[0]
+    assert routers["plain"]["template"] == "No QoS; a single deep FIFO queue."
+    assert set(routers["plain"]["classes"]["wan"].values()) == {"link", "all"}
+    assert "voice" in routers["voice"]["classes"]["wan"].values()

@@ -13,30 +13,16 @@ import pytest
 from testbed.errors import InputError, LabError
 from testbed.lab import Lab
 from testbed.lab.measure import probe_stream
-from testbed.lab.queues import read_queues
-from testbed.scenario.load import load_template
 from testbed.scenario.model import Scenario
 from testbed.scenario.router_template import RouterTemplate
-from tests.conftest import REPO
-from tests.lab.conftest import lab_namespaces
-
-ROUTERS = REPO / "scenarios" / "routers"
+from tests.helpers import REPO
+from tests.helpers.lab import lab_namespaces
+from tests.helpers.qos import class_packets, shipped
 
 
 def bottleneck(rate: str = "10mbit") -> Scenario:
     """client --lan-- router --wan-- gateway, the router's upstream shaped to ``rate``."""
     return Scenario.model_validate({"name": "bottleneck", "links": {"wan": {"router": {"rate": rate}}}})
-
-
-def shipped(name: str) -> RouterTemplate:
-    return load_template(ROUTERS / f"{name}.yaml")
-
-
-def class_packets(lab: Lab, ifname: str = "wan", node: str = "router") -> dict[str, int]:
-    """Packets sent per HTB class on the interface, by class name (the lab's handle -> name map)."""
-    names = lab.class_names[node][ifname]
-    samples = read_queues(lab.netlink(lab.node(node).netns_path), node, ifname, 0.0)
-    return {names[s.handle]: s.packets for s in samples if s.object == "class" and s.handle in names}
 
 
 def probe(lab: Lab, tmp_path, **options):

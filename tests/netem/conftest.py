@@ -23,8 +23,8 @@ import pytest
 
 from testbed.errors import CapabilityError, LabError
 from testbed.lab import netemvm
-from tests.conftest import IN_CI, REPO, require
-from tests.lab.conftest import no_leftovers, registry, root_required  # noqa: F401  (fixtures used here)
+from testbed.lab.impair import netem_works
+from tests.helpers import IN_CI, REPO, require
 
 HERE = Path(__file__).resolve().parent
 IN_VM = os.environ.get("TESTBED_IN_VM") == "1"
@@ -80,7 +80,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def netem_mode() -> str:
     """'native' (this kernel runs netem, or this is the VM) or 'vm'."""
-    return "native" if IN_VM or netemvm.host_has_netem() else "vm"
+    return "native" if IN_VM or netem_works() else "vm"
 
 
 def _junit_key(nodeid: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from testbed.errors import InputError
 from testbed.lab import qos
 from testbed.scenario.load import load_template
 from testbed.scenario.router_template import RouterTemplate
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 ROUTERS = REPO / "scenarios" / "routers"
 SHIPPED = sorted(p.stem for p in ROUTERS.glob("*.yaml"))

@@ -3,8 +3,9 @@
 Containers run with ``network_mode=none``, only the NET_ADMIN capability (never privileged), an init
 process, the node's sysctls set at creation, and the run id as a label. The lab wires veths from the
 host into each container's network namespace (``/proc/<pid>/ns/net``), exactly as it does for
-namespaces; processes of the node (agents, engines, taps) run inside the container via ``docker exec``.
-Directories the harness reads back (records, taps) are bind-mounted at the same path.
+namespaces, and configures it with the host's tools there (``Node.run``); the project's processes of the
+node (agents, engines, taps) run inside the container via ``docker exec``. Directories the harness
+reads back (records, taps) are bind-mounted at the same path.
 """
 
 from __future__ import annotations
@@ -17,29 +18,35 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import CapabilityError, LabError
-from testbed.lab.nodes import node_sysctls
+from testbed.lab.backends.base import node_sysctls, run_in_namespace
 from testbed.lab.registry import Registry, Resource, RunRecord
 
 NODE_IMAGE = "voip-testbed-node:latest"
 RUN_LABEL = "org.voip-testbed.run"
 NODE_LABEL = "org.voip-testbed.node"
 OUR_CONTAINER = re.compile(r"^vtb-[0-9a-f]{6}-[a-z0-9_-]{1,20}$")
-START_TIMEOUT = 30
+HOW_TO_GET_DOCKER = (
+    "install and start one: sudo containers/provision-docker.sh (Debian's docker.io), or systemctl start docker"
+)
 
 
-def client():
-    """A Docker client, or CapabilityError saying how to get an engine."""
+def client(timeout: float = 60) -> Any:
+    """A Docker client that answered a ping, or CapabilityError saying how to get an engine."""
     try:
         import docker
-
-        engine = docker.from_env(timeout=60)
+    except ImportError:
+        raise CapabilityError("the docker Python package is missing: pip install 'docker>=7'") from None
+    try:
+        engine = docker.from_env(timeout=timeout)
         engine.ping()
         return engine
-    except Exception as exc:  # the SDK raises several kinds; all mean no usable engine
-        raise CapabilityError(
-            f"the docker backend needs a running Docker engine ({type(exc).__name__}): "
-            "apt-get install docker.io and start dockerd (containers/provision-docker.sh)"
-        ) from None
+    except Exception as exc:  # DockerException, requests' errors, PermissionError: all mean no usable engine
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        if "Permission denied" in reason:
+            raise CapabilityError(
+                f"no access to the Docker engine ({reason}): run as root (sudo) or join the docker group"
+            ) from None
+        raise CapabilityError(f"no Docker engine answers ({reason}): {HOW_TO_GET_DOCKER}") from None
 
 
 @dataclass
@@ -54,15 +61,15 @@ class DockerNode:
     def netns_path(self) -> Path:
         return Path(f"/proc/{self.pid}/ns/net")
 
-    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         kwargs.pop("cwd", None)  # the host's working directory means nothing inside the container
         interactive = ["-i"] if kwargs.get("stdin") is not None else []
         return subprocess.Popen(["docker", "exec", *interactive, self.container, *argv], **kwargs)
 
-    def run(self, argv: Sequence[str], timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["docker", "exec", self.container, *argv], capture_output=True, text=True, timeout=timeout, **kwargs
-        )
+    def run(
+        self, argv: Sequence[str], timeout: float = 30, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_in_namespace(self.netns_path, argv, timeout, input)
 
 
 class DockerBackend:
@@ -72,10 +79,10 @@ class DockerBackend:
         self.registry = registry
         self.shared_dirs = [Path(d).resolve() for d in shared_dirs]
         self.image = image
-        self._client = None
+        self._client: Any = None
 
     @property
-    def engine(self):
+    def engine(self) -> Any:
         if self._client is None:
             self._client = client()
         return self._client
