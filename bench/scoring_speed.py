@@ -17,8 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from testbed.media.call import encoded_clip
 from testbed.media.clips import load_clip
+from testbed.media.encoded_clip import encoded_clip
 from testbed.scoring.netstats import network_stats
 from testbed.scoring.pesq import pesq_score
 from testbed.scoring.playout import ReceivedPackets, playout, simulate_arrivals

@@ -22,10 +22,10 @@ from typing import Any
 
 from testbed.errors import InputError
 from testbed.lab import Lab
-from testbed.lab.nodes import Node
+from testbed.lab.backends import Node
 from testbed.results import RUN_FILE, LabDescription, RunInfo, RunResult
 from testbed.results.run import VariantRunEntry
-from testbed.runner import default_out_dir, finish, run_scenario, write_variant_files
+from testbed.runner import Progress, default_out_dir, finish, run_scenario, write_variant_files
 from testbed.scenario import LoadedScenario, load_scenario
 from testbed.scenario.load import find_template, load_template
 from testbed.scenario.model import Impairment, Scenario
@@ -59,10 +59,27 @@ class Experiment:
         return self.loaded.variant(variant or self.variants[0])
 
     def lab(
-        self, variant: str | None = None, *, backend: str | None = None, impairment_engine: str | None = None
+        self,
+        variant: str | None = None,
+        *,
+        backend: str | None = None,
+        impairment_engine: str | None = None,
+        keep: bool = False,
+        purpose: str | None = None,
     ) -> LabSession:
-        """The variant's network, built on ``with`` and always removed when the block ends."""
-        return LabSession(self, variant or self.variants[0], backend=backend, impairment_engine=impairment_engine)
+        """The variant's network, built on ``with`` and removed when the block ends (unless ``keep``:
+        then it stays for `testbed lab exec` / `lab down`, as `testbed lab up` leaves it)."""
+        name = variant or self.variants[0]
+        if name not in self.variants:
+            raise InputError(f"{self.loaded.path}: no variant {name!r} (variants: {', '.join(self.variants)})")
+        return LabSession(
+            self,
+            name,
+            backend=backend,
+            impairment_engine=impairment_engine,
+            keep=keep,
+            purpose=purpose or f"api {self.loaded.path} {name}",
+        )
 
     def run(
         self,
@@ -90,14 +107,24 @@ class Experiment:
 class LabSession:
     """A running lab of one variant: its nodes by name, live link changes, and workloads over it."""
 
-    def __init__(self, experiment: Experiment, variant: str, *, backend: str | None, impairment_engine: str | None):
+    def __init__(
+        self,
+        experiment: Experiment,
+        variant: str,
+        *,
+        backend: str | None,
+        impairment_engine: str | None,
+        keep: bool,
+        purpose: str,
+    ):
         self.experiment = experiment
         self.variant = variant
         loaded = experiment.loaded
         self.lab = Lab(
             loaded.variant(variant),
             backend=backend,
-            purpose=f"api {loaded.path} {variant}",
+            keep=keep,
+            purpose=purpose,
             router_template=loaded.variant_templates[variant],
             impairment_engine=impairment_engine,
         )
@@ -113,6 +140,11 @@ class LabSession:
 
     def __getitem__(self, node: str) -> Node:
         return self.lab.node(node)
+
+    @property
+    def run_id(self) -> str:
+        """The run id `testbed lab exec/down` and the registry know this lab by."""
+        return self.lab.run_id
 
     @property
     def nodes(self) -> list[str]:
@@ -175,6 +207,19 @@ def score(run: RunDir | str | Path, *, with_pesq: bool = True) -> RunResult:
     """Score a run directory, check the scenario's thresholds, write result.json and the reports."""
     if isinstance(run, RunDir):
         return finish(run.experiment.loaded, run.path, with_pesq=with_pesq)
-    path = Path(run)
-    info = RunInfo.load(path / RUN_FILE)
-    return finish(load_scenario(info.scenario_file), path, with_pesq=with_pesq)
+    return score_run_dir(Path(run), with_pesq=with_pesq)
+
+
+def score_run_dir(run_dir: Path, *, with_pesq: bool = True, progress: Progress | None = None) -> RunResult:
+    """Score a stored run directory with the scenario file it names (thresholds come from there)."""
+    run_file = run_dir / RUN_FILE
+    if not run_file.exists():
+        raise InputError(f"{run_dir}: not a run directory (no run.json); give a directory written by `testbed run`")
+    scenario_file = Path(RunInfo.load(run_file).scenario_file)
+    if not scenario_file.exists():
+        raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
+    return finish(load_scenario(scenario_file), run_dir, with_pesq=with_pesq, progress=progress or _quiet)
+
+
+def _quiet(message: str) -> None:
+    pass

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from testbed.errors import InputError
 from testbed.rescore import score_variant
-from testbed.results import VariantScores
 from testbed.results import metric as metric_of
 from testbed.results.run import VariantRunEntry
 from testbed.runner import run_variant
@@ -61,7 +60,7 @@ def run_trial(
         impairment_engine=impairment_engine,
         purpose=f"capacity {loaded.path} {variant} x{calls}",
     )
-    scores = VariantScores.model_validate(score_variant(out_dir, with_pesq=metric == "mos_pesq"))
+    scores = score_variant(out_dir, with_pesq=metric == "mos_pesq")
     values = [metric_of(call, direction, metric) for call in scores.calls for direction in call.directions.values()]
     connected = sum(call.outcome == "connected" for call in scores.calls)
     worst = None if not values or any(v is None for v in values) else min(v for v in values if v is not None)

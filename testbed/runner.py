@@ -27,7 +27,6 @@ from testbed.results import (
     LabDescription,
     RunInfo,
     RunResult,
-    VariantScores,
     WorkloadRecord,
 )
 from testbed.results.run import VariantRunEntry
@@ -166,7 +165,7 @@ def score_run(run_dir: Path, *, with_pesq: bool = True, progress: Progress = _qu
     scored = []
     for entry in info.runs:
         variant_dir = run_dir / entry.name
-        scores = VariantScores.model_validate(score_variant(variant_dir, with_pesq=with_pesq, progress=progress))
+        scores = score_variant(variant_dir, with_pesq=with_pesq, progress=progress)
         scored.append(
             result_file.ScoredVariant(
                 entry.name,

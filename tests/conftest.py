@@ -1,17 +1,17 @@
-"""Shared fixtures. Groups: tests/unit (pure logic), tests/lab (real namespaces, root).
-
-In CI (CI=true) a missing capability that CI provides is a failure, never a skip.
+"""Fixtures for every test group. Groups: tests/unit (pure logic), tests/lab (real namespaces, root),
+tests/docker (the Docker backend), tests/netem (sch_netem, natively or in the stock-kernel VM). Shared
+helpers live in tests/helpers; in CI (CI=true) a missing capability that CI provides is a failure.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from testbed.lab.registry import Registry
+from tests.helpers import require
+from tests.helpers.lab import HostState
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -20,11 +20,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.lab)
 
 
-def require(capability: str, available: bool, why: str) -> None:
-    """Skip when a capability is missing on a developer's machine; fail when CI should have provided it."""
-    if available:
-        return
-    message = f"{capability} missing: {why}"
-    if IN_CI:
-        pytest.fail(message + " (CI provides it, so this is a failure)")
-    pytest.skip(message)
+@pytest.fixture
+def root_required():
+    require("root", os.geteuid() == 0, "lab tests build network namespaces")
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch) -> Registry:
+    """A private registry, also for the `testbed` subprocesses the test starts."""
+    root = tmp_path / "registry"
+    monkeypatch.setenv("TESTBED_REGISTRY", str(root))
+    monkeypatch.setattr("testbed.lab.registry.DEFAULT_ROOT", root)
+    return Registry(root)
+
+
+@pytest.fixture
+def no_leftovers(registry):
+    """Assert the host is as it was and the registry is empty when the test ends. Namespaces count when
+    they belong to a run this test's registry started (other processes may build labs meanwhile)."""
+    before = HostState.now()
+    yield
+    after = HostState.now()
+    ours = {
+        name
+        for name in after.namespaces - before.namespaces
+        if any(name.startswith(f"vtb-{run_id}-") for run_id in registry.history())
+    }
+    assert ours == set(), "namespaces left behind"
+    assert after.root_links - before.root_links == set(), "links left in the root namespace"
+    assert registry.runs() == [], "registry entries left behind"

@@ -17,20 +17,20 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-CHILD_STOP_TIMEOUT = 10.0
-AGENT_PRIORITY = 5  # below the impairment engines (10)
+from testbed.errors import ExitCode
+from testbed.proc import AGENT, STOP_SIGNALS, STOP_TIMEOUT, next_event, set_realtime, stop_child, write_message
+
+CHILD_STOP_TIMEOUT = STOP_TIMEOUT
 
 
 class Agent:
     def __init__(self, node: str):
         self.node = node
-        self.calls: dict[str, Any] = {}
+        self.endpoints: dict[str, Any] = {}  # kind -> the endpoint serving this node's legs of that kind
         self.children: dict[str, asyncio.subprocess.Process] = {}
         self.child_reports: dict[str, list[dict[str, Any]]] = {}
         self.out_lock = asyncio.Lock()
@@ -39,17 +39,16 @@ class Agent:
     # ------------------------------------------------------------ wire
 
     def emit(self, message: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
+        write_message(message)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stopping.set)
         reader = asyncio.StreamReader(limit=16 << 20)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         self.emit({"event": "ready", "node": self.node, "pid": os.getpid()})
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task[None]] = set()
         stop = asyncio.ensure_future(self.stopping.wait())
         while not self.stopping.is_set():
             line_task = asyncio.ensure_future(reader.readline())
@@ -82,41 +81,54 @@ class Agent:
                 }
             )
 
-    # ------------------------------------------------------------ calls
+    # ------------------------------------------------------------ call endpoints
 
-    def _endpoint(self, call: str, codec: str, dscp: int, clip: str, out_dir: str):
-        from testbed.media.call import CallEndpoint
+    def _endpoint(self, kind: str) -> Any:
+        """This node's endpoint of ``kind``, created on first use (it serves every leg of that kind)."""
+        from testbed.media import endpoints
 
-        if call in self.calls:
-            raise ValueError(f"call {call!r} exists already in node {self.node}")
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        endpoint = CallEndpoint(call, codec, dscp, clip, Path(out_dir), self.emit)
-        self.calls[call] = endpoint
-        return endpoint
+        if kind not in self.endpoints:
+            self.endpoints[kind] = endpoints.create(kind, self.emit)
+        return self.endpoints[kind]
 
-    async def cmd_prepare(self, codec: str, clip: str) -> dict[str, Any]:
-        """Import aiortc and encode the clip now, so none of that counts as a call's setup time."""
-        from testbed.media.call import encoded_clip
+    @staticmethod
+    def _legs(legs: list[dict[str, Any]]) -> list[Any]:
+        from testbed.media.endpoints import LegSpec
 
-        return {"frames": len(encoded_clip(codec, clip))}
+        return [LegSpec(**leg) for leg in legs]
 
-    async def cmd_call_offer(self, call: str, codec: str, dscp: int, clip: str, out_dir: str) -> dict[str, Any]:
-        return {"sdp": await self._endpoint(call, codec, dscp, clip, out_dir).offer()}
-
-    async def cmd_call_answer(
-        self, call: str, codec: str, dscp: int, clip: str, out_dir: str, sdp: str
-    ) -> dict[str, Any]:
-        return {"sdp": await self._endpoint(call, codec, dscp, clip, out_dir).answer(sdp)}
-
-    async def cmd_call_accept(self, call: str, sdp: str) -> dict[str, Any]:
-        await self.calls[call].accept(sdp)
+    async def cmd_endpoint_prepare(self, kind: str, codec: str, clip: str) -> dict[str, Any]:
+        """Load the endpoint and encode the clip now, so none of that counts as a call's setup time."""
+        await self._endpoint(kind).prepare(codec, clip)
         return {}
 
-    async def cmd_call_hangup(self, call: str) -> dict[str, Any]:
-        endpoint = self.calls.pop(call, None)
-        if endpoint is None:
-            raise ValueError(f"no call {call!r} in node {self.node}")
-        return await endpoint.hangup()
+    async def cmd_endpoint_open(self, kind: str, legs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"legs": await self._endpoint(kind).open(self._legs(legs))}
+
+    async def cmd_endpoint_answer(
+        self, kind: str, legs: list[dict[str, Any]], remotes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return {"legs": await self._endpoint(kind).answer(self._legs(legs), remotes)}
+
+    async def cmd_endpoint_accept(self, kind: str, calls: list[str], remotes: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"legs": await self._endpoint(kind).accept(calls, remotes)}
+
+    async def cmd_endpoint_stop_media(self, kind: str, calls: list[str]) -> dict[str, Any]:
+        return {"legs": await self._endpoint(kind).stop_media(calls)}
+
+    async def cmd_endpoint_hang_up(self, kind: str, calls: list[str]) -> dict[str, Any]:
+        return {"legs": await self._endpoint(kind).hang_up(calls)}
+
+    async def cmd_realtime(self) -> dict[str, Any]:
+        """Media is paced in 20 ms steps: at a real-time priority the agent sends on time even while cross
+        traffic keeps the CPUs busy. Asked for once the endpoints are prepared: importing WebRTC and
+        encoding clips at a real-time priority would starve everything else for a second. Children
+        (traffic, taps) start at normal priority. Where not permitted (a container) the harness sets it
+        from the host."""
+        return {"promoted": set_realtime(AGENT)}
+
+    async def cmd_endpoint_stats(self) -> dict[str, Any]:
+        return {kind: endpoint.stats() for kind, endpoint in self.endpoints.items()}
 
     # ------------------------------------------------------------ children: traffic and taps
 
@@ -129,31 +141,18 @@ class Agent:
         )
         self.children[name] = process
         self.child_reports[name] = []
-        first = await self._child_line(name, process, timeout=15)
+        assert process.stdout is not None
+        first = await next_event(process.stdout, timeout=15)
         if first is None or first.get("event") != "ready":
             await self._end_child(name)
             raise RuntimeError(f"{name!r} did not start: {first}")
         asyncio.ensure_future(self._relay(name, process))
         return {"pid": process.pid}
 
-    async def _child_line(
-        self, name: str, process: asyncio.subprocess.Process, timeout: float | None = None
-    ) -> dict[str, Any] | None:
-        assert process.stdout is not None
-        try:
-            line = await asyncio.wait_for(process.stdout.readline(), timeout)
-        except TimeoutError:
-            return None
-        if not line:
-            return None
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            return {"event": "output", "text": line.decode(errors="replace").rstrip()}
-
     async def _relay(self, name: str, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
         while True:
-            message = await self._child_line(name, process)
+            message = await next_event(process.stdout)
             if message is None:
                 break
             self.child_reports[name].append(message)
@@ -172,6 +171,7 @@ class Agent:
     async def cmd_child_wait(self, name: str, seconds: float) -> dict[str, Any]:
         """Wait for a child that ends by itself (a source with a duration), at most ``seconds``."""
         process = self.children[name]
+        code: int | None
         try:
             code = await asyncio.wait_for(process.wait(), seconds)
         except TimeoutError:
@@ -184,14 +184,7 @@ class Agent:
         process = self.children.pop(name, None)
         if process is None:
             return None
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), CHILD_STOP_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        return process.returncode
+        return await stop_child(process, CHILD_STOP_TIMEOUT)
 
     async def cmd_usage(self) -> dict[str, Any]:
         """CPU seconds this agent and its finished children used: what the harness itself costs."""
@@ -203,38 +196,25 @@ class Agent:
         }
 
     async def cmd_ping(self) -> dict[str, Any]:
-        return {"node": self.node, "calls": list(self.calls), "children": list(self.children)}
+        legs = [call for endpoint in self.endpoints.values() for call in endpoint.legs]
+        return {"node": self.node, "calls": legs, "children": list(self.children)}
 
     # ------------------------------------------------------------ the end
 
     async def shutdown(self) -> None:
-        for call in list(self.calls):
-            try:
-                await asyncio.wait_for(self.calls.pop(call).hangup(), 5)
-            except Exception:
-                pass
+        for endpoint in self.endpoints.values():
+            await endpoint.close()
         for name in list(self.children):
             await self._end_child(name)
 
 
-def realtime() -> None:
-    """Media is paced in 20 ms steps: at a real-time priority the agent sends on time even while cross
-    traffic processes keep the CPUs busy. It sleeps between packets, so it cannot starve the machine;
-    the impairment engines run above it (they decide the network's timing)."""
-    try:
-        # children (traffic, taps) start at normal priority: a spinning traffic source must never be real-time
-        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(AGENT_PRIORITY))
-    except (OSError, AttributeError):
-        pass  # not permitted (e.g. in a container without the capability): normal priority still works
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="testbed node agent")
     parser.add_argument("--node", required=True)
     args = parser.parse_args()
-    realtime()
     asyncio.run(Agent(args.node).serve())
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

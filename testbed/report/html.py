@@ -110,7 +110,9 @@ def _cell(value: float | None, digits: int = 2, suffix: str = "") -> str:
 
 
 def _markers(variant: VariantResult) -> list[tuple[float, str]]:
-    return [(event.effective, event.what) for event in variant.timeline if not event.what.startswith("call ")]
+    return [
+        (event.effective, event.what) for event in variant.timeline if not event.what.startswith(("call ", "calls "))
+    ]
 
 
 def mos_table(result: RunResult) -> str:

@@ -1,86 +1,160 @@
-"""Calls: set one up by relaying offer and answer between two agents (as a dialer's signalling server
-would), follow its state from the agents' events, hang it up and collect both sides' summaries."""
+"""Calls from the harness's side: expand the scenario's calls, place them in batches through the nodes'
+agents (relaying each leg's description from caller to callee and back, as a dialer's signalling
+server would), follow their state from the agents' events, and end them in three steps: stop the
+media, let the path drain, hang up. The endpoint kind of each side (``aiortc`` today) is the agent's
+business; this module never knows what an endpoint is made of."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from testbed.media.control import AgentError, Agents
+from pydantic import PrivateAttr
+
+from testbed.results import CallRecord, LegSummary
 from testbed.scenario.model import CallSpec
+from testbed.workload.agents import AgentError, Agents
+
+SIDES = ("caller", "callee")
+CLIPS = {"caller": "client", "callee": "gateway"}  # each side sends its own voice, so directions never mix
 
 
-@dataclass
-class CallRecord:
-    """One call as it went: outcome, setup time, when it connected and ended, both sides' summaries."""
+class Call(CallRecord):
+    """One call while it runs: the record workload.json keeps, plus which sides have connected."""
 
-    id: str
-    name: str
-    caller: str
-    callee: str
-    codec: str
-    dscp: int
-    start: float  # scheduled, seconds into the run
-    duration: float
-    setup_timeout: float
-    outcome: str = "pending"  # connected | failed | dropped | error
-    reason: str = ""
-    offered_at: float | None = None  # epoch seconds
-    connected_at: float | None = None  # both sides connected
-    dropped_at: float | None = None
-    setup_s: float | None = None
-    sides: dict[str, dict[str, Any]] = field(default_factory=dict)  # "caller"/"callee" -> agent summary
-    connected_sides: set[str] = field(default_factory=set, repr=False)
+    _connected_sides: set[str] = PrivateAttr(default_factory=set)
 
-    def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "connected_sides"}
-        return data
+    def node(self, side: str) -> str:
+        return self.caller if side == "caller" else self.callee
+
+    def leg(self, side: str, out_dir: Path) -> dict[str, Any]:
+        """This side's ``LegSpec`` as the agent receives it."""
+        return {
+            "call": self.id,
+            "role": side,
+            "codec": self.codec,
+            "dscp": self.dscp,
+            "clip": CLIPS[side],
+            "out_dir": str(out_dir),
+        }
+
+    def side_connected(self, side: str) -> bool:
+        """Note that ``side`` is connected; True once both are."""
+        self._connected_sides.add(side)
+        return len(self._connected_sides) == 2
+
+    def fail(self, outcome: str, reason: str) -> None:
+        if self.outcome == "pending":
+            self.outcome, self.reason = outcome, reason
+
+    def record(self) -> CallRecord:
+        return CallRecord.model_validate(self.model_dump())
 
 
-def expand_calls(specs: list[CallSpec]) -> list[CallRecord]:
-    """One record per call: a spec with ``count: N`` gives N calls named ``NAME-1`` ... ``NAME-N``."""
-    records = []
+def expand_calls(specs: list[CallSpec]) -> list[Call]:
+    """One call per placed call: a spec with ``count: N`` gives N calls named ``NAME-1`` ... ``NAME-N``."""
+    calls = []
     for index, spec in enumerate(specs, start=1):
         name = spec.name or f"call{index}"
         for number in range(1, spec.count + 1):
             call_id = name if spec.count == 1 else f"{name}-{number}"
-            records.append(
-                CallRecord(
-                    call_id,
-                    name,
-                    spec.from_,
-                    spec.to,
-                    spec.codec,
-                    spec.dscp,
-                    spec.start,
-                    spec.duration,
-                    spec.setup_timeout,
+            calls.append(
+                Call(
+                    id=call_id,
+                    name=name,
+                    caller=spec.from_,
+                    callee=spec.to,
+                    codec=spec.codec,
+                    dscp=spec.dscp,
+                    start=spec.start,
+                    duration=spec.duration,
+                    setup_timeout=spec.setup_timeout,
+                    endpoints={"caller": spec.endpoint.from_, "callee": spec.endpoint.to},
                 )
             )
-    return records
+    return calls
 
 
-def place_call(agents: Agents, call: CallRecord, out_dir: Path) -> None:
-    """Offer from the caller, answer from the callee, accept at the caller. Connection follows by events."""
-    common = {"call": call.id, "codec": call.codec, "dscp": call.dscp, "out_dir": str(out_dir)}
-    call.offered_at = time.time()
-    try:
-        offer = agents[call.caller].call("call_offer", clip="client", **common)
-        answer = agents[call.callee].call("call_answer", clip="gateway", sdp=offer["sdp"], **common)
-        agents[call.caller].call("call_accept", call=call.id, sdp=answer["sdp"])
-    except AgentError as exc:
-        call.outcome, call.reason = "error", str(exc)
+def _batches(calls: Iterable[Call], side: str) -> dict[tuple[str, str], list[Call]]:
+    """Calls grouped by the node and endpoint kind that serve their ``side``: one request per group."""
+    groups: dict[tuple[str, str], list[Call]] = defaultdict(list)
+    for call in calls:
+        groups[(call.node(side), call.endpoints[side])].append(call)
+    return groups
 
 
-def on_call_event(call: CallRecord, node: str, message: dict[str, Any]) -> None:
+def _each(
+    agents: Agents,
+    calls: list[Call],
+    side: str,
+    command: str,
+    arguments: Callable[[list[Call]], dict[str, Any]],
+    timeout: float = 60.0,
+) -> list[tuple[Call, Any]]:
+    """Send ``command`` per (node, kind) batch; pair each call with its result. A batch the agent refuses
+    marks its calls as errors; a per-leg ``{"error": ...}`` marks that call only."""
+    paired = []
+    for (node, kind), batch in _batches(calls, side).items():
+        try:
+            results = agents[node].call(command, timeout=timeout, kind=kind, **arguments(batch))["legs"]
+        except AgentError as exc:
+            for call in batch:
+                call.fail("error", str(exc))
+            continue
+        for call, result in zip(batch, results, strict=True):
+            if isinstance(result, dict) and result.get("error"):
+                call.fail("error", f"{node}: {result['error']}")
+            else:
+                paired.append((call, result))
+    return paired
+
+
+def prepare(agents: Agents, calls: list[Call]) -> None:
+    """Let every endpoint load its codec and encode its clip before the workload's clock starts."""
+    needed = {(call.node(side), call.endpoints[side], call.codec, CLIPS[side]) for call in calls for side in SIDES}
+    futures = [
+        agents[node].request("endpoint_prepare", kind=kind, codec=codec, clip=clip)
+        for node, kind, codec, clip in needed
+    ]
+    for future in futures:
+        future.result(60)
+
+
+def place_calls(agents: Agents, calls: list[Call], out_dir: Path) -> None:
+    """Open the callers' legs, answer at the callees, accept at the callers; connection follows by events."""
+    now = time.time()
+    for call in calls:
+        call.offered_at = now
+    offers = _each(agents, calls, "caller", "endpoint_open", lambda b: {"legs": [c.leg("caller", out_dir) for c in b]})
+    offered = {call.id: offer for call, offer in offers}
+    live = [call for call in calls if call.id in offered]
+    answers = _each(
+        agents,
+        live,
+        "callee",
+        "endpoint_answer",
+        lambda b: {"legs": [c.leg("callee", out_dir) for c in b], "remotes": [offered[c.id] for c in b]},
+    )
+    answered = {call.id: answer for call, answer in answers}
+    live = [call for call in live if call.id in answered]
+    _each(
+        agents,
+        live,
+        "caller",
+        "endpoint_accept",
+        lambda b: {"calls": [c.id for c in b], "remotes": [answered[c.id] for c in b]},
+    )
+
+
+def on_call_event(call: Call, node: str, message: dict[str, Any]) -> None:
     """Apply an agent's call event: both sides connected -> connected; a side failing -> failed/dropped."""
     side = "caller" if node == call.caller else "callee"
     state = message.get("state")
     if state == "connected":
-        call.connected_sides.add(side)
-        if len(call.connected_sides) == 2 and call.connected_at is None and call.outcome == "pending":
+        if call.side_connected(side) and call.connected_at is None and call.outcome == "pending":
             call.connected_at = message["time"]
             call.setup_s = round(call.connected_at - (call.offered_at or call.connected_at), 4)
             call.outcome = "connected"
@@ -91,16 +165,34 @@ def on_call_event(call: CallRecord, node: str, message: dict[str, Any]) -> None:
         call.outcome, call.reason = "failed", f"{node}: ICE/DTLS failed"
 
 
-def check_setup_timeout(call: CallRecord, now: float) -> None:
+def check_setup_timeout(call: Call, now: float) -> None:
     if call.outcome == "pending" and call.offered_at is not None and now - call.offered_at > call.setup_timeout:
         call.outcome = "failed"
         call.reason = f"not connected within the setup timeout of {call.setup_timeout:g}s"
 
 
-def hang_up(agents: Agents, call: CallRecord) -> None:
-    """End both sides; keep each side's summary (packets, files). A side that is gone is noted, not fatal."""
-    for side, node in (("caller", call.caller), ("callee", call.callee)):
-        try:
-            call.sides[side] = agents[node].call("call_hangup", timeout=30, call=call.id)
-        except AgentError as exc:
-            call.sides[side] = {"error": str(exc)}
+def end_calls(agents: Agents, calls: list[Call], drain_s: float = 0.0) -> None:
+    """Stop both sides' media, wait ``drain_s`` for packets still on the path, then hang up both sides and
+    keep each side's summary. A side that is gone is noted, not fatal."""
+    for side in SIDES:
+        _each(agents, calls, side, "endpoint_stop_media", lambda b: {"calls": [c.id for c in b]}, timeout=30)
+    if drain_s > 0:
+        time.sleep(drain_s)
+    for side in SIDES:
+        for (node, kind), batch in _batches(calls, side).items():
+            try:
+                summaries = agents[node].call("endpoint_hang_up", timeout=60, kind=kind, calls=[c.id for c in batch])
+                legs = summaries["legs"]
+            except AgentError as exc:
+                legs = [{"error": str(exc)}] * len(batch)
+            for call, summary in zip(batch, legs, strict=True):
+                if "codec" not in summary:  # the leg never existed or its agent is gone: say why
+                    summary = {
+                        "call": call.id,
+                        "endpoint": kind,
+                        "codec": call.codec,
+                        "dscp": call.dscp,
+                        "clip": CLIPS[side],
+                        "error": summary.get("error") or "no summary",
+                    }
+                call.sides[side] = LegSummary.model_validate(summary)

@@ -8,40 +8,34 @@ packet files and the taps' records and pcaps; the scoring step reads only those 
 
 from __future__ import annotations
 
+import functools
 import heapq
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import LabError
 from testbed.lab import Lab
 from testbed.lab.queues import QueueSampler
-from testbed.media.control import AgentError, Agents
-from testbed.results import WorkloadRecord
+from testbed.results import TrafficRecord, WorkloadRecord
 from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
-from testbed.workload.calls import CallRecord, check_setup_timeout, expand_calls, hang_up, on_call_event, place_call
+from testbed.workload.agents import AgentError, Agents
+from testbed.workload.calls import (
+    Call,
+    check_setup_timeout,
+    end_calls,
+    expand_calls,
+    on_call_event,
+    place_calls,
+    prepare,
+)
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
 TICK = 0.05
-
-
-@dataclass
-class TrafficRecord:
-    name: str
-    kind: str
-    source: str
-    sink: str
-    port: int
-    started_at: float | None = None
-    stopped_at: float | None = None
-    source_reports: list[dict[str, Any]] = field(default_factory=list)
-    sink_reports: list[dict[str, Any]] = field(default_factory=list)
-    error: str = ""
 
 
 class Workload:
@@ -54,8 +48,10 @@ class Workload:
         *,
         timeline_templates: dict[str, RouterTemplate] | None = None,
         progress: Callable[[str], None] | None = None,
+        drain_s: float = 0.0,
     ):
         self.lab = lab
+        self.drain_s = drain_s  # between stopping a call's media and hanging up
         self.scenario = lab.scenario
         self.out_dir = Path(out_dir)
         self.templates = timeline_templates or {}
@@ -68,7 +64,7 @@ class Workload:
         self._actions: list[tuple[float, int, str, Callable[[], None]]] = []
         self._order = 0
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="workload")
-        self._futures: list[Future] = []
+        self._futures: list[Future[None]] = []
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ planning
@@ -84,18 +80,16 @@ class Workload:
         heapq.heappush(self._actions, (t, self._order, what, action))
 
     def _plan(self, end: float) -> None:
-        for call in self.calls:
-            self._at(call.start, f"call {call.id} starts", lambda c=call: self._submit(self._place, c))
-            self._at(call.start + call.duration, f"call {call.id} ends", lambda c=call: self._submit(self._end, c))
+        for at, calls in _by_time(self.calls, lambda c: c.start).items():
+            self._at(at, f"{_names(calls)} start", functools.partial(self._submit, self._place, calls))
+        for at, calls in _by_time(self.calls, lambda c: c.start + c.duration).items():
+            self._at(at, f"{_names(calls)} end", functools.partial(self._submit, self._end, calls))
         for spec in self.scenario.traffic:
-            self._at(spec.start, f"traffic {spec.name} starts", lambda s=spec: self._start_traffic(s))
-            self._at(
-                spec.stop if spec.stop is not None else end,
-                f"traffic {spec.name} stops",
-                lambda s=spec: self._stop_traffic(s.name),
-            )
+            self._at(spec.start, f"traffic {spec.name} starts", functools.partial(self._start_traffic, spec))
+            stop = spec.stop if spec.stop is not None else end
+            self._at(stop, f"traffic {spec.name} stops", functools.partial(self._stop_traffic, spec.name))
         for event in self.scenario.timeline:
-            self._at(event.at, f"{event.action} at {event.at:g}s", lambda e=event: self._timeline(e))
+            self._at(event.at, f"{event.action} at {event.at:g}s", functools.partial(self._timeline, event))
 
     # ------------------------------------------------------------ running
 
@@ -106,7 +100,8 @@ class Workload:
         (self.out_dir / "taps").mkdir(exist_ok=True)
         sampler_targets = self._queue_targets()
         with Agents(self.lab.nodes) as self.agents:
-            self._prepare_calls()
+            prepare(self.agents, self.calls)
+            self.agents.promote_all()
             taps = self._start_taps()
             with QueueSampler(sampler_targets, interval=1.0) as sampler:
                 sampler_epoch = time.time()
@@ -120,21 +115,25 @@ class Workload:
                         self._stop_traffic(name)
             self._stop_taps(taps)
             usage = {node: client.call("usage") for node, client in self.agents.clients.items()}
+            endpoints = {node: client.call("endpoint_stats") for node, client in self.agents.clients.items()}
         self.lab.check_engines()
         shift = sampler_epoch - self.t0
-        queues = [{**s.as_dict(), "time": round(s.time + shift, 3)} for s in sampler.samples]
+        queues = [s.model_copy(update={"time": round(s.time + shift, 3)}) for s in sampler.samples]
         return WorkloadRecord.model_validate(
             {
                 "t0": self.t0,
                 "duration": end,
-                "calls": [c.as_dict() for c in self.calls],
-                "traffic": [asdict(r) for r in self.traffic_records.values()],
+                "calls": [c.record() for c in self.calls],
+                "traffic": list(self.traffic_records.values()),
                 "timeline": self.log,
                 "taps": dict(taps),
                 "queues": queues,
                 "queue_classes": self.lab.class_names,
                 "engines": self.lab.engine_stats | {e.label: e.stats for e in self.lab.engines.values()},
                 "agents": usage,
+                "endpoints": {
+                    f"{node}/{kind}": stats for node, kinds in endpoints.items() for kind, stats in kinds.items()
+                },
                 "out_dir": str(self.out_dir),
             }
         )
@@ -179,21 +178,24 @@ class Workload:
                         + (f" in {call.setup_s * 1000:.0f} ms" if call.setup_s else "")
                     )
 
-    def _place(self, call: CallRecord) -> None:
-        place_call(self.agents, call, self.out_dir / "calls")
+    def _place(self, calls: list[Call]) -> None:
+        place_calls(self.agents, calls, self.out_dir / "calls")
 
-    def _end(self, call: CallRecord) -> None:
-        if call.outcome == "pending":
-            check_setup_timeout(call, float("inf"))
-        hang_up(self.agents, call)
+    def _end(self, calls: list[Call]) -> None:
+        for call in calls:
+            if call.outcome == "pending":
+                check_setup_timeout(call, float("inf"))
+        end_calls(self.agents, calls, drain_s=self.drain_s)
 
     # ------------------------------------------------------------ traffic
 
     def _start_traffic(self, spec: TrafficSpec) -> None:
-        from testbed.media import traffic
+        from testbed.workload import traffic
 
         index = list(self.traffic).index(spec.name)
-        record = TrafficRecord(spec.name, spec.kind, spec.from_, spec.to, TRAFFIC_FIRST_PORT + index)
+        record = TrafficRecord(
+            name=spec.name, kind=spec.kind, source=spec.from_, sink=spec.to, port=TRAFFIC_FIRST_PORT + index
+        )
         self.traffic_records[spec.name] = record
         sink, source = traffic.commands_for(
             spec, str(self.lab.plan.address(spec.to)), record.port, python=self.lab.node(spec.from_).python
@@ -223,13 +225,14 @@ class Workload:
     # ------------------------------------------------------------ timeline
 
     def _timeline(self, event: TimelineEvent) -> None:
-        if event.action == "start_traffic":
+        """One timeline event; the scenario's validation guarantees the field each action needs."""
+        if event.action == "start_traffic" and event.traffic:
             self._start_traffic(self.traffic[event.traffic])
-        elif event.action == "stop_traffic":
+        elif event.action == "stop_traffic" and event.traffic:
             self._stop_traffic(event.traffic)
-        elif event.action == "set_link":
+        elif event.action == "set_link" and event.link:
             self.lab.set_link(event.link, event.impairments or {})
-        elif event.action == "set_router_template":
+        elif event.action == "set_router_template" and event.template:
             template = self.templates.get(event.template)
             if template is None:
                 raise LabError(f"timeline: router template {event.template!r} was not loaded")
@@ -237,15 +240,6 @@ class Workload:
         self.progress(f"timeline: {event.action} at {time.time() - self.t0:.1f}s")
 
     # ------------------------------------------------------------ observation
-
-    def _prepare_calls(self) -> None:
-        """Start the agents and let them load aiortc and encode their clips before the clock starts."""
-        needed = {(c.caller, c.codec, "client") for c in self.calls} | {
-            (c.callee, c.codec, "gateway") for c in self.calls
-        }
-        futures = [self.agents[node].request("prepare", codec=codec, clip=clip) for node, codec, clip in needed]
-        for future in futures:
-            future.result(60)
 
     def _call_nodes(self) -> list[str]:
         return sorted({n for c in self.calls for n in (c.caller, c.callee)})
@@ -282,3 +276,17 @@ class Workload:
         for link, ends in self.lab.links.items():
             targets |= {(node, link) for node in ends}
         return [(node, self.lab.node(node).netns_path, link) for node, link in sorted(targets)]
+
+
+def _by_time(calls: list[Call], when: Callable[[Call], float]) -> dict[float, list[Call]]:
+    """Calls that start (or end) at the same moment go to their agents as one batch."""
+    groups: dict[float, list[Call]] = {}
+    for call in calls:
+        groups.setdefault(when(call), []).append(call)
+    return groups
+
+
+def _names(calls: list[Call]) -> str:
+    if len(calls) == 1:
+        return f"call {calls[0].id}"
+    return f"calls {calls[0].id} .. {calls[-1].id} ({len(calls)})"

@@ -11,7 +11,7 @@ import shutil
 
 import testbed
 from testbed.results import RunResult
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 EXAMPLE = re.compile(r"<!-- api-example -->\s*```python\n(.*?)```", re.S)
 

@@ -13,14 +13,14 @@ from aiortc.codecs import get_decoder
 from aiortc.jitterbuffer import JitterFrame
 
 from testbed.lab import Lab, netns
-from testbed.media.call import codec_capability
 from testbed.media.clips import load_clip
-from testbed.media.control import Agents
+from testbed.media.encoded_clip import aiortc_capability
 from testbed.scenario.load import load_template
 from testbed.scenario.model import Scenario
-from testbed.workload.calls import CallRecord, hang_up, on_call_event, place_call
-from tests.conftest import REPO
-from tests.lab.test_qos import class_packets
+from testbed.workload.agents import Agents
+from testbed.workload.calls import Call, end_calls, on_call_event, place_calls
+from tests.helpers import REPO
+from tests.helpers.qos import class_packets
 
 EF_PRIORITY = load_template(REPO / "scenarios" / "routers" / "ef-priority.yaml")
 
@@ -29,29 +29,39 @@ def bottleneck() -> Scenario:
     return Scenario.model_validate({"name": "calls", "links": {"wan": {"router": {"rate": "10mbit"}}}})
 
 
-def run_call(lab: Lab, out: Path, *, codec: str = "opus", dscp: int = 46, seconds: float = 5) -> CallRecord:
+def run_call(lab: Lab, out: Path, *, codec: str = "opus", dscp: int = 46, seconds: float = 5) -> Call:
     """Place one call client -> gateway, keep it up for ``seconds``, hang up; the record has both sides."""
-    call = CallRecord(f"{codec}-{dscp}", "test", "client", "gateway", codec, dscp, 0, seconds, 10)
+    call = Call(
+        id=f"{codec}-{dscp}",
+        name="test",
+        caller="client",
+        callee="gateway",
+        codec=codec,
+        dscp=dscp,
+        start=0,
+        duration=seconds,
+        setup_timeout=10,
+    )
     with Agents(lab.nodes) as agents:
-        place_call(agents, call, out)
+        place_calls(agents, [call], out)
         end = time.time() + seconds
         while time.time() < end:
             for node, _, message in agents.drain_events():
                 on_call_event(call, node, message)
             time.sleep(0.05)
-        hang_up(agents, call)
+        end_calls(agents, [call])
         pids = [client.process.pid for client in agents.clients.values()]
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids), "agents exited with their calls"
     return call
 
 
-def received(call: CallRecord, side: str) -> dict[str, np.ndarray]:
-    return dict(np.load(call.sides[side]["received_file"]))
+def received(call: Call, side: str) -> dict[str, np.ndarray]:
+    return dict(np.load(call.sides[side].received_file))
 
 
 def decoded_audio(codec: str, packets: dict[str, np.ndarray]) -> np.ndarray:
     """The received payloads decoded in order (no concealment), as mono 16-bit samples."""
-    capability = codec_capability(codec)[0]
+    capability = aiortc_capability(codec)
     decoder = get_decoder(
         RTCRtpCodecParameters(
             mimeType=capability.mimeType, clockRate=capability.clockRate, channels=capability.channels, payloadType=0
@@ -93,7 +103,7 @@ def test_opus_call_lands_in_the_ef_class_both_ways_without_loss(registry, no_lef
     assert call.outcome == "connected" and call.setup_s < 2
     for side in ("caller", "callee"):
         packets = received(call, side)
-        sent = call.sides["callee" if side == "caller" else "caller"]["frames_sent"]
+        sent = call.sides["callee" if side == "caller" else "caller"].frames_sent
         assert len(packets["seq"]) >= sent - 2, f"{side} received {len(packets['seq'])} of {sent}"
         gaps = np.diff(np.sort(packets["seq"].astype(np.int64)) % 65536)
         assert np.all((gaps == 1) | (gaps == -65535)), "no sequence number missing"

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ElementTree
 
 import jsonschema
 
-from tests.conftest import REPO
-from tests.lab.conftest import run_testbed
+from tests.helpers import REPO
+from tests.helpers.lab import run_testbed
 
 
 def test_idle_opus_call_scores_high_both_ways(registry, no_leftovers, tmp_path):

@@ -18,9 +18,9 @@ from testbed.lab.measure import probe_stream
 from testbed.lab.reach import udp_probe
 from testbed.scenario import load_scenario
 from testbed.scenario.model import Scenario
-from tests.conftest import REPO
-from tests.lab.conftest import lab_namespaces
-from tests.lab.test_qos import class_packets, shipped
+from tests.helpers import REPO
+from tests.helpers.lab import lab_namespaces
+from tests.helpers.qos import class_packets, shipped
 
 VPN = REPO / "scenarios" / "vpn.yaml"
 

@@ -15,8 +15,8 @@ from testbed.media.tap import extended_sequence, load_records
 from testbed.scenario.load import load_template
 from testbed.scenario.model import Scenario
 from testbed.workload import Workload
-from tests.conftest import REPO
-from tests.lab.conftest import lab_namespaces, start_testbed
+from tests.helpers import REPO
+from tests.helpers.lab import lab_namespaces, start_testbed
 
 ROUTERS = REPO / "scenarios" / "routers"
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -13,6 +11,7 @@ from testbed.report import html, junit
 from testbed.report.thresholds import evaluate
 from testbed.results import CallScores, CheckResult, DirectionScores, RunResult
 from testbed.scenario.model import Threshold
+from tests.helpers.cli import run_cli
 
 
 def direction(mos: float | None, loss: float = 0.0, p95: float = 20.0) -> DirectionScores:
@@ -162,12 +161,9 @@ def test_score_emodel_command(args, r, mos):
     for flag, value in zip(args[::2], args[1::2], strict=False):
         base[flag] = value
     argv = [arg for pair in base.items() for arg in pair]
-    out = subprocess.run(
-        [sys.executable, "-m", "testbed.cli", "score", "emodel", *argv, "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    result = run_cli("score", "emodel", *argv, "--json")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
     values = json.loads(out)
     assert set(values) == {"r", "mos"}
     assert values["r"] == pytest.approx(r, abs=0.01)
@@ -176,7 +172,5 @@ def test_score_emodel_command(args, r, mos):
 
 
 def test_score_emodel_refuses_half_inputs():
-    result = subprocess.run(
-        [sys.executable, "-m", "testbed.cli", "score", "emodel", "--ta-ms", "100"], capture_output=True, text=True
-    )
+    result = run_cli("score", "emodel", "--ta-ms", "100")
     assert result.returncode == 2 and "--loss-pct" in result.stderr

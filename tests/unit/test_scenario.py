@@ -10,6 +10,7 @@ import pytest
 from testbed.errors import ScenarioError
 from testbed.scenario import load_scenario
 from testbed.scenario.schema import router_template_schema, scenario_schema
+from tests.helpers.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = Path(__file__).parent / "bad_scenarios"
@@ -67,9 +68,7 @@ def test_bad_file_gives_one_located_line(name):
     ["unknown_key.yaml", "loss_over_100.yaml", "duplicate_node.yaml", "missing_template.yaml", "yaml_syntax.yaml"],
 )
 def test_cli_validate_exit_2_without_traceback(name):
-    result = subprocess.run(
-        [sys.executable, "-m", "testbed.cli", "validate", str(BAD / name)], capture_output=True, text=True, timeout=60
-    )
+    result = run_cli("validate", str(BAD / name))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -78,9 +77,7 @@ def test_cli_validate_exit_2_without_traceback(name):
 
 
 def test_cli_validate_reports_missing_file():
-    result = subprocess.run(
-        [sys.executable, "-m", "testbed.cli", "validate", "no/such.yaml"], capture_output=True, text=True, timeout=60
-    )
+    result = run_cli("validate", "no/such.yaml")
     assert result.returncode == 2 and "no/such.yaml: no such file" in result.stderr
 
 
@@ -125,3 +122,26 @@ def test_schema_rejects_what_the_loader_rejects():
     jsonschema.validate({"name": "ok", "links": {"wan": {"router": {"rate": "10mbit", "delay": "5ms"}}}}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "ok", "links": {"wan": {"router": {"rte": "10mbit"}}}}, schema)
+
+
+def test_scenario_and_scoring_import_nothing_from_the_lab_media_or_workload():
+
+    code = (
+        "import sys, testbed.scenario.load, testbed.scenario.schema, testbed.scoring.direction, testbed.codecs, "
+        "testbed.rtp\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('testbed.lab', 'testbed.media', 'testbed.workload')))\n"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_router_templates_are_found_in_the_shipped_package_data(tmp_path):
+    from testbed.scenario.load import BUILTIN_SCENARIOS, find_template
+
+    scenario = tmp_path / "alone.yaml"  # no routers/ next to it
+    assert find_template("ef-priority", scenario) == BUILTIN_SCENARIOS / "routers" / "ef-priority.yaml"
+    assert (BUILTIN_SCENARIOS / "office.yaml").is_file()
+    (tmp_path / "routers").mkdir()
+    (tmp_path / "routers" / "ef-priority.yaml").write_text((BUILTIN_SCENARIOS / "routers/fifo.yaml").read_text())
+    assert find_template("ef-priority", scenario) == tmp_path / "routers" / "ef-priority.yaml"  # next to it first

@@ -1,0 +1,82 @@
+"""What every command shares: the consoles, options, and the one place that turns the testbed's
+exceptions into a one-line message and the documented exit code (``ExitCode``)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from testbed.errors import CapabilityError, ExitCode, InputError, TestbedError
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--impairment-engine", help="auto (netem where the kernel has it), netem or userspace; overrides the scenario"
+    ),
+]
+BackendOption = Annotated[str | None, typer.Option(help="netns (default) or docker; overrides the scenario")]
+
+
+def reports_errors(command: F) -> F:
+    """Turn the testbed's exceptions into a one-line message and the documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TestbedError as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]; everything this command created was removed")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug or an environment failure: one line, exit 4, details on request
+            err.print(
+                f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                "(the testbed failed; run with TESTBED_DEBUG=1 for a traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            if os.environ.get("TESTBED_DEBUG"):
+                raise
+            raise typer.Exit(ExitCode.TESTBED_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise CapabilityError("this command needs root (network namespaces); run it with sudo")
+
+
+def check_variants(path: Path, requested: list[str] | None, known: list[str]) -> list[str]:
+    """The requested variants (all when none), each one checked against the scenario's."""
+    for name in requested or []:
+        if name not in known:
+            raise InputError(f"{path}: no variant {name!r} (variants: {', '.join(known)})")
+    return requested or known
+
+
+def progress_printer() -> Callable[[str], None]:
+    """Progress lines on stderr, each with the seconds since the command started."""
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        err.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}", highlight=False)
+
+    return progress

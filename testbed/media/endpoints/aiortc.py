@@ -1,0 +1,256 @@
+"""The aiortc call endpoint: WebRTC audio calls in the node's agent, as a cloud dialer's softphone or
+media gateway runs them.
+
+Both ends send at once, each its own reference clip, pre-encoded (``testbed.media.encoded_clip``).
+Host candidates only (no STUN), DSCP set on the ICE sockets before ICE starts, ports from the node's
+``ip_local_port_range`` (10000-60000 by default). Received packets are recorded, not decoded
+(``aiortc_hooks``); the playout model in scoring plays them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaBlackhole
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import Packet
+
+from testbed.codecs import FRAME_S
+from testbed.media.encoded_clip import CLIP_RATE, aiortc_capability, encoded_clip
+from testbed.media.endpoints.aiortc_hooks import mark_media_sockets, record_received_packets, record_sent_packets
+from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
+from testbed.media.records import PacketRecord, SentRecord
+
+
+class EncodedClipTrack(MediaStreamTrack):
+    """Sends a pre-encoded clip as 20 ms packets in real time from the first one asked for, looping,
+    until ``stop_media``; notes how late each packet was against its 20 ms clock (the harness's own
+    lateness, which must never pass for network jitter)."""
+
+    kind = "audio"
+
+    def __init__(self, payloads: list[bytes]):
+        super().__init__()
+        self.payloads = payloads
+        self.frame_samples = int(CLIP_RATE * FRAME_S)
+        self.sent = 0
+        self.started: float | None = None  # time.time() of the first packet: the clip's origin
+        self.stopped_at: float | None = None
+        self.lateness_ms: list[float] = []
+        self._origin = 0.0
+
+    def stop_media(self) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = time.time()
+
+    async def recv(self) -> Packet:  # type: ignore[type-arg]  # av's Packet is generic in its stubs only
+        if self.stopped_at is not None:
+            raise MediaStreamError  # ends aiortc's RTP loop; RTCP and ICE consent go on until hang-up
+        if self.started is None:
+            self.started = time.time()
+            self._origin = time.monotonic()
+        else:
+            due = self._origin + self.sent * FRAME_S
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.lateness_ms.append(max(0.0, (time.monotonic() - due) * 1000))
+        packet = Packet(self.payloads[self.sent % len(self.payloads)])
+        packet.pts = self.sent * self.frame_samples
+        packet.time_base = fractions.Fraction(1, CLIP_RATE)
+        self.sent += 1
+        return packet
+
+    def pacing(self) -> dict[str, float]:
+        if not self.lateness_ms:
+            return {}
+        late = np.asarray(self.lateness_ms)
+        return {
+            "p50_ms": round(float(np.percentile(late, 50)), 3),
+            "p99_ms": round(float(np.percentile(late, 99)), 3),
+            "max_ms": round(float(late.max()), 3),
+            "late_over_1ms": int((late > 1.0).sum()),
+        }
+
+
+class AiortcLeg:
+    """One side of one call: a peer connection sending one clip and recording what it receives."""
+
+    def __init__(self, leg: LegSpec, emit: EmitEvent):
+        self.leg = leg
+        self.emit = emit
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.track = EncodedClipTrack(encoded_clip(leg.codec, leg.clip))
+        self.received = PacketRecord()
+        self.sent = SentRecord()
+        self.sink = MediaBlackhole()
+        self.created = time.time()
+        self.connected_at: float | None = None
+        self.ended_at: float | None = None
+        self.marked = 0
+        self.pc.on("connectionstatechange", self._state_changed)
+        self.pc.on("track", self._track)
+
+    # ------------------------------------------------------------ signalling
+
+    async def offer(self) -> Description:
+        transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
+        transceiver.setCodecPreferences([aiortc_capability(self.leg.codec)])
+        return await self._describe(await self.pc.createOffer())
+
+    async def answer(self, remote: Description) -> Description:
+        await self.pc.setRemoteDescription(RTCSessionDescription(remote["sdp"], "offer"))
+        self.pc.addTrack(self.track)
+        for transceiver in self.pc.getTransceivers():
+            transceiver.setCodecPreferences([aiortc_capability(self.leg.codec)])
+        return await self._describe(await self.pc.createAnswer())
+
+    async def _describe(self, description: RTCSessionDescription) -> Description:
+        """Set our side's description (which gathers the ICE sockets), then mark and watch those sockets."""
+        await self.pc.setLocalDescription(description)
+        self.marked = mark_media_sockets(self.pc, self.leg.dscp)
+        record_sent_packets(self.pc, self.sent)
+        return {"sdp": self.pc.localDescription.sdp}
+
+    async def accept(self, remote: Description) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(remote["sdp"], "answer"))
+
+    # ------------------------------------------------------------ media and state
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                record_received_packets(transceiver.receiver, self.received)
+        self.sink.addTrack(track)  # consume the (empty) frame queue so it never grows
+
+    async def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        now = time.time()
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = now
+            await self.sink.start()
+            self._event("connected", setup_s=round(now - self.created, 4))
+        elif state in ("failed", "closed") and self.ended_at is None:
+            self.ended_at = now
+            if state == "failed":
+                self._event("dropped" if self.connected_at else "failed")
+
+    def _event(self, state: str, **values: Any) -> None:
+        self.emit({"event": "call", "call": self.leg.call, "state": state, "time": time.time(), **values})
+
+    async def hang_up(self) -> dict[str, Any]:
+        """End the call, write both packet records, and summarise this side."""
+        self.track.stop_media()
+        await self.sink.stop()
+        await self.pc.close()
+        out_dir = Path(self.leg.out_dir)
+        received_path = out_dir / f"{self.leg.call}-{self.leg.clip}-received.npz"
+        sent_path = out_dir / f"{self.leg.call}-{self.leg.clip}-sent.npz"
+        self.received.save(received_path)
+        self.sent.save(sent_path)
+        return {
+            "call": self.leg.call,
+            "endpoint": AiortcEndpoint.kind,
+            "codec": self.leg.codec,
+            "dscp": self.leg.dscp,
+            "clip": self.leg.clip,
+            "sent_ssrc": self.sent.ssrc[0] if self.sent.ssrc else None,
+            "clip_started": self.track.started,
+            "frames_sent": self.track.sent,
+            "clip_frames": len(self.track.payloads),
+            "packets_received": len(self.received.seq),
+            "packets_sent": len(self.sent.seq),
+            "connected_at": self.connected_at,
+            "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
+            "media_stopped_at": self.track.stopped_at,
+            "sockets_marked": self.marked,
+            "received_file": str(received_path),
+            "sent_file": str(sent_path),
+            "pacing": self.track.pacing(),
+        }
+
+
+async def _each(coroutines: list[Any]) -> list[Any]:
+    """Run one operation per leg; a leg that fails gives ``{"error": ...}`` instead of failing the batch."""
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    return [{"error": f"{type(r).__name__}: {r}"} if isinstance(r, Exception) else r for r in results]
+
+
+class AiortcEndpoint:
+    """Every aiortc leg of one node, in the agent's event loop."""
+
+    kind: ClassVar[str] = "aiortc"
+    signalling: ClassVar[bool] = True
+
+    def __init__(self, emit: EmitEvent):
+        self.emit = emit
+        self.legs: dict[str, AiortcLeg] = {}
+        self.served = 0
+
+    async def prepare(self, codec: str, clip: str) -> None:
+        encoded_clip(codec, clip)
+
+    def _new(self, leg: LegSpec) -> AiortcLeg:
+        if leg.call in self.legs:
+            raise ValueError(f"call {leg.call!r} exists already")
+        Path(leg.out_dir).mkdir(parents=True, exist_ok=True)
+        self.legs[leg.call] = AiortcLeg(leg, self.emit)
+        self.served += 1
+        return self.legs[leg.call]
+
+    def _leg(self, call: str) -> AiortcLeg:
+        if call not in self.legs:
+            raise ValueError(f"no call {call!r}")
+        return self.legs[call]
+
+    async def open(self, legs: list[LegSpec]) -> list[Description]:
+        async def one(leg: LegSpec) -> Description:
+            return await self._new(leg).offer()
+
+        return await _each([one(leg) for leg in legs])
+
+    async def answer(self, legs: list[LegSpec], remotes: list[Description]) -> list[Description]:
+        async def one(leg: LegSpec, remote: Description) -> Description:
+            return await self._new(leg).answer(remote)
+
+        return await _each([one(leg, remote) for leg, remote in zip(legs, remotes, strict=True)])
+
+    async def accept(self, calls: list[str], remotes: list[Description]) -> list[dict[str, Any]]:
+        async def one(call: str, remote: Description) -> dict[str, Any]:
+            await self._leg(call).accept(remote)
+            return {}
+
+        return await _each([one(call, remote) for call, remote in zip(calls, remotes, strict=True)])
+
+    async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
+        async def one(call: str) -> dict[str, Any]:
+            leg = self._leg(call)
+            leg.track.stop_media()
+            return {"stopped_at": leg.track.stopped_at}
+
+        return await _each([one(call) for call in calls])
+
+    async def hang_up(self, calls: list[str]) -> list[dict[str, Any]]:
+        async def one(call: str) -> dict[str, Any]:
+            leg = self._leg(call)
+            del self.legs[call]
+            return await leg.hang_up()
+
+        return await _each([one(call) for call in calls])
+
+    async def close(self) -> None:
+        """The agent is ending: hang up whatever is still up (records are still written)."""
+        for call in list(self.legs):
+            try:
+                await asyncio.wait_for(self.legs.pop(call).hang_up(), 5)
+            except Exception:
+                pass
+
+    def stats(self) -> dict[str, Any]:
+        return {"kind": self.kind, "legs_open": len(self.legs), "legs_served": self.served}

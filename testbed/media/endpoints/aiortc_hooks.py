@@ -1,0 +1,72 @@
+"""The three places where the testbed reaches into aiortc 1.16's internals (pinned in pyproject.toml),
+kept together so an aiortc upgrade is checked here and nowhere else (docs/design.md, "The aiortc hooks").
+
+- What the listener would receive is recorded before aiortc's jitter buffer: aiortc's receiver stalls
+  on a lost packet, drops the frames before the hole, has no concealment and never releases its last
+  packets, so its playback is never what gets scored. ``RTCRtpReceiver._handle_rtp_packet`` is wrapped
+  to keep every decrypted RTP packet with its arrival time for the playout model.
+- Each RTP packet's application send time: ``RTCDtlsTransport._send_rtp`` is wrapped.
+- aiortc never sets IP_TOS: the ICE sockets (``connection._protocols``) are marked directly.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+
+from testbed.media.records import PacketRecord, SentRecord
+
+RTP_HEADER = struct.Struct("!BBHII")
+
+
+def record_received_packets(receiver: RTCRtpReceiver, record: PacketRecord, decode: bool = False) -> None:
+    """Keep every decrypted RTP packet the receiver handles.
+
+    Without ``decode`` the packets stop here: aiortc's jitter buffer and decoder are never what gets
+    scored, and skipping them halves a call's CPU. ICE consent (which detects dropped calls) and
+    sending are unaffected; only aiortc's receiver statistics stay empty.
+    """
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        record.add(packet)
+        if decode:
+            await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def record_sent_packets(pc: RTCPeerConnection, record: SentRecord) -> None:
+    """Note every outgoing RTP packet (RTCP excluded) as it is handed to SRTP and the socket."""
+    for transceiver in pc.getTransceivers():
+        dtls: Any = transceiver.sender.transport
+        if dtls is None or getattr(dtls, "_testbed_recorded", False):
+            continue
+        original: Callable[[bytes], Awaitable[None]] = dtls._send_rtp
+
+        async def send(data: bytes, original: Callable[[bytes], Awaitable[None]] = original) -> None:
+            if len(data) >= 12 and not 64 <= (data[1] & 0x7F) <= 95:  # RTCP types 192-223 (RFC 5761)
+                _, _, seq, timestamp, ssrc = RTP_HEADER.unpack_from(data)
+                record.add(seq, timestamp, ssrc)
+            await original(data)
+
+        dtls._send_rtp = send
+        dtls._testbed_recorded = True
+
+
+def mark_media_sockets(pc: RTCPeerConnection, dscp: int) -> int:
+    """Set the DSCP on the ICE sockets. Returns how many were marked."""
+    marked = 0
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        connection = getattr(dtls.transport, "_connection", None) if dtls else None
+        for protocol in getattr(connection, "_protocols", []):
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is not None and sock.family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, dscp << 2)
+                marked += 1
+    return marked

@@ -1,0 +1,61 @@
+"""What the workload needs from a call endpoint, whatever it is (aiortc in the agent, a browser, a light
+RTP sender). The interface is not WebRTC's: a leg is one side of one call, and the harness relays two
+opaque descriptions between the sides (an SDP for WebRTC endpoints, a transport address for endpoints
+without signalling). One endpoint object serves every leg of its kind in one node, so ``count: N``
+calls are one batch for one process. A call ends in three steps: stop the media, let the path drain,
+hang up (only then are the records written), so packets in flight at hang-up are not lost packets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+Description = dict[str, Any]  # opaque to the harness: {"sdp": ...} or {"address": ..., "port": ...}
+EmitEvent = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LegSpec:
+    """One side of one call as the harness asks an endpoint to serve it."""
+
+    call: str
+    role: str  # caller | callee
+    codec: str
+    dscp: int
+    clip: str  # the reference clip this side sends: client | gateway
+    out_dir: str  # where the side's records go (a host directory visible inside the node)
+
+
+class Endpoint(Protocol):
+    """One kind of call endpoint inside one node. Call state changes are reported through ``emit`` as
+    ``{"event": "call", "call": ID, "state": connected|failed|dropped, "time": EPOCH}``. Batch methods
+    answer per leg, in order; a leg that failed answers ``{"error": "..."}`` without failing the rest."""
+
+    kind: ClassVar[str]
+    signalling: ClassVar[bool]  # True: descriptions are SDPs a signalling server would relay
+
+    async def prepare(self, codec: str, clip: str) -> None:
+        """Load what sending needs (codec, encoded clip) before the workload's clock starts."""
+
+    async def open(self, legs: list[LegSpec]) -> list[Description]:
+        """Callers: create the legs and describe them (the offers)."""
+
+    async def answer(self, legs: list[LegSpec], remotes: list[Description]) -> list[Description]:
+        """Callees: create the legs from the callers' descriptions and describe them (the answers)."""
+
+    async def accept(self, calls: list[str], remotes: list[Description]) -> list[dict[str, Any]]:
+        """Callers: complete the legs with the callees' descriptions; media starts when connected."""
+
+    async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
+        """Stop sending (the leg still receives); each result says when (``stopped_at``, epoch s)."""
+
+    async def hang_up(self, calls: list[str]) -> list[dict[str, Any]]:
+        """End the legs, write their records and return each one's summary (``results.LegSummary``)."""
+
+    async def close(self) -> None:
+        """The agent is ending: hang up every leg still open."""
+
+    def stats(self) -> dict[str, Any]:
+        """Per-endpoint statistics: legs served, sender pacing, whatever the kind can say."""
