@@ -12,12 +12,14 @@ import sys
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 SO_ATTACH_FILTER = 26
+SO_LOCK_FILTER = 44
 SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD: a struct timespec of two 64-bit fields on 64-bit hosts
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 SO_MARK = 36
 # <linux/in.h>
 IP_TOS = 1
 IP_RECVTOS = 13
+IP_RECVTTL = 12  # Python 3.11 does not export it
 # <linux/if_packet.h>, <linux/if_ether.h>
 SOL_PACKET = 263
 PACKET_STATISTICS = 6

@@ -11,6 +11,7 @@ from typing import Any
 
 from testbed.errors import TestbedError
 from testbed.lab.backends import docker as docker_backend
+from testbed.proc import stop_process
 
 NODE_IMAGE = docker_backend.NODE_IMAGE  # what the docker backend runs
 BASE_IMAGE = "voip-testbed-base:bookworm"
@@ -125,7 +126,5 @@ def stream(argv: list[str], progress: Progress) -> Streamed:
                 output.append(line)
                 progress(line)
     finally:
-        if process.poll() is None:  # interrupted while reading: do not leave the build running
-            process.terminate()
-        process.wait()
+        stop_process(process)  # interrupted while reading: do not leave the build running
     return Streamed(process.returncode, output)

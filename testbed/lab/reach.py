@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testbed.lab import netns
+from testbed.sockopts import IP_RECVTTL
 
 if TYPE_CHECKING:
     from testbed.lab.lab import Lab
 
 SEND_TTL = 64
-IP_RECVTTL = 12  # <linux/in.h>; Python 3.11 does not export it
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
-import threading
-import time
 
 import pytest
 
@@ -71,31 +68,6 @@ def test_containers_are_not_privileged(engine, registry, no_leftovers):
     assert our_containers(engine, registry.history()) == []
 
 
-def wait_for_stderr(process: subprocess.Popen, needle: str, timeout: float) -> str:
-    """What ``process`` wrote to stderr up to the first line containing ``needle`` (progress goes there)."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        for line in process.stderr:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        seen += line
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} not on stderr within {timeout}s; got:\n{seen}")
-
-
 def run_office(tmp_path, backend: str) -> dict:
     result = run_testbed(
         "run",
@@ -134,7 +106,7 @@ def test_failure_and_interrupt_leave_nothing(engine, registry, no_leftovers, tmp
     scenario = tmp_path / "long.yaml"
     scenario.write_text("name: long\nbackend: docker\ncalls: [{from: client, to: gateway, duration: 60s}]\n")
     process = start_testbed("run", str(scenario), "--out", str(tmp_path / "out"))
-    wait_for_stderr(process, ": connected", timeout=120)  # the call is up: interrupt it mid-call
+    wait_for_line(process, ": connected", timeout=120, stream="stderr")  # the call is up: interrupt it mid-call
     assert our_containers(engine, registry.history())
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=120)

@@ -49,22 +49,29 @@ def lab_namespaces(run_id: str) -> set[str]:
     return {n for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else []) if f"-{run_id}-" in n}
 
 
-def wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 30) -> str:
-    """Everything ``process`` printed up to the first line containing ``needle``.
-
-    A reader thread owns the pipe: select() on the descriptor would miss lines already sitting in the
-    text wrapper's buffer when several arrive in one chunk.
-    """
-    lines = getattr(process, "_testbed_lines", None)
+def _lines(process: subprocess.Popen, stream: str) -> queue.Queue[str | None]:
+    """The lines of one of ``process``'s pipes, read by a thread that owns the pipe from now on: select()
+    on the descriptor would miss lines already sitting in the text wrapper's buffer."""
+    attribute = f"_testbed_{stream}_lines"
+    lines = getattr(process, attribute, None)
     if lines is None:
-        lines = process._testbed_lines = queue.Queue()
+        lines = queue.Queue()
+        setattr(process, attribute, lines)
+        pipe = getattr(process, stream)
 
         def pump() -> None:
-            for line in process.stdout:
+            for line in pipe:
                 lines.put(line)
             lines.put(None)
 
         threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 30, stream: str = "stdout") -> str:
+    """Everything ``process`` wrote to ``stream`` up to the first line containing ``needle`` (progress
+    lines of `testbed run` go to stderr)."""
+    lines = _lines(process, stream)
     deadline = time.monotonic() + timeout
     seen = ""
     while time.monotonic() < deadline:
@@ -77,19 +84,20 @@ def wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 30) -
         seen += line
         if needle in line:
             return seen
+    other = "stderr" if stream == "stdout" else "stdout"
     raise AssertionError(
-        f"{needle!r} not printed within {timeout}s; got:\n{seen}\n"
-        f"{process.stderr.read() if process.poll() is not None else ''}"
+        f"{needle!r} not written within {timeout}s; got:\n{seen}\n"
+        f"{getattr(process, other).read() if process.poll() is not None else ''}"
     )
 
 
-def rest_of_output(process: subprocess.Popen, timeout: float = 60) -> str:
-    """What ``process`` prints after the lines ``wait_for_line`` consumed, until it exits (its reader
-    thread owns stdout from then on, so ``communicate`` would see nothing)."""
+def rest_of_output(process: subprocess.Popen, timeout: float = 60, stream: str = "stdout") -> str:
+    """What ``process`` writes to ``stream`` after the lines ``wait_for_line`` consumed, until it exits
+    (the reader thread owns the pipe from then on, so ``communicate`` would see nothing)."""
     process.wait(timeout=timeout)
-    lines = getattr(process, "_testbed_lines", None)
+    lines = getattr(process, f"_testbed_{stream}_lines", None)
     if lines is None:
-        return process.stdout.read()
+        return getattr(process, stream).read()
     rest = ""
     while True:
         try:

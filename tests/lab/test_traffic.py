@@ -40,7 +40,7 @@ def bottleneck(rate: str = "10mbit") -> Scenario:
 @contextmanager
 def sink(lab: Lab, kind: str, *, node: str = "gateway", port: int = PORT, **options) -> Iterator[subprocess.Popen]:
     """A sink that is ready when the block starts; killed if the block leaves it running (a failed test)."""
-    process = lab.node(node).popen(sink_command(kind, port, **options), stdout=subprocess.PIPE, text=True, cwd=REPO)
+    process = lab.node(node).popen(sink_command(kind, port, **options), stdout=subprocess.PIPE, text=True)
     try:
         ready = process.stdout.readline()
         assert parse_events([ready])[0]["event"] == "ready", ready
@@ -65,7 +65,7 @@ def send(
 ) -> SourceReport:
     """Run a source for ``seconds`` to its natural end."""
     argv = source_command(kind, str(lab.plan.address(to)), port, duration=seconds, **options)
-    result = lab.node(node).run(argv, timeout=seconds + 30, cwd=REPO)
+    result = lab.node(node).run(argv, timeout=seconds + 30)
     assert result.returncode == 0, result.stdout + result.stderr
     return source_report(result.stdout.splitlines())
 
@@ -144,9 +144,7 @@ def test_sources_retry_until_the_sink_listens_and_fail_clearly_without_one(regis
     with Lab(plain(), registry=registry) as lab:
         address = str(lab.plan.address("gateway"))
         started = time.monotonic()
-        nobody = lab.node("client").run(
-            source_command("tcp_bulk", address, PORT, duration=1, connect_timeout=1), cwd=REPO
-        )
+        nobody = lab.node("client").run(source_command("tcp_bulk", address, PORT, duration=1, connect_timeout=1))
         gave_up = time.monotonic() - started
         early = lab.node("client").popen(
             source_command("tcp_bulk", address, PORT, duration=1.5), stdout=subprocess.PIPE, text=True, cwd=REPO

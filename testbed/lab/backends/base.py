@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from testbed.lab import iptables, netns
 from testbed.lab.registry import Resource, RunRecord
+from testbed.proc import stop_process
 
 MEDIA_PORT_RANGE = "10000 60000"  # what WebRTC dialers use for media (docs/design.md, "Node settings")
 
@@ -82,7 +83,6 @@ def run_in_namespace(
     try:
         out, err = process.communicate(input, timeout=timeout)
     except BaseException:
-        process.kill()
-        process.wait()
+        stop_process(process, 0, terminate=False)  # straight to SIGKILL: a configuration tool hung
         raise
     return subprocess.CompletedProcess(command, process.returncode, out, err)

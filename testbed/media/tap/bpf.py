@@ -12,11 +12,10 @@ import ctypes
 import socket
 
 from testbed.media.tap.frames import DEFAULT_SNAPLEN, ETH_HEADER, ETH_P_IP
+from testbed.sockopts import SO_ATTACH_FILTER, SO_LOCK_FILTER
 
 __all__ = ["Instruction", "SockFilter", "SockFprog", "attach_filter", "rtp_filter"]
 
-SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>
-SO_LOCK_FILTER = 44
 
 BPF_LD, BPF_LDX, BPF_ALU, BPF_JMP, BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
 BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
