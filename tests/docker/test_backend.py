@@ -11,24 +11,12 @@ import subprocess
 import pytest
 
 from testbed.lab import Lab
-from testbed.lab.backends.docker import RUN_LABEL, client
+from testbed.lab.backends.docker import RUN_LABEL
 from testbed.scenario.model import Scenario
-from tests.helpers import REPO, require
+from tests.helpers import REPO
 from tests.helpers.lab import run_testbed, start_testbed, wait_for_line
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def engine():
-    try:
-        docker_client = client()
-    except Exception as exc:
-        require("docker engine", False, str(exc))
-    from testbed.images import NODE_IMAGE, node_image_present
-
-    require("node image", node_image_present(), f"build {NODE_IMAGE} with `testbed images build`")
-    return docker_client
 
 
 def our_containers(engine, run_ids) -> list[str]:

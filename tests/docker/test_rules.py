@@ -8,34 +8,12 @@ import shutil
 
 import pytest
 
-from testbed.lab import Lab, iptables
-from testbed.lab.backends import Node
-from testbed.lab.backends.docker import client
+from testbed.lab import Lab
 from testbed.lab.engine.harness import iptables_rule
 from testbed.scenario.model import Scenario
-from tests.helpers import require
+from tests.helpers.rules import OTHER_SAVE, rule_set
 
 pytestmark = pytest.mark.docker
-
-OTHER_SAVE = "iptables-legacy-save" if iptables.BACKEND == "nft" else "iptables-nft-save"
-
-
-@pytest.fixture(scope="module")
-def engine():
-    try:
-        docker_client = client()
-    except Exception as exc:
-        require("docker engine", False, str(exc))
-    from testbed.images import NODE_IMAGE, node_image_present
-
-    require("node image", node_image_present(), f"build {NODE_IMAGE} with `testbed images build`")
-    return docker_client
-
-
-def rule_set(node: Node, save: str = iptables.IPTABLES_SAVE) -> set[str]:
-    result = node.run([save])
-    assert result.returncode == 0, result.stderr
-    return {line for line in result.stdout.splitlines() if line.startswith("-A ")}
 
 
 def test_every_rule_of_a_docker_lab_is_in_the_pinned_backend(engine, registry, no_leftovers):

@@ -24,7 +24,7 @@ def measure_rate(
 ) -> float:
     """Flood ``source`` -> ``destination`` at ``offered_bps``; return the wire rate that arrived."""
     address = str(lab.plan.address(destination))
-    tool = [sys.executable, "-m", "tests.lab.udp_flood"]
+    tool = [sys.executable, "-m", "tests.helpers.udp_flood"]
     receiver = lab.node(destination).popen([*tool, "receive", address], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert receiver.stdout.readline().strip() == "ready"
     sender = lab.node(source).popen([*tool, "send", address, str(offered_bps), str(seconds)], cwd=REPO)

@@ -83,7 +83,7 @@ def flood(lab: Lab, rate_bps: float, seconds: float) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "tests.lab.udp_flood",
+            "tests.helpers.udp_flood",
             "send",
             str(lab.plan.address("gateway")),
             str(rate_bps),

@@ -7,11 +7,9 @@ from __future__ import annotations
 import shutil
 
 from testbed.lab import Lab, iptables
-from testbed.lab.backends import Node
 from testbed.lab.engine.harness import iptables_rule
 from testbed.scenario.model import Impairment, Scenario
-
-OTHER_SAVE = "iptables-legacy-save" if iptables.BACKEND == "nft" else "iptables-nft-save"
+from tests.helpers.rules import OTHER_SAVE, rule_set
 
 
 def rules_scenario(backend: str = "netns") -> Scenario:
@@ -26,13 +24,6 @@ def rules_scenario(backend: str = "netns") -> Scenario:
             "links": {"wan": {"router": {"rate": "5mbit", "delay": "10ms"}, "gateway": {"delay": "20ms"}}},
         }
     )
-
-
-def rule_set(node: Node, save: str = iptables.IPTABLES_SAVE) -> set[str]:
-    """The node's whole rule set (every table), one ``-A`` line per rule."""
-    result = node.run([save])
-    assert result.returncode == 0, result.stderr
-    return {line for line in result.stdout.splitlines() if line.startswith("-A ")}
 
 
 def expected_rules(lab: Lab) -> dict[str, set[str]]:

@@ -133,6 +133,9 @@ def test_tunnel_routes_only_its_targets_and_answers_come_back(registry, no_lefto
     assert described["nodes"]["concentrator"]["interfaces"]["vpn"] == "198.18.2.2/24"
 
 
+FLOOD = [sys.executable, "-m", "tests.helpers.udp_flood"]
+
+
 def test_plain_tunnel_loses_priority_under_congestion(registry, no_leftovers, tmp_path):
     """An unmarked flood outside the tunnel fills the uplink's bulk class: the EF stream in a plain tunnel
     queues behind it; copied to the outer header, its DSCP puts it back in the priority class."""
@@ -140,7 +143,15 @@ def test_plain_tunnel_loses_priority_under_congestion(registry, no_leftovers, tm
     for copy_dscp in (False, True):
         with tunnel_lab("vxlan", copy_dscp, registry) as lab:
             flooding = lab.node("viewer").popen(
-                [sys.executable, "-m", "tests.lab.udp_flood", "send", str(lab.plan.address("gateway")), str(25e6), "9"],
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.helpers.udp_flood",
+                    "send",
+                    str(lab.plan.address("gateway")),
+                    str(25e6),
+                    "9",
+                ],
                 cwd=REPO,
             )
             try:
@@ -149,9 +160,11 @@ def test_plain_tunnel_loses_priority_under_congestion(registry, no_leftovers, tm
                 flooding.wait(timeout=60)
     plain, copied = results[False], results[True]
     assert copied.loss_rate == 0 and np.percentile(copied.delays_ms, 95) < 5
-    assert plain.loss_rate > 0.3 or np.percentile(plain.delays_ms, 95) > 200, (
-        f"plain tunnel: {plain.loss_rate:.0%} lost, p95 {np.percentile(plain.delays_ms, 95):.0f} ms"
-    )
+    # in the bulk class behind a 1000-packet queue flooded at 2.5 times the rate: most packets are lost
+    # and the ones that arrive waited about a second
+    summary = f"plain tunnel: {plain.loss_rate:.0%} lost, p95 {np.percentile(plain.delays_ms, 95):.0f} ms"
+    assert plain.loss_rate > 0.3, summary
+    assert np.percentile(plain.delays_ms, 95) > 200, summary
 
 
 @pytest.mark.parametrize("variant", ["tunnel", "tunnel-dscp-copied", "no-tunnel"])

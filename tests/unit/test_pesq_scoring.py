@@ -88,17 +88,17 @@ def test_a_delayed_start_is_aligned_before_pesq():
 
 
 @pytest.mark.parametrize(
-    "audio",
+    ("audio", "reason"),
     [
-        np.zeros(16000 * 10, np.int16),
-        np.zeros(0, np.int16),
-        np.random.default_rng(3).integers(-1, 2, 16000 * 10).astype(np.int16),
+        (np.zeros(16000 * 10, np.int16), "no speech"),
+        (np.zeros(0, np.int16), "no audio"),
+        (np.random.default_rng(3).integers(-1, 2, 16000 * 10).astype(np.int16), "no speech"),
     ],
 )
-def test_silence_says_no_speech_instead_of_raising(audio):
+def test_silence_says_no_speech_instead_of_raising(audio, reason):
     result = pesq_score(audio, 16000, clip(16000), 16000)
     assert result.mos is None
-    assert "no speech" in result.reason or "no audio" in result.reason
+    assert reason in result.reason, result.reason
 
 
 def test_long_calls_are_scored_in_clip_length_segments():

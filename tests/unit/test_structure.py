@@ -56,28 +56,32 @@ def inside(name: str, *packages: str) -> bool:
     return any(name == p or name.startswith(p + ".") for p in packages)
 
 
-def test_pure_parts_import_no_lab_media_or_workload_code():
+def reached_from(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    """For each module inside ``packages``: the modules inside ``forbidden`` it reaches, where any."""
+    found = {}
     for name in GRAPH:
-        if inside(name, "testbed.scenario", "testbed.scoring", "testbed.results"):
-            wrong = {t for t in reaches(name) if inside(t, "testbed.lab", "testbed.media", "testbed.workload")}
-            assert not wrong, f"{name} reaches {sorted(wrong)}"
+        if inside(name, *packages):
+            wrong = sorted(t for t in reaches(name) if inside(t, *forbidden))
+            if wrong:
+                found[name] = wrong
+    return found
+
+
+HARNESS = ("testbed.workload", "testbed.runner", "testbed.cli", "testbed.api", "testbed.report", "testbed.capacity")
+
+
+def test_pure_parts_import_no_lab_media_or_workload_code():
+    pure = ("testbed.scenario", "testbed.scoring", "testbed.results")
+    assert reached_from(pure, ("testbed.lab", "testbed.media", "testbed.workload")) == {}
 
 
 def test_node_processes_import_no_harness_code():
     """media/ runs inside nodes: it never reaches the lab, the workload, the runner or the CLI."""
-    harness = ("testbed.lab", "testbed.workload", "testbed.runner", "testbed.cli", "testbed.api", "testbed.report")
-    for name in GRAPH:
-        if inside(name, "testbed.media"):
-            wrong = {t for t in reaches(name) if inside(t, *harness)}
-            assert not wrong, f"{name} reaches {sorted(wrong)}"
+    assert reached_from(("testbed.media",), ("testbed.lab", *HARNESS)) == {}
 
 
 def test_the_lab_does_not_reach_up():
-    above = ("testbed.workload", "testbed.runner", "testbed.cli", "testbed.api", "testbed.report", "testbed.capacity")
-    for name in GRAPH:
-        if inside(name, "testbed.lab"):
-            wrong = {t for t in reaches(name) if inside(t, *above)}
-            assert not wrong, f"{name} reaches {sorted(wrong)}"
+    assert reached_from(("testbed.lab",), HARNESS) == {}
 
 
 def test_no_import_cycle():

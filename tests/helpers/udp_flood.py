@@ -1,6 +1,6 @@
 """Test tool run inside lab nodes: a paced UDP sender and a receiver that prints the wire rate it saw.
 
-``python -m tests.lab.udp_flood send ADDR RATE_BPS SECONDS`` / ``... receive ADDR``. Separate processes
+``python -m tests.helpers.udp_flood send ADDR RATE_BPS SECONDS`` / ``... receive ADDR``. Separate processes
 so the sender's busy pacing loop never starves the receiver (one GIL each).
 """
 
