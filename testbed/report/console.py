@@ -58,6 +58,9 @@ def verdict_line(result: RunResult) -> str:
 
 def print_summary(result: RunResult, console: Console) -> None:
     console.print(summary_table(result))
+    for variant in result.variants:
+        if variant.harness is not None and variant.harness.flagged:
+            console.print(f"  [yellow]![/] {variant.name}: {variant.harness.note}", highlight=False)
     failed = [c for c in result.thresholds if not c.passed]
     for check in failed[:10]:
         console.print(f"  [red]x[/] {check.message}", highlight=False)

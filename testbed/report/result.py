@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from testbed.results import RESULT_FILE, CheckResult, LabDescription, RunInfo, RunResult, VariantScores, WorkloadRecord
-from testbed.results.run import Environment, Host, Queues, ScenarioInfo, TrafficSummary, VariantResult, Verdict
+from testbed.results.run import (
+    Environment,
+    HarnessLateness,
+    Host,
+    Queues,
+    ScenarioInfo,
+    TrafficSummary,
+    VariantResult,
+    Verdict,
+)
 from testbed.results.workload import TrafficRecord
 from testbed.scenario.load import LoadedScenario
 
@@ -45,6 +54,31 @@ def traffic_summary(record: TrafficRecord) -> TrafficSummary:
     )
 
 
+LATE_MS = 1.0  # p99 harness lateness above this flags a variant
+
+
+def harness_lateness(v: ScoredVariant) -> HarnessLateness:
+    """The engines' release lateness (lab.json) and the senders' pacing (workload.json), worst of each."""
+    engines = v.lab.impairment_engine.stats.values()
+    engine_p99 = max((e["late_p99_ms"] for e in engines if e.get("late_p99_ms") is not None), default=None)
+    over = sum(int(e.get("late_over_1ms") or 0) for e in engines)
+    pacing = [leg.pacing["p99_ms"] for call in v.workload.calls for leg in call.sides.values() if leg.pacing]
+    pacing_p99 = max(pacing, default=None)
+    late = {
+        "impairment engine": engine_p99,
+        "call senders": pacing_p99,
+    }
+    behind = [f"{who} p99 {value:.2f} ms" for who, value in late.items() if value is not None and value > LATE_MS]
+    note = f"the host fell behind ({', '.join(behind)}): delays include harness lateness" if behind else ""
+    return HarnessLateness(
+        engine_late_p99_ms=engine_p99,
+        engine_late_over_1ms=over,
+        pacing_p99_ms=pacing_p99,
+        flagged=bool(behind),
+        note=note,
+    )
+
+
 def _variant(loaded: LoadedScenario, v: ScoredVariant) -> VariantResult:
     spec = loaded.scenario.variants.get(v.variant)
     return VariantResult(
@@ -61,6 +95,7 @@ def _variant(loaded: LoadedScenario, v: ScoredVariant) -> VariantResult:
         queues=Queues(classes=v.workload.queue_classes, samples=v.workload.queues),
         impairment_engine=v.lab.impairment_engine,
         agents=v.workload.agents,
+        harness=harness_lateness(v),
     )
 
 

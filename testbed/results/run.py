@@ -75,6 +75,18 @@ class Queues(Record):
     samples: list[QueueSample]
 
 
+class HarnessLateness(Record):
+    """How late the testbed's own timing-critical processes were: the impairment engines releasing
+    packets and the call senders pacing them. Lateness here is the host's, not the network's; a variant
+    past ``LATE_MS`` at the 99th percentile is flagged so its delays are not taken at face value."""
+
+    engine_late_p99_ms: float | None = Field(description="worst engine's 99th percentile release lateness")
+    engine_late_over_1ms: int = Field(description="packets released more than 1 ms late, all engines")
+    pacing_p99_ms: float | None = Field(description="worst call side's 99th percentile sending lateness")
+    flagged: bool
+    note: str = ""
+
+
 class VariantResult(Record):
     name: str
     variant: str
@@ -89,6 +101,7 @@ class VariantResult(Record):
     queues: Queues
     impairment_engine: EngineDescription | None
     agents: dict[str, dict[str, Any]]
+    harness: HarnessLateness | None = None
 
 
 class CheckResult(Record):

@@ -1,0 +1,85 @@
+"""The typed result files: published schemas match the models, damaged files are bad input with their
+path, per-call rows are flat and self-describing, and harness lateness is flagged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testbed.errors import InputError
+from testbed.report.result import ScoredVariant, harness_lateness
+from testbed.results import LabDescription, VariantScores, WorkloadRecord
+from testbed.results.schema import SCHEMAS, result_schema, schema_file
+from tests.helpers import REPO
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_published_schemas_are_current(name):
+    published = json.loads(schema_file(REPO / "docs" / "schemas", name).read_text())
+    assert published == result_schema(name), f"regenerate with `testbed schema --results {name}`"
+
+
+def test_a_damaged_file_is_bad_input_naming_path_and_field(tmp_path):
+    path = tmp_path / "lab.json"
+    path.write_text('{"scenario": "x"}')
+    with pytest.raises(InputError, match=r"lab.json: backend: Field required"):
+        LabDescription.load(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match=r"lab.json:1: not JSON"):
+        LabDescription.load(path)
+
+
+def variant(engine_p99: float | None, pacing_p99: float | None) -> ScoredVariant:
+    stats = {} if engine_p99 is None else {"wan@router": {"late_p99_ms": engine_p99, "late_over_1ms": 3}}
+    lab = LabDescription.model_validate(
+        {
+            "scenario": "s",
+            "backend": "netns",
+            "router": None,
+            "impairment_engine": {"choice": "auto", "kernel_netem": False, "stats": stats},
+            "nodes": {},
+        }
+    )
+    leg = {"call": "c", "codec": "opus", "dscp": 46, "clip": "client"}
+    if pacing_p99 is not None:
+        leg["pacing"] = {"p50_ms": 0.1, "p99_ms": pacing_p99, "max_ms": pacing_p99}
+    call = {
+        "id": "c",
+        "name": "c",
+        "caller": "client",
+        "callee": "gateway",
+        "codec": "opus",
+        "dscp": 46,
+        "start": 0,
+        "duration": 5,
+        "setup_timeout": 10,
+        "sides": {"caller": leg},
+    }
+    workload = WorkloadRecord.model_validate(
+        {
+            "t0": 0,
+            "duration": 5,
+            "calls": [call],
+            "traffic": [],
+            "timeline": [],
+            "taps": {},
+            "queues": [],
+            "queue_classes": {},
+            "engines": {},
+            "agents": {},
+            "out_dir": "x",
+        }
+    )
+    return ScoredVariant("v", "v", 1, workload, lab, VariantScores(variant="v", calls=[]))
+
+
+def test_harness_lateness_is_flagged_past_a_millisecond():
+    calm = harness_lateness(variant(0.2, 0.4))
+    assert not calm.flagged and calm.engine_late_p99_ms == 0.2 and calm.pacing_p99_ms == 0.4
+    busy = harness_lateness(variant(3.5, 0.4))
+    assert busy.flagged and "impairment engine p99 3.50 ms" in busy.note and busy.engine_late_over_1ms == 3
+    late_sender = harness_lateness(variant(None, 2.0))
+    assert late_sender.flagged and "call senders p99 2.00 ms" in late_sender.note
+    unmeasured = harness_lateness(variant(None, None))  # no engine, no pacing figures: nothing to flag
+    assert not unmeasured.flagged and unmeasured.engine_late_p99_ms is None and unmeasured.pacing_p99_ms is None
