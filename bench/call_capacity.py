@@ -63,11 +63,11 @@ def measure(count: int, seconds: float) -> bool:
     with tempfile.TemporaryDirectory() as directory, Lab(scenario, purpose="bench call_capacity") as lab:
         out = Path(directory)
         result = Workload(lab, out).run()
-        connected = sum(c["outcome"] == "connected" for c in result.calls)
+        connected = sum(c.outcome == "connected" for c in result.calls)
         worst_loss, worst_jitter = 0.0, 0.0
         for call in result.calls:
             for clip, tap in (("client", "gateway/wan"), ("gateway", "client/lan")):
-                loss, jitter = direction_stats(out, result, call["id"], clip, tap)
+                loss, jitter = direction_stats(out, result, call.id, clip, tap)
                 worst_loss, worst_jitter = max(worst_loss, loss), max(worst_jitter, jitter)
         cpu = sum(a["cpu_s"] for a in result.agents.values())
     per_call = cpu / seconds / count
