@@ -78,8 +78,9 @@ class Queues(Record):
 class HarnessLateness(Record):
     """How late the testbed's own timing-critical processes were: the impairment engines releasing
     packets and the call senders pacing them. Lateness here is the host's, not the network's; a variant
-    past ``LATE_MS`` at the 99th percentile is flagged so its delays are not taken at face value."""
+    whose lateness would show in its figures is flagged (see ``testbed.report.result.harness_lateness``)."""
 
+    engine_late_p50_ms: float | None = Field(None, description="worst engine's median release lateness")
     engine_late_p99_ms: float | None = Field(description="worst engine's 99th percentile release lateness")
     engine_late_over_1ms: int = Field(description="packets released more than 1 ms late, all engines")
     pacing_p99_ms: float | None = Field(description="worst call side's 99th percentile sending lateness")
