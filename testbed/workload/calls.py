@@ -171,7 +171,7 @@ def check_setup_timeout(call: Call, now: float) -> None:
         call.reason = f"not connected within the setup timeout of {call.setup_timeout:g}s"
 
 
-def end_calls(agents: Agents, calls: list[Call], drain_s: float = 0.0) -> None:
+def end_calls(agents: Agents, calls: list[Call], drain_s: float = 0.2) -> None:
     """Stop both sides' media, wait ``drain_s`` for packets still on the path, then hang up both sides and
     keep each side's summary. A side that is gone is noted, not fatal."""
     for side in SIDES:
