@@ -24,7 +24,7 @@ import numpy as np
 
 from testbed.errors import ExitCode
 from testbed.proc import stop_process
-from testbed.sockopts import mark_dscp, receive_timestamps, receive_tos, timestamp_ns, tos_of
+from testbed.sockopts import big_buffer, mark_dscp, receive_timestamps, receive_tos, timestamp_ns, tos_of
 
 HEADER = struct.Struct("!IQ")  # sequence number, send time (ns, CLOCK_REALTIME)
 WARMUP_SEQUENCE = 0xFFFFFFFF
@@ -192,7 +192,9 @@ def send(
 
 def receive(port: int, out: str, idle: float) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    # forced past net.core.rmem_max: a receiver that stalls (a loaded host, or a VM under emulation) must
+    # not turn its own socket's overflow into network loss
+    big_buffer(sock, socket.SO_RCVBUF, 16 << 20)
     receive_timestamps(sock)
     receive_tos(sock)
     sock.bind(("0.0.0.0", port))

@@ -19,6 +19,7 @@ import pytest
 
 from testbed.lab import Lab, measure
 from testbed.lab.measure import ProbeStream, probe_stream
+from testbed.lab.reach import udp_probe
 from testbed.lab.registry import Registry
 from testbed.scenario.model import Scenario
 from tests.helpers.stats import binomial_interval
@@ -51,7 +52,8 @@ def netem_lab(links: dict, registry: Registry) -> Lab:
 
 def stream(lab: Lab, sender: str, receiver: str, workdir: Path, **kwargs) -> ProbeStream:
     """Under TCG, resolving the path's neighbours takes long enough that the stream's first packets
-    would be dropped waiting for ARP: warm the path up first."""
+    would be dropped waiting for ARP: resolve them first (``settle``), then warm the path up."""
+    settle(lab, sender, receiver)
     return probe_stream(
         _ScriptStart(lab.node(sender)),
         _ScriptStart(lab.node(receiver)),
@@ -60,6 +62,18 @@ def stream(lab: Lab, sender: str, receiver: str, workdir: Path, **kwargs) -> Pro
         warmup=True,
         **kwargs,
     )
+
+
+def settle(lab: Lab, sender: str, receiver: str, attempts: int = 5) -> None:
+    """Send datagrams until one arrives: netem drops ARP too, so on a lossy egress the neighbour
+    resolution itself can lose its first reply (10% of the time at 10% loss) and the kernel retries
+    only a second later, dropping the stream's first packets meanwhile. A datagram that arrives means
+    every hop has resolved its next one."""
+    address = str(lab.plan.address(receiver))
+    for _ in range(attempts):
+        if udp_probe(lab.node(sender).netns_path, lab.node(receiver).netns_path, address, timeout=2.0).received:
+            return
+    raise AssertionError(f"{sender} -> {receiver}: no datagram arrived in {attempts} probes")
 
 
 def leaf_qdisc(lab: Lab, node: str) -> str:
