@@ -14,7 +14,6 @@ builds from the same scenario and variant (its router template included).
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +24,7 @@ from testbed.lab import Lab
 from testbed.lab.backends import Node
 from testbed.results import RUN_FILE, LabDescription, RunInfo, RunResult
 from testbed.results.run import VariantRunEntry
-from testbed.runner import Progress, default_out_dir, finish, run_scenario, write_variant_files
+from testbed.runner import Progress, default_out_dir, finish, run_scenario, write_run_info, write_variant_files
 from testbed.scenario import LoadedScenario, load_scenario
 from testbed.scenario.load import find_template, load_template
 from testbed.scenario.model import Impairment, Scenario
@@ -69,9 +68,7 @@ class Experiment:
     ) -> LabSession:
         """The variant's network, built on ``with`` and removed when the block ends (unless ``keep``:
         then it stays for `testbed lab exec` / `lab down`, as `testbed lab up` leaves it)."""
-        name = variant or self.variants[0]
-        if name not in self.variants:
-            raise InputError(f"{self.loaded.path}: no variant {name!r} (variants: {', '.join(self.variants)})")
+        name = variant or self.variants[0]  # an unknown name: ScenarioError from LoadedScenario.variant
         return LabSession(
             self,
             name,
@@ -183,18 +180,9 @@ class WorkloadSession:
         lab = self.session.lab
         workload = Workload(lab, variant_dir, timeline_templates=loaded.timeline_templates).run()
         description = LabDescription.model_validate(lab.describe())
-        description.impairment_engine.stats = lab.engine_stats | {e.label: e.stats for e in lab.engines.values()}
+        description.impairment_engine.stats = lab.engine_counters()
         write_variant_files(variant_dir, workload, description)
-        RunInfo(
-            scenario=loaded.scenario.name,
-            scenario_file=str(loaded.path.resolve()),
-            variants=[entry.name],
-            runs=[entry],
-            host=platform.node(),
-            kernel=platform.release(),
-            python=platform.python_version(),
-            started=workload.t0,
-        ).save(self.out_dir / RUN_FILE)
+        write_run_info(loaded, self.out_dir, [entry], workload.t0)
         return RunDir(self.out_dir, self.session.experiment)
 
 

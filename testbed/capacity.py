@@ -51,7 +51,7 @@ def run_trial(
     scenario = loaded.variant(variant)
     first = scenario.calls[0].model_copy(update={"count": calls})
     scenario = scenario.model_copy(update={"calls": [first]})
-    run_variant(
+    run = run_variant(
         loaded,
         VariantRunEntry(name=f"calls-{calls}", variant=variant),
         out_dir,
@@ -60,7 +60,7 @@ def run_trial(
         impairment_engine=impairment_engine,
         purpose=f"capacity {loaded.path} {variant} x{calls}",
     )
-    scores = score_variant(out_dir, with_pesq=metric == "mos_pesq")
+    scores = score_variant(out_dir, run.workload, with_pesq=metric == "mos_pesq")
     values = [metric_of(call, direction, metric) for call in scores.calls for direction in call.directions.values()]
     connected = sum(call.outcome == "connected" for call in scores.calls)
     worst = None if not values or any(v is None for v in values) else min(v for v in values if v is not None)

@@ -28,9 +28,11 @@ from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, 
 from testbed.scoring.playout import ReceivedPackets
 
 
-def _sent(path: str) -> SentPackets:
+def _sent(path: str) -> tuple[SentPackets, int]:
+    """What the sender's application sent, and the SSRC that went on the wire (0 when nothing did)."""
     data = np.load(path)
-    return SentPackets(data["seq"], data["send_ns"], data["rtp_ts"])
+    ssrc = int(data["ssrc"][0]) if len(data["ssrc"]) else 0  # whatever the endpoint's objects say
+    return SentPackets(data["seq"], data["send_ns"], data["rtp_ts"]), ssrc
 
 
 def _tap_arrivals(taps: dict[str, str], node: str, ssrc: int) -> TapArrivals:
@@ -65,9 +67,7 @@ def score_call(call: CallRecord, taps: dict[str, str], variant_dir: Path, with_p
             why = (sender and sender.error) or (receiver and receiver.error) or "no records"
             directions[label] = UnscoredDirection(note=why)
             continue
-        sent = _sent(sender.sent_file)
-        ssrcs = np.load(sender.sent_file)["ssrc"]
-        ssrc = int(ssrcs[0]) if len(ssrcs) else 0  # what went on the wire, whatever the endpoint's objects say
+        sent, ssrc = _sent(sender.sent_file)
         clip_rate = codec(call.codec).clip_rate
         score: DirectionScore = score_direction(
             call.codec,
@@ -91,13 +91,18 @@ def score_call(call: CallRecord, taps: dict[str, str], variant_dir: Path, with_p
 
 
 def score_variant(
-    variant_dir: Path, with_pesq: bool = True, progress: Callable[[str], None] = lambda message: None
+    variant_dir: Path,
+    workload: WorkloadRecord | None = None,
+    with_pesq: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> VariantScores:
-    """Score every call of one variant directory and write its scores.json."""
-    workload_file = variant_dir / WORKLOAD_FILE
-    if not workload_file.exists():
-        raise InputError(f"{variant_dir}: no workload.json (not a variant directory of a `testbed run`)")
-    workload = WorkloadRecord.load(workload_file)
+    """Score every call of one variant directory and write its scores.json (``workload``: its
+    workload.json, when the caller has read it already)."""
+    if workload is None:
+        workload_file = variant_dir / WORKLOAD_FILE
+        if not workload_file.exists():
+            raise InputError(f"{variant_dir}: no workload.json (not a variant directory of a `testbed run`)")
+        workload = WorkloadRecord.load(workload_file)
     calls = []
     for call in workload.calls:
         progress(f"scoring {variant_dir.name}: {call.id}")

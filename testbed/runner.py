@@ -146,6 +146,14 @@ def run_scenario(
                 progress=progress,
             )
         )
+    write_run_info(loaded, out_dir, entries, run.variants[0].workload.t0 if run.variants else None)
+    return run
+
+
+def write_run_info(
+    loaded: LoadedScenario, out_dir: Path, entries: list[VariantRunEntry], started: float | None
+) -> None:
+    """run.json: what ran, in order, from which scenario file, on which machine (scoring reads it)."""
     RunInfo(
         scenario=loaded.scenario.name,
         scenario_file=str(loaded.path.resolve()),
@@ -154,24 +162,25 @@ def run_scenario(
         host=platform.node(),
         kernel=platform.release(),
         python=platform.python_version(),
-        started=run.variants[0].workload.t0 if run.variants else None,
+        started=started,
     ).save(out_dir / RUN_FILE)
-    return run
 
 
-def score_run(run_dir: Path, *, with_pesq: bool = True, progress: Progress = _quiet) -> list[result_file.ScoredVariant]:
+def score_run(
+    run_dir: Path, info: RunInfo, *, with_pesq: bool = True, progress: Progress = _quiet
+) -> list[result_file.ScoredVariant]:
     """Score every variant run of a run directory from its files (writes each variant's scores.json)."""
-    info = RunInfo.load(run_dir / RUN_FILE)
     scored = []
     for entry in info.runs:
         variant_dir = run_dir / entry.name
-        scores = score_variant(variant_dir, with_pesq=with_pesq, progress=progress)
+        workload = WorkloadRecord.load(variant_dir / WORKLOAD_FILE)
+        scores = score_variant(variant_dir, workload, with_pesq=with_pesq, progress=progress)
         scored.append(
             result_file.ScoredVariant(
                 entry.name,
                 entry.variant,
                 entry.repetition,
-                WorkloadRecord.load(variant_dir / WORKLOAD_FILE),
+                workload,
                 LabDescription.load(variant_dir / LAB_FILE),
                 scores,
             )
@@ -189,7 +198,8 @@ def finish(
 ) -> RunResult:
     """Score every variant of a run directory, check the thresholds, and write result.json, junit.xml and
     report.html. Works on a fresh run and on a stored one (``testbed score``)."""
-    scored = score_run(out_dir, with_pesq=with_pesq, progress=progress)
+    info = RunInfo.load(out_dir / RUN_FILE)
+    scored = score_run(out_dir, info, with_pesq=with_pesq, progress=progress)
     by_variant: dict[str, list[CallScores]] = {}
     for variant in scored:  # repetitions of a variant are checked together, each call as its own
         suffix = "" if variant.repetition == 1 else f"#{variant.repetition}"
@@ -197,7 +207,7 @@ def finish(
             call.model_copy(update={"id": call.id + suffix}) for call in variant.scores.calls
         )
     checks = evaluate(loaded.scenario.thresholds, by_variant)
-    result = result_file.build(loaded, RunInfo.load(out_dir / RUN_FILE), scored, checks)
+    result = result_file.build(loaded, info, scored, checks)
     result_file.save(result, out_dir)
     junit_report.write(result, out_dir / "junit.xml")
     if junit is not None:

@@ -75,6 +75,10 @@ class EngineSet:
         self.running[(node_name, link)] = engine
         return impairment.shaping_only()
 
+    def counters(self) -> dict[str, dict[str, Any]]:
+        """Every engine's counters by label: the final ones of stopped engines, the latest of running ones."""
+        return self.stats | {engine.label: engine.stats for engine in self.running.values()}
+
     def check(self) -> str | None:
         """None while every engine runs; otherwise why one link is no longer impaired."""
         if self.failure:

@@ -107,17 +107,13 @@ class Lab:
         """Final stats of the engines stopped so far, by label."""
         return self.impairment_engines.stats
 
-    @property
-    def engine_choice(self) -> str:
-        return self.impairment_engines.choice
+    def engine_counters(self) -> dict[str, dict[str, Any]]:
+        """Every engine's counters so far, running or stopped (final ones only after teardown)."""
+        return self.impairment_engines.counters()
 
     @property
     def kernel_netem(self) -> bool | None:
         return self.impairment_engines.kernel_netem
-
-    @property
-    def engine_failure(self) -> str | None:
-        return self.impairment_engines.failure
 
     def uses_engine(self, impairment: Impairment) -> bool:
         return self.impairment_engines.uses_engine(impairment)

@@ -33,7 +33,6 @@ class Agent:
         self.endpoints: dict[str, Any] = {}  # kind -> the endpoint serving this node's legs of that kind
         self.children: dict[str, asyncio.subprocess.Process] = {}
         self.child_reports: dict[str, list[dict[str, Any]]] = {}
-        self.out_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
 
     # ------------------------------------------------------------ wire
@@ -196,8 +195,8 @@ class Agent:
         }
 
     async def cmd_ping(self) -> dict[str, Any]:
-        legs = [call for endpoint in self.endpoints.values() for call in endpoint.legs]
-        return {"node": self.node, "calls": legs, "children": list(self.children)}
+        endpoints = {kind: endpoint.stats() for kind, endpoint in self.endpoints.items()}
+        return {"node": self.node, "endpoints": endpoints, "children": list(self.children)}
 
     # ------------------------------------------------------------ the end
 

@@ -20,6 +20,11 @@ from testbed.workload.agents import AgentError, Agents
 
 SIDES = ("caller", "callee")
 CLIPS = {"caller": "client", "callee": "gateway"}  # each side sends its own voice, so directions never mix
+# Between stopping a call's media and hanging up: long enough for the last packets of an unloaded path
+# and for each agent to handle what is already in its sockets before it closes them. Paths with standing
+# queues need more; sizing it from the delays seen is still to come (docs/design.md, "The endpoint
+# interface").
+DRAIN_S = 0.2
 
 
 class Call(CallRecord):
@@ -171,7 +176,7 @@ def check_setup_timeout(call: Call, now: float) -> None:
         call.reason = f"not connected within the setup timeout of {call.setup_timeout:g}s"
 
 
-def end_calls(agents: Agents, calls: list[Call], drain_s: float = 0.2) -> None:
+def end_calls(agents: Agents, calls: list[Call], drain_s: float = DRAIN_S) -> None:
     """Stop both sides' media, wait ``drain_s`` for packets still on the path, then hang up both sides and
     keep each side's summary. A side that is gone is noted, not fatal."""
     for side in SIDES:

@@ -25,6 +25,7 @@ from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.agents import AgentError, Agents
 from testbed.workload.calls import (
+    DRAIN_S,
     Call,
     check_setup_timeout,
     end_calls,
@@ -36,10 +37,6 @@ from testbed.workload.calls import (
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
 TICK = 0.05
-# Between stopping a call's media and hanging up: long enough for the last packets of an unloaded path
-# and for each agent to handle what is already in its sockets before it closes them. Paths with standing
-# queues need more; sizing it from the delays seen is the scoring issue's (docs/design.md).
-DRAIN_S = 0.2
 
 
 class Workload:
@@ -133,7 +130,7 @@ class Workload:
                 "taps": dict(taps),
                 "queues": queues,
                 "queue_classes": self.lab.class_names,
-                "engines": self.lab.engine_stats | {e.label: e.stats for e in self.lab.engines.values()},
+                "engines": self.lab.engine_counters(),
                 "agents": usage,
                 "endpoints": {
                     f"{node}/{kind}": stats for node, kinds in endpoints.items() for kind, stats in kinds.items()

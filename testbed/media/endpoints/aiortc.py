@@ -186,7 +186,6 @@ class AiortcEndpoint:
     """Every aiortc leg of one node, in the agent's event loop."""
 
     kind: ClassVar[str] = "aiortc"
-    signalling: ClassVar[bool] = True
 
     def __init__(self, emit: EmitEvent):
         self.emit = emit

@@ -34,7 +34,6 @@ class Endpoint(Protocol):
     answer per leg, in order; a leg that failed answers ``{"error": "..."}`` without failing the rest."""
 
     kind: ClassVar[str]
-    signalling: ClassVar[bool]  # True: descriptions are SDPs a signalling server would relay
 
     async def prepare(self, codec: str, clip: str) -> None:
         """Load what sending needs (codec, encoded clip) before the workload's clock starts."""
