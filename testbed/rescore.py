@@ -4,26 +4,31 @@
 
 from __future__ import annotations
 
+import json
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from testbed import rtp
 from testbed.codecs import codec
 from testbed.errors import InputError
 from testbed.media.clips import load_clip
-from testbed.media.tap.records import load_records
+from testbed.media.tap.records import DIRECTION_IN, DIRECTION_OUT, TapRecords, load_records
 from testbed.results import (
     SCORES_FILE,
     WORKLOAD_FILE,
     CallRecord,
     CallScores,
     DirectionScores,
+    LegSummary,
     VariantScores,
     WorkloadRecord,
 )
 from testbed.results.scores import UnscoredDirection
+from testbed.scoring.browser import BrowserListener
 from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, score_direction
 from testbed.scoring.playout import ReceivedPackets
 
@@ -35,15 +40,98 @@ def _sent(path: str) -> tuple[SentPackets, int]:
     return SentPackets(data["seq"], data["send_ns"], data["rtp_ts"]), ssrc
 
 
-def _tap_arrivals(taps: dict[str, str], node: str, ssrc: int) -> TapArrivals:
-    """The receiver node's incoming packets of ``ssrc``, from whichever of its taps saw them."""
+def _tap_stream(taps: dict[str, str], node: str, ssrc: int, direction: int) -> TapRecords | None:
+    """``node``'s packets of ``ssrc`` in ``direction`` (in or out), from whichever of its taps saw them."""
     for key, prefix in taps.items():
         if key.split("/")[0] != node or not Path(prefix + ".npz").exists():
             continue
-        stream = load_records(prefix).stream(ssrc, 0)
+        stream = load_records(prefix).stream(ssrc, direction)
         if len(stream.seq):
-            return TapArrivals(stream.seq, stream.time_ns)
-    return TapArrivals(np.zeros(0, np.int64), np.zeros(0, np.int64))
+            return stream
+    return None
+
+
+def _arrivals(stream: TapRecords | None) -> TapArrivals:
+    if stream is None:
+        return TapArrivals(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return TapArrivals(stream.seq, stream.time_ns)
+
+
+def _sent_from_taps(
+    departures: TapRecords | None, arrivals: TapRecords | None, clock_rate: int
+) -> tuple[SentPackets, str]:
+    """Send times where the sender has none of its own (a browser): its interface tap's departures;
+    where the media is not visible there (inside a TCP/TLS tunnel), its RTP timestamps anchored at the
+    fastest of the first packets seen at the receiver."""
+    if departures is not None:
+        return SentPackets(departures.seq, departures.time_ns, departures.rtp_ts), "sender's interface tap"
+    if arrivals is None:
+        empty = np.zeros(0, np.int64)
+        return SentPackets(empty, empty, empty), "none"
+    ts = rtp.extended_timestamp(arrivals.rtp_ts)
+    media_ns = (ts - ts.min()) * 1_000_000_000 // clock_rate
+    first = slice(0, 50)
+    anchor = int(np.min(arrivals.time_ns[first] - media_ns[first]))
+    order = np.argsort(rtp.extended_sequence(arrivals.seq), kind="stable")
+    return (
+        SentPackets(arrivals.seq[order], (anchor + media_ns)[order], arrivals.rtp_ts[order]),
+        "RTP timestamps anchored at the first packets",
+    )
+
+
+def _received_from_tap(arrivals: TapRecords, sender: LegSummary, call_codec: str) -> ReceivedPackets:
+    """A browser listener's packets as its interface saw them. Their payloads are known only where an
+    aiortc sender sent a looped encoded clip: payload ``k`` of its sent record is clip frame ``k``."""
+    payloads: tuple[bytes, ...] = ()
+    if sender.endpoint == "aiortc" and sender.sent_file and sender.clip_frames:
+        from testbed.media.encoded_clip import encoded_clip
+
+        clip = encoded_clip(call_codec, sender.clip)
+        sent_seq = rtp.extended_sequence(np.load(sender.sent_file)["seq"])
+        index = {int(seq): k for k, seq in enumerate(sent_seq.tolist())}
+        received = rtp.extended_sequence(arrivals.seq, reference=int(sent_seq[0]) if sent_seq.size else None)
+        rows = [index.get(int(seq)) for seq in received.tolist()]
+        if all(row is not None for row in rows):
+            payloads = tuple(clip[row % len(clip)] for row in rows if row is not None)
+    return ReceivedPackets(arrivals.time_ns, arrivals.seq, arrivals.rtp_ts, payloads, arrivals.ssrc)
+
+
+def _browser_listener(receiver: LegSummary) -> BrowserListener | None:
+    if receiver.played_file is None or receiver.browser_stats_file is None:
+        return None
+    played = np.load(receiver.played_file)
+    stats = json.loads(Path(receiver.browser_stats_file).read_text())
+    at_stop = stats.get("at_stop") or {}
+    return BrowserListener(
+        audio=played["pcm"],
+        rate=int(played["rate"]),
+        lengths=played["lengths"],
+        read_ns=played["read_ns"],
+        inbound=at_stop.get("inbound", {}),
+        pair=at_stop.get("pair", {}),
+        version=receiver.browser.get("version", ""),
+    )
+
+
+def _reference(sender: LegSummary, rate: int) -> np.ndarray:
+    """The clip as the sender looped it: a browser's microphone has silence in front of it."""
+    clip = load_clip(sender.clip, rate)
+    if sender.clip_lead_s > 0:
+        clip = np.concatenate([np.zeros(int(round(sender.clip_lead_s * rate)), np.int16), clip])
+    return clip
+
+
+def dscp_on_wire(departures: TapRecords | None) -> dict[str, Any]:
+    """What the sender really marked its RTP with, seen on its own interface."""
+    if departures is None or not len(departures):
+        return {}
+    values, counts = np.unique(departures.dscp, return_counts=True)
+    total = int(counts.sum())
+    return {
+        "packets": total,
+        "marked_ef": round(float(counts[values == 46].sum()) / total, 4),
+        "values": {str(int(v)): round(int(c) / total, 4) for v, c in zip(values, counts, strict=True)},
+    }
 
 
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
@@ -63,22 +151,43 @@ def score_call(call: CallRecord, taps: dict[str, str], variant_dir: Path, with_p
         sender_node = call.caller if sender_side == "caller" else call.callee
         receiver_node = call.callee if sender_side == "caller" else call.caller
         label = f"{sender_node}->{receiver_node}"
-        if sender is None or receiver is None or sender.sent_file is None or receiver.received_file is None:
+        if (
+            sender is None
+            or receiver is None
+            or (sender.sent_file is None and not sender.sent_ssrc)
+            or (receiver.received_file is None and receiver.played_file is None)
+        ):
             why = (sender and sender.error) or (receiver and receiver.error) or "no records"
             directions[label] = UnscoredDirection(note=why)
             continue
-        sent, ssrc = _sent(sender.sent_file)
         clip_rate = codec(call.codec).clip_rate
+        ssrc = sender.sent_ssrc or 0
+        if sender.sent_file is not None:
+            sent, ssrc = _sent(sender.sent_file)
+            source = "application send time"
+        departures = _tap_stream(taps, sender_node, ssrc, DIRECTION_OUT)
+        arrivals = _tap_stream(taps, receiver_node, ssrc, DIRECTION_IN)
+        if sender.sent_file is None:
+            sent, source = _sent_from_taps(departures, arrivals, codec(call.codec).clock_rate)
+        if receiver.received_file is not None:
+            received = ReceivedPackets.from_npz(np.load(receiver.received_file))
+        elif arrivals is not None:
+            received = _received_from_tap(arrivals, sender, call.codec)
+        else:
+            received = ReceivedPackets(*(np.zeros(0, np.int64),) * 3, ())
         score: DirectionScore = score_direction(
             call.codec,
             sent,
-            _tap_arrivals(taps, receiver_node, ssrc),
-            ReceivedPackets.from_npz(np.load(receiver.received_file)),
-            load_clip(sender.clip, clip_rate),
+            _arrivals(arrivals),
+            received,
+            _reference(sender, clip_rate),
             clip_rate,
             sender.clip_frames or None,
             with_pesq=with_pesq,
+            browser=_browser_listener(receiver),
         )
+        score.delay_source = source
+        score.dscp = dscp_on_wire(departures)
         if score.audio is not None and len(score.audio):
             write_wav(
                 variant_dir / "audio" / f"{call.id}-{sender_node}-to-{receiver_node}.wav",

@@ -84,6 +84,49 @@ class PerSecondMos(Record):
     mean_delay_ms: list[float | None] = Field(default_factory=list)
 
 
+class DscpOnWire(Record):
+    """What the sender marked its RTP with, counted on its own interface (not what it was told to)."""
+
+    packets: int
+    marked_ef: float = Field(description="fraction of the RTP packets marked EF (46)")
+    values: dict[str, float] = Field(description="DSCP value -> fraction of the packets")
+
+
+class ModelFigures(Record):
+    """The playout model's figures for a direction whose headline is a browser's own playout."""
+
+    mos_emodel: float | None
+    mos_pesq: float | None
+    ta_ms: float | None
+    ppl_percent: float | None
+    concealed_fraction: float | None = Field(description="the model's effective loss: lost + late frames")
+    mean_buffer_delay_ms: float | None
+    pesq_note: str = ""
+
+
+class BrowserFigures(Record):
+    """Chromium's own account (getStats() at media stop) and PESQ of what it played out."""
+
+    packets_received: int
+    packets_lost: int
+    packets_discarded: int
+    jitter_ms: float | None
+    mean_jitter_buffer_ms: float | None = Field(description="jitterBufferDelay / jitterBufferEmittedCount")
+    target_jitter_buffer_ms: float | None
+    concealed_fraction: float | None = Field(description="concealedSamples / totalSamplesReceived")
+    silent_concealed_samples: int
+    concealment_events: int
+    inserted_samples: int
+    removed_samples: int
+    fec_packets_received: int
+    fec_packets_discarded: int
+    candidate_pair: dict[str, str | None]
+    version: str
+    mos_pesq: float | None = None
+    pesq_note: str = ""
+    played_s: float = 0.0
+
+
 class DirectionScores(Record):
     """One direction of one call: network -> playout -> E-model and PESQ."""
 
@@ -102,8 +145,16 @@ class DirectionScores(Record):
     per_second: PerSecondMos = Field(default_factory=PerSecondMos)
     note: str = ""
     audio_rate: int = 0
+    delay_source: str = Field(
+        "application send time",
+        description="where send times come from: the application, the sender's interface tap, or RTP timestamps",
+    )
+    dscp: DscpOnWire | None = None
+    listener: str = Field("model", description="whose playout the headline MOS is of: model | chromium")
+    model: ModelFigures | None = None
+    browser: BrowserFigures | None = None
 
-    @field_validator("network", "playout", mode="before")
+    @field_validator("network", "playout", "dscp", "model", "browser", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         """Scoring writes ``{}`` for a stage it could not reach (nothing sent, nothing received)."""

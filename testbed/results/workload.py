@@ -34,6 +34,13 @@ class LegSummary(Record):
     sent_file: str | None = None
     pacing: dict[str, float] = Field(default_factory=dict, description="sender lateness against its 20 ms clock")
     error: str | None = None
+    # a browser side (chromium)
+    network_priority: str | None = Field(None, description="the audio sender's networkPriority (chromium)")
+    clip_lead_s: float = Field(0.0, description="silence before the clip in what the sender loops (chromium)")
+    launch_s: float | None = Field(None, description="seconds from launching the browser to its page loaded")
+    played_file: str | None = Field(None, description="what the browser played out (chromium)")
+    browser_stats_file: str | None = Field(None, description="getStats() once a second (chromium)")
+    browser: dict[str, str] = Field(default_factory=dict, description="the browser's version and user agent")
 
 
 class CallRecord(Record):
@@ -49,6 +56,9 @@ class CallRecord(Record):
     duration: float
     setup_timeout: float
     endpoints: dict[str, str] = Field(default_factory=lambda: {"caller": "aiortc", "callee": "aiortc"})
+    marking: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per side: the DSCP it sets itself or the networkPriority it asks for"
+    )
     outcome: str = "pending"  # connected | failed | dropped | error
     reason: str = ""
     offered_at: float | None = None

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from testbed.codecs import CodecName
+from testbed.scenario.endpoints import CallEndpoints
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
 SCHEMA_VERSION = 1
@@ -224,16 +225,6 @@ class RouterSpec(Strict):
 Codec = CodecName  # the names of testbed.codecs.CODECS
 
 
-EndpointKind = Literal["aiortc"]  # the kinds of testbed.media.endpoints.KINDS
-
-
-class CallEndpoints(Strict):
-    """Which call endpoint serves each side: the caller (``from``) and the callee (``to``)."""
-
-    from_: EndpointKind = Field(default="aiortc", alias="from", description="the caller's endpoint")
-    to: EndpointKind = Field(default="aiortc", description="the callee's endpoint")
-
-
 class CallSpec(Strict):
     """One or more identical bidirectional calls between a client node and a gateway node."""
 
@@ -247,8 +238,24 @@ class CallSpec(Strict):
     setup_timeout: Duration = 10
     count: int = Field(default=1, ge=1, le=200)
     endpoint: CallEndpoints = Field(
-        default_factory=CallEndpoints, description="call endpoint per side (aiortc: WebRTC in the node's agent)"
+        default_factory=CallEndpoints,
+        description="call endpoint per side: aiortc (WebRTC in the node's agent) or chromium (the browser), "
+        "as a name or {kind, dscp | network_priority}",
     )
+
+    @model_validator(mode="after")
+    def _dscp_not_for_browsers(self) -> CallSpec:
+        browsers = [
+            side for side, e in (("from", self.endpoint.from_), ("to", self.endpoint.to)) if e.kind == "chromium"
+        ]
+        if "dscp" in self.model_fields_set and browsers:
+            raise ValueError(
+                f"dscp is set for the call, but its {' and '.join(browsers)} side is chromium, which marks what "
+                "its audio sender's networkPriority asks for: give the browser's side as {kind: chromium, "
+                "network_priority: high} (or unset, medium, low, very-low) and an aiortc side's DSCP as "
+                "{kind: aiortc, dscp: EF} under endpoint"
+            )
+        return self
 
     @field_validator("duration")
     @classmethod

@@ -18,6 +18,7 @@ from testbed import rtp
 from testbed.codecs import FRAME_S, emodel_params
 from testbed.codecs import codec as call_codec
 from testbed.scoring import emodel
+from testbed.scoring.browser import BrowserListener, browser_figures, talk_span
 from testbed.scoring.netstats import NetStats, network_stats
 from testbed.scoring.pesq import PesqResult, pesq_score
 from testbed.scoring.playout import DEFAULT_BUFFER, JitterBuffer, PlayoutResult, ReceivedPackets, playout
@@ -58,6 +59,11 @@ class DirectionScore:
     pesq_note: str = ""
     per_second: dict[str, list[Any]] = field(default_factory=dict)
     note: str = ""
+    delay_source: str = "application send time"  # where the send times come from
+    dscp: dict[str, Any] = field(default_factory=dict)  # what the sender marked, seen on its interface
+    listener: str = "model"  # whose playout the headline MOS is of: the model's, or a browser's own
+    model: dict[str, Any] = field(default_factory=dict)  # the model's figures when a browser is the listener
+    browser: dict[str, Any] = field(default_factory=dict)  # the browser's own figures (BrowserFigures)
     audio: np.ndarray | None = field(default=None, repr=False)
     audio_rate: int = 0
 
@@ -83,7 +89,11 @@ def score_direction(
     clip_frames: int | None,
     buffer: JitterBuffer = DEFAULT_BUFFER,
     with_pesq: bool = True,
+    browser: BrowserListener | None = None,
 ) -> DirectionScore:
+    """``received`` without payloads (a browser listener's packets seen by its tap, with no way to know
+    what they carried) still gives the model's schedule, not its audio. With ``browser`` the headline
+    is what the browser played and reported; the model's figures stand beside it."""
     params = emodel_params(codec)
     if len(sent.seq) == 0:
         return DirectionScore(
@@ -120,7 +130,8 @@ def score_direction(
             pesq_note="no speech arrived",
             note="no packet reached the listener",
         )
-    heard = playout(received, codec, buffer)
+    decodable = len(received.payloads) == len(received.seq)
+    heard = playout(received, codec, buffer, decode=decodable)
     network_ms = stats.delay.mean_ms if np.isfinite(stats.delay.mean_ms) else 0.0
     buffer_ms = heard.mean_buffer_delay_ms if np.isfinite(heard.mean_buffer_delay_ms) else 0.0
     ta = emodel.absolute_delay_ms(network_ms, params, buffer_ms)
@@ -128,9 +139,9 @@ def score_direction(
     burst = heard.burst_ratio if heard.burst_ratio and heard.burst_ratio > 0 else 1.0
     result = emodel.rating(emodel.call_inputs(ta, ppl, burst, params))
     pesq: PesqResult | None = None
-    if with_pesq:
+    if with_pesq and decodable:
         pesq = pesq_score(heard.audio, heard.rate, clip, clip_rate, loop_frames=clip_frames)
-    return DirectionScore(
+    score = DirectionScore(
         codec=codec,
         wideband=params.wideband,
         network=stats.as_dict(),
@@ -142,11 +153,60 @@ def score_direction(
         mos_emodel=round(result.mos, 3),
         mos_pesq=None if pesq is None or pesq.mos is None else round(pesq.mos, 3),
         pesq_mode=None if pesq is None else pesq.mode,
-        pesq_note="" if pesq is None else (pesq.reason or ""),
         per_second=mos_per_second(stats, heard, params.name, buffer_ms, send_ns, recv_ns),
+        pesq_note=(pesq.reason or "")
+        if pesq is not None
+        else ("" if decodable else "the model has no payloads to decode (a browser sent them)"),
         audio=heard.audio,
         audio_rate=heard.rate,
     )
+    if browser is not None:
+        browser_headline(score, browser, received, network_ms, burst, clip, clip_rate, clip_frames, with_pesq)
+    return score
+
+
+def browser_headline(
+    score: DirectionScore,
+    listener: BrowserListener,
+    received: ReceivedPackets,
+    network_ms: float,
+    burst: float,
+    clip: np.ndarray,
+    clip_rate: int,
+    clip_frames: int | None,
+    with_pesq: bool,
+) -> None:
+    """Make the browser's own playout the headline: PESQ of what it played; the E-model with Chrome's
+    mean jitter-buffer delay in Ta and its concealed fraction as Ppl (the model's burst ratio). The
+    model's figures move to ``score.model``."""
+    params = emodel_params(score.codec)
+    figures = browser_figures(listener)
+    played = talk_span(listener, received.arrival_ns)
+    figures.played_s = round(played.size / listener.rate, 3)
+    if with_pesq:
+        result = pesq_score(played, listener.rate, clip, clip_rate, loop_frames=clip_frames)
+        figures.mos_pesq = None if result.mos is None else round(result.mos, 3)
+        figures.pesq_note = result.reason or ""
+        score.pesq_mode = result.mode
+    score.model = {
+        "mos_emodel": score.mos_emodel,
+        "mos_pesq": score.mos_pesq,
+        "ta_ms": score.ta_ms,
+        "ppl_percent": score.ppl_percent,
+        "concealed_fraction": score.playout.get("effective_loss"),
+        "mean_buffer_delay_ms": score.playout.get("mean_buffer_delay_ms"),
+        "pesq_note": score.pesq_note,
+    }
+    buffer_ms = figures.mean_jitter_buffer_ms or 0.0
+    concealed = figures.concealed_fraction or 0.0
+    ta = emodel.absolute_delay_ms(network_ms, params, buffer_ms)
+    result_r = emodel.rating(emodel.call_inputs(ta, 100 * concealed, burst, params))
+    score.listener = "chromium"
+    score.browser = figures.as_dict()
+    score.ta_ms, score.ppl_percent = round(ta, 2), round(100 * concealed, 3)
+    score.r, score.mos_emodel = round(result_r.r, 2), round(result_r.mos, 3)
+    score.mos_pesq, score.pesq_note = figures.mos_pesq, figures.pesq_note
+    score.audio, score.audio_rate = played, listener.rate
 
 
 def mos_per_second(

@@ -291,17 +291,22 @@ def playout(
     *,
     rate: int | None = None,
     concealment: Concealment = "plc",
+    decode: bool = True,
 ) -> PlayoutResult:
     """Decode what the listener would have heard through ``buffer``, concealing lost and late frames.
 
-    ``rate`` is the output rate for Opus (default 16 kHz); G.711 gives 8 kHz and G.722 16 kHz.
+    ``rate`` is the output rate for Opus (default 16 kHz); G.711 gives 8 kHz and G.722 16 kHz. Without
+    ``decode`` (packets whose payloads are unknown) the result has the schedule's figures and no audio.
     """
     sched = schedule(packets, codec_name, buffer)
-    frames = [
-        packets.payloads[p] if s == PLAYED else None
-        for s, p in zip(sched.status.tolist(), sched.packet.tolist(), strict=False)
-    ]
-    audio = decode_frames(codec_name, frames, rate, concealment)
+    if decode:
+        frames = [
+            packets.payloads[p] if s == PLAYED else None
+            for s, p in zip(sched.status.tolist(), sched.packet.tolist(), strict=False)
+        ]
+        audio = decode_frames(codec_name, frames, rate, concealment)
+    else:
+        audio = np.zeros(0, dtype=np.int16)
     out_rate = rate or codec(codec_name).audio_rate
     lost, late = sched.count(LOST), sched.count(LATE)
     missing = sched.status != PLAYED

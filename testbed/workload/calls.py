@@ -37,11 +37,13 @@ class Call(CallRecord):
 
     def leg(self, side: str, out_dir: Path) -> dict[str, Any]:
         """This side's ``LegSpec`` as the agent receives it."""
+        marking = self.marking.get(side, {})
         return {
             "call": self.id,
             "role": side,
             "codec": self.codec,
-            "dscp": self.dscp,
+            "dscp": marking.get("dscp", self.dscp),
+            "network_priority": marking.get("network_priority", "unset"),
             "clip": CLIPS[side],
             "out_dir": str(out_dir),
         }
@@ -77,7 +79,11 @@ def expand_calls(specs: list[CallSpec]) -> list[Call]:
                     start=spec.start,
                     duration=spec.duration,
                     setup_timeout=spec.setup_timeout,
-                    endpoints={"caller": spec.endpoint.from_, "callee": spec.endpoint.to},
+                    endpoints={"caller": spec.endpoint.from_.kind, "callee": spec.endpoint.to.kind},
+                    marking={
+                        side: dict(zip(("dscp", "network_priority"), endpoint.marking(spec.dscp), strict=True))
+                        for side, endpoint in (("caller", spec.endpoint.from_), ("callee", spec.endpoint.to))
+                    },
                 )
             )
     return calls

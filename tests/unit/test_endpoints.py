@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import get_args
 
 from testbed.media.endpoints import KINDS, LegSpec
-from testbed.scenario.model import EndpointKind, Scenario
+from testbed.scenario.endpoints import EndpointKind
+from testbed.scenario.model import Scenario
 from testbed.workload.calls import Call, _batches, expand_calls
 
 

@@ -11,7 +11,10 @@ import importlib
 from testbed.media.endpoints.base import Description, EmitEvent, Endpoint, LegSpec
 
 # kind -> "module:class"; a new endpoint kind is one line here and one module
-KINDS = {"aiortc": "testbed.media.endpoints.aiortc:AiortcEndpoint"}
+KINDS = {
+    "aiortc": "testbed.media.endpoints.aiortc:AiortcEndpoint",
+    "chromium": "testbed.media.endpoints.chromium:ChromiumEndpoint",
+}
 
 
 def create(kind: str, emit: EmitEvent) -> Endpoint:

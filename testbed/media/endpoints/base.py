@@ -23,9 +23,10 @@ class LegSpec:
     call: str
     role: str  # caller | callee
     codec: str
-    dscp: int
+    dscp: int  # what an endpoint that sets DSCP itself marks (aiortc)
     clip: str  # the reference clip this side sends: client | gateway
     out_dir: str  # where the side's records go (a host directory visible inside the node)
+    network_priority: str = "unset"  # what a browser's audio sender asks for (RTCRtpEncodingParameters)
 
 
 class Endpoint(Protocol):

@@ -1,0 +1,379 @@
+"""The Chromium call endpoint: the browser a cloud dialer's reps run, headless inside the node.
+
+Each leg is its own browser (Debian's ``/usr/bin/chromium``, driven by Playwright; nothing downloads a
+browser build) with a fresh profile, ``HOME`` and ``TMPDIR`` in a scratch directory of the agent
+(``testbed.scratch``) that goes when the leg ends. The page (``chromium_page/``) is served on the node's
+loopback, a secure context, and runs one ``RTCPeerConnection``; the harness relays offer and answer as
+for aiortc.
+
+- Microphone: the sender's reference clip with ``LEAD_S`` of silence in front, played by Chromium's
+  fake capture device from ``getUserMedia`` on and looped as a whole, so the PESQ reference is that
+  padded clip looped (``clip_lead_s``, ``clip_frames`` in the leg's summary). The silence covers the
+  second between ``getUserMedia`` and the first packet, so a call never starts in a cut word. Echo
+  cancellation, noise suppression and gain control are off.
+- DSCP: the audio sender's ``networkPriority`` (``unset`` asks for nothing); whatever the browser then
+  puts on the wire is measured by the taps, never assumed.
+- What the browser played out: the remote track, read sample-exact by ``MediaStreamTrackProcessor``
+  (a muted ``<audio>`` makes Chromium pull it), saved as ``*-played.npz``; ``getStats()`` once a second
+  as ``*-browser.json``.
+- Nothing but the call leaves the browser: host-resolver rules send every name but loopback nowhere,
+  background networking, component updates and mDNS host candidates are off (tests check the wire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import http.server
+import json
+import os
+import subprocess
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from testbed import scratch
+from testbed.codecs import FRAME_S
+from testbed.codecs import codec as codec_registry
+from testbed.media.clips import load_clip
+from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
+
+CHROMIUM = os.environ.get("TESTBED_CHROMIUM", "/usr/bin/chromium")
+PAGE_DIR = Path(__file__).with_name("chromium_page")
+LEAD_S = 2.0  # silence before the clip in the fake microphone's file
+LAUNCH_TIMEOUT_S = 30.0
+HANG_UP_TIMEOUT_S = 30.0
+
+# Flags on top of Playwright's own (which already turn off background networking, component updates,
+# sync, default apps, crash reporting and first-run UI).
+BROWSER_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # root inside a namespace or container: the setuid/user-namespace sandbox cannot start
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-domain-reliability",
+    "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    # no DNS to the host's resolver: every name fails at once, addresses (the lab's) go through
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    # host candidates as plain addresses: mDNS .local names do not resolve across namespaces
+    "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate,DialMediaRouteProvider",
+)
+
+
+@functools.cache
+def chromium_version() -> str:
+    """``Chromium 156.0.8078.129 ...`` as the binary says it (recorded in every browser leg's summary)."""
+    try:
+        out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    return out.strip().splitlines()[-1] if out.strip() else "unknown"
+
+
+def microphone_file(directory: Path, codec: str, clip: str) -> tuple[Path, int]:
+    """Write the fake microphone's WAV (``LEAD_S`` of silence, then the clip); returns it and its frames."""
+    rate = codec_registry(codec).clip_rate
+    samples = load_clip(clip, rate)
+    padded = np.concatenate([np.zeros(int(LEAD_S * rate), np.int16), samples])
+    frame = int(rate * FRAME_S)
+    padded = np.concatenate([padded, np.zeros(-len(padded) % frame, np.int16)])  # whole 20 ms frames
+    path = directory / f"mic-{clip}-{rate}.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(padded.astype("<i2").tobytes())
+    return path, len(padded) // frame
+
+
+class PageServer:
+    """The call page on the node's loopback (127.0.0.1 is a secure context), on a free port."""
+
+    def __init__(self) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(PAGE_DIR))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="call page", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/call.html"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # the agent's stdout is its protocol
+        pass
+
+
+def played_audio(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The page's capture -> (int16 samples, chunk lengths, chunk read times in epoch ns, rate)."""
+    pcm = np.frombuffer(base64.b64decode(result.get("pcm") or ""), dtype="<i2").astype(np.int16)
+    lengths = np.asarray(result.get("lengths") or [], dtype=np.int64)
+    read_ns = (np.asarray(result.get("readTimes") or [], dtype=np.float64) * 1e6).astype(np.int64)
+    return pcm, lengths, read_ns, int(result.get("rate") or 48000)
+
+
+class ChromiumLeg:
+    """One side of one call: one browser, one page, one peer connection."""
+
+    def __init__(self, endpoint: ChromiumEndpoint, leg: LegSpec):
+        self.endpoint = endpoint
+        self.leg = leg
+        self.dir = scratch.make("leg")
+        self.context: Any = None
+        self.page: Any = None
+        self.created = time.time()
+        self.launched_s: float | None = None
+        self.connected_at: float | None = None
+        self.stopped_at: float | None = None
+        self.ended = False
+        self.crashed = ""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"mime": codec_registry(self.leg.codec).mime, "networkPriority": self.leg.network_priority}
+
+    async def launch(self) -> None:
+        home, tmp = self.dir / "h", self.dir / "t"  # short: Chromium's singleton socket goes in TMPDIR
+        home.mkdir()
+        tmp.mkdir()
+        mic, _ = self.endpoint.microphone(self.leg.codec, self.leg.clip)
+        env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp), "XDG_CONFIG_HOME": str(home / ".config")}
+        env.pop("DISPLAY", None)
+        started = time.monotonic()
+        self.context = await self.endpoint.playwright.chromium.launch_persistent_context(
+            str(self.dir / "p"),
+            executable_path=CHROMIUM,
+            headless=False,  # --headless=new is in the flags: the mode is ours, not Playwright's default
+            args=[*BROWSER_FLAGS, f"--use-file-for-fake-audio-capture={mic}"],
+            ignore_default_args=["--mute-audio"],
+            env=env,
+            timeout=LAUNCH_TIMEOUT_S * 1000,
+        )
+        self.context.on("close", lambda _: self._gone("the browser closed"))
+        self.page = self.context.pages[0] if self.context.pages else await self.context.new_page()
+        self.page.on("crash", lambda _: self._gone("the page crashed"))
+        await self.page.expose_function("testbedEvent", self._page_event)
+        assert self.endpoint.server is not None
+        await self.page.goto(self.endpoint.server.url)
+        self.launched_s = round(time.monotonic() - started, 3)
+
+    def _page_event(self, message: dict[str, Any]) -> None:
+        state, now = message.get("state"), time.time()
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = now
+            self._event("connected", setup_s=round(now - self.created, 4))
+        elif state in ("failed", "closed") and not self.ended:
+            self.ended = True
+            if state == "failed":
+                self._event("dropped" if self.connected_at else "failed")
+
+    def _gone(self, why: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.crashed = why
+        self._event("dropped" if self.connected_at else "failed", reason=why)
+
+    def _event(self, state: str, **values: Any) -> None:
+        self.endpoint.emit({"event": "call", "call": self.leg.call, "state": state, "time": time.time(), **values})
+
+    async def offer(self) -> Description:
+        await self.launch()
+        return {"sdp": await self.page.evaluate("(config) => offer(config)", self.config)}
+
+    async def answer(self, remote: Description) -> Description:
+        await self.launch()
+        return {"sdp": await self.page.evaluate("([config, sdp]) => answer(config, sdp)", [self.config, remote["sdp"]])}
+
+    async def accept(self, remote: Description) -> None:
+        await self.page.evaluate("(sdp) => accept(sdp)", remote["sdp"])
+
+    async def stop_media(self) -> float:
+        if self.stopped_at is None:
+            self.stopped_at = time.time()
+            if not self.ended:
+                self.stopped_at = await self.page.evaluate("() => stopMedia()")
+        return self.stopped_at
+
+    async def hang_up(self) -> dict[str, Any]:
+        """End the call, write what the browser played and its statistics, close the browser, and
+        summarise this side."""
+        result: dict[str, Any] = {}
+        error = self.crashed or None
+        try:
+            if self.page is not None and not self.crashed:
+                result = await asyncio.wait_for(self.page.evaluate("() => hangUp()"), HANG_UP_TIMEOUT_S)
+        except Exception as exc:
+            error = error or f"hang-up in the page failed: {type(exc).__name__}: {exc}"
+        finally:
+            await self.close()
+        out_dir = Path(self.leg.out_dir)
+        prefix = out_dir / f"{self.leg.call}-{self.leg.clip}"
+        stats = result.get("stats", [])
+        last = stats[-1] if stats else {}
+        outbound, inbound = last.get("outbound", {}), last.get("inbound", {})
+        summary: dict[str, Any] = {
+            "call": self.leg.call,
+            "endpoint": ChromiumEndpoint.kind,
+            "codec": self.leg.codec,
+            "dscp": self.leg.dscp,
+            "network_priority": self.leg.network_priority,
+            "clip": self.leg.clip,
+            "sent_ssrc": outbound.get("ssrc"),
+            "clip_lead_s": LEAD_S,
+            "clip_frames": self.endpoint.microphone(self.leg.codec, self.leg.clip)[1],
+            "packets_received": int(inbound.get("packetsReceived", 0)),
+            "packets_sent": int(outbound.get("packetsSent", 0)),
+            "frames_sent": int(outbound.get("packetsSent", 0)),
+            "connected_at": self.connected_at,
+            "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
+            "launch_s": self.launched_s,
+            "media_stopped_at": self.stopped_at,
+            "browser": {"version": chromium_version(), "user_agent": result.get("userAgent", "")},
+            "error": error,
+        }
+        if result.get("pcm") is not None:
+            pcm, lengths, read_ns, rate = played_audio(result)
+            played = prefix.with_name(prefix.name + "-played.npz")
+            np.savez(played, pcm=pcm, rate=rate, lengths=lengths, read_ns=read_ns)
+            summary["played_file"] = str(played)
+        if stats:
+            stats_file = prefix.with_name(prefix.name + "-browser.json")
+            stats_file.write_text(json.dumps({"samples": stats, "at_stop": result.get("atStop") or last}))
+            summary["browser_stats_file"] = str(stats_file)
+        return summary
+
+    async def close(self) -> None:
+        """Close the browser (all its processes) and remove its profile, whatever state it is in."""
+        self.ended = True
+        context, self.context = self.context, None
+        try:
+            if context is not None:
+                await asyncio.wait_for(context.close(), 15)
+        except Exception:
+            pass
+        finally:
+            scratch.remove(self.dir)
+
+
+async def _each(coroutines: list[Any]) -> list[Any]:
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    return [{"error": f"{type(r).__name__}: {r}"} if isinstance(r, BaseException) else r for r in results]
+
+
+class ChromiumEndpoint:
+    """Every browser leg of one node: one Playwright driver and one page server, a browser per leg."""
+
+    kind: ClassVar[str] = "chromium"
+
+    def __init__(self, emit: EmitEvent):
+        self.emit = emit
+        self.legs: dict[str, ChromiumLeg] = {}
+        self.served = 0
+        self.playwright: Any = None
+        self.server: PageServer | None = None
+        self.dir: Path | None = None
+        self._microphones: dict[tuple[str, str], tuple[Path, int]] = {}
+
+    async def _start(self) -> None:
+        if self.playwright is not None:
+            return
+        if not Path(CHROMIUM).exists():
+            raise RuntimeError(f"no browser at {CHROMIUM}: install Debian's chromium (make setup does)")
+        from playwright.async_api import async_playwright
+
+        self.dir = scratch.make("mic")
+        self.server = PageServer()
+        self.playwright = await async_playwright().start()
+        chromium_version()
+
+    def microphone(self, codec: str, clip: str) -> tuple[Path, int]:
+        key = (str(codec_registry(codec).clip_rate), clip)  # one file per clip and rate
+        if key not in self._microphones:
+            assert self.dir is not None
+            self._microphones[key] = microphone_file(self.dir, codec, clip)
+        return self._microphones[key]
+
+    async def prepare(self, codec: str, clip: str) -> None:
+        await self._start()
+        self.microphone(codec, clip)
+
+    def _new(self, leg: LegSpec) -> ChromiumLeg:
+        if leg.call in self.legs:
+            raise ValueError(f"call {leg.call!r} exists already")
+        Path(leg.out_dir).mkdir(parents=True, exist_ok=True)
+        self.legs[leg.call] = ChromiumLeg(self, leg)
+        self.served += 1
+        return self.legs[leg.call]
+
+    def _leg(self, call: str) -> ChromiumLeg:
+        if call not in self.legs:
+            raise ValueError(f"no call {call!r}")
+        return self.legs[call]
+
+    async def open(self, legs: list[LegSpec]) -> list[Description]:
+        await self._start()
+        return await _each([self._new(leg).offer() for leg in legs])
+
+    async def answer(self, legs: list[LegSpec], remotes: list[Description]) -> list[Description]:
+        await self._start()
+        return await _each([self._new(leg).answer(r) for leg, r in zip(legs, remotes, strict=True)])
+
+    async def accept(self, calls: list[str], remotes: list[Description]) -> list[dict[str, Any]]:
+        async def one(call: str, remote: Description) -> dict[str, Any]:
+            await self._leg(call).accept(remote)
+            return {}
+
+        return await _each([one(c, r) for c, r in zip(calls, remotes, strict=True)])
+
+    async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
+        async def one(call: str) -> dict[str, Any]:
+            return {"stopped_at": await self._leg(call).stop_media()}
+
+        return await _each([one(call) for call in calls])
+
+    async def hang_up(self, calls: list[str]) -> list[dict[str, Any]]:
+        async def one(call: str) -> dict[str, Any]:
+            return await self.legs.pop(call).hang_up() if call in self.legs else {"error": f"no call {call!r}"}
+
+        return await _each([one(call) for call in calls])
+
+    async def close(self) -> None:
+        """The agent is ending: close every browser, the driver and the page server; remove the files."""
+        await asyncio.gather(*(leg.close() for leg in self.legs.values()), return_exceptions=True)
+        self.legs.clear()
+        if self.playwright is not None:
+            try:
+                await asyncio.wait_for(self.playwright.stop(), 15)
+            except Exception:
+                pass
+            self.playwright = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.dir is not None:
+            scratch.remove(self.dir)
+            self.dir = None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "legs_open": len(self.legs),
+            "legs_served": self.served,
+            "browser": chromium_version() if self.playwright is not None else None,
+        }
