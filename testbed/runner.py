@@ -8,6 +8,7 @@ can be scored again elsewhere (``testbed score``).
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import time
 from collections.abc import Callable
@@ -163,7 +164,19 @@ def write_run_info(
         kernel=platform.release(),
         python=platform.python_version(),
         started=started,
+        software=software_versions(),
     ).save(out_dir / RUN_FILE)
+
+
+def software_versions() -> dict[str, str]:
+    """The call stack's versions on this host (a browser's own version is in each of its legs)."""
+    versions = {}
+    for name in ("aiortc", "av", "playwright", "pesq"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def score_run(

@@ -6,12 +6,16 @@ helpers live in tests/helpers; in CI (CI=true) a missing capability that CI prov
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from testbed import scratch
 from testbed.lab.registry import Registry
 from tests.helpers import require
-from tests.helpers.lab import HostState
+from tests.helpers.lab import HostState, browser_processes
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,11 +31,15 @@ def root_required():
 
 @pytest.fixture
 def registry(tmp_path, monkeypatch) -> Registry:
-    """A private registry, also for the `testbed` subprocesses the test starts."""
+    """A private registry and scratch root, also for the `testbed` subprocesses the test starts. The
+    scratch root is short: a browser puts a Unix socket (107 bytes of path at most) under it."""
     root = tmp_path / "registry"
     monkeypatch.setenv("TESTBED_REGISTRY", str(root))
     monkeypatch.setattr("testbed.lab.registry.DEFAULT_ROOT", root)
-    return Registry(root)
+    scratch_root = Path(tempfile.mkdtemp(prefix="vtbs-"))
+    monkeypatch.setenv("TESTBED_SCRATCH", str(scratch_root))
+    yield Registry(root)
+    shutil.rmtree(scratch_root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -39,8 +47,11 @@ def no_leftovers(registry):
     """Assert the host is as it was and the registry is empty when the test ends. Namespaces count when
     they belong to a run this test's registry started (other processes may build labs meanwhile)."""
     before = HostState.now()
+    browsers_before = set(browser_processes())
     yield
     after = HostState.now()
+    assert set(browser_processes()) - browsers_before == set(), "browser processes left behind"
+    assert list(scratch.root().iterdir()) == [], "scratch directories (browser profiles) left behind"
     ours = {
         name
         for name in after.namespaces - before.namespaces

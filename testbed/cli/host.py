@@ -79,11 +79,15 @@ def cleanup(
 ) -> None:
     """Remove what crashed or killed runs left behind (exactly what they recorded, nothing else)."""
     require_root()
+    from testbed import scratch
     from testbed.lab.cleanup import cleanup as clean
     from testbed.lab.registry import Registry
 
     removals = clean(Registry(), include_kept=include_kept)
-    if not removals:
+    leftovers = scratch.remove_orphans()  # browser profiles of agents that were killed
+    if leftovers:
+        out.print(f"removed {len(leftovers)} scratch director{'y' if len(leftovers) == 1 else 'ies'} of dead agents")
+    if not removals and not leftovers:
         out.print("nothing to clean up")
     for removal in removals:
         what = ", ".join(removal.removed) or "nothing left"

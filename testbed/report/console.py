@@ -1,12 +1,27 @@
-"""The console summary: variant x call x direction with the numbers an engineer looks at first, and
-a one-line verdict."""
+"""The console summary: variant x call x direction with the numbers an engineer looks at first, a short
+Chrome-vs-model table when a browser was a listener, and a one-line verdict. Sized for 80-column CI logs:
+units live in the headers, columns are one space apart."""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from testbed.report.figures import (
+    RTP_TIMESTAMPS,
+    Pair,
+    browser_listeners,
+    candidate_pair,
+    ef_on_wire,
+    heard_by_browser,
+    listener_name,
+)
 from testbed.results import RunResult, metric
+from testbed.results.scores import DirectionScores
+
+BROWSER_MARK = "*"
+RTP_DELAY_MARK = "~"
 
 
 def _num(value: float | None, digits: int = 2, suffix: str = "") -> str:
@@ -20,27 +35,109 @@ def _mos(value: float | None) -> str:
     return f"[{color}]{value:.2f}[/]"
 
 
+def _table(title: str, columns: list[str], left: int) -> Table:
+    """A compact table: a rule under the header, no vertical lines, one space between columns; the first
+    ``left`` columns are labels, the rest numbers. Labels too long for the console fold onto a second
+    line rather than lose their ends (a direction's mark)."""
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
+        pad_edge=False,
+        show_edge=False,
+        caption_justify="left",
+        title_justify="left",
+    )
+    for index, column in enumerate(columns):
+        if index < left:
+            table.add_column(column, justify="left", overflow="fold")
+        else:
+            table.add_column(column, justify="right")
+    return table
+
+
+MAIN_COLUMNS = [
+    "variant",
+    "call",
+    "direction",
+    "MOS\nE-model",
+    "MOS\nPESQ",
+    "loss\n%",
+    "delay\np95 ms",
+    "jitter\nms",
+    "setup\ns",
+    "EF on\nwire",
+]
+
+
 def summary_table(result: RunResult) -> Table:
-    table = Table(title=f"{result.scenario.name}: calls per variant and direction")
-    for column in ("variant", "call", "direction", "MOS E-model", "MOS PESQ", "loss", "p95 delay", "jitter", "setup"):
-        table.add_column(column, justify="left" if column in ("variant", "call", "direction") else "right")
+    table = _table(f"{result.scenario.name}: calls per variant and direction", MAIN_COLUMNS, 3)
+    listeners: set[str] = set()
+    rtp_delay = False
     for variant in result.variants:
         for call in variant.calls:
-            setup = _num(call.setup_s * 1000 if call.setup_s is not None else None, 0, " ms")
+            setup = _num(call.setup_s, 2)
             if call.outcome != "connected":
                 setup = f"[red]{call.outcome}[/]"
             for direction, scores in call.directions.items():
+                label = direction
+                if heard_by_browser(scores):
+                    listeners.add(scores.listener)
+                    label += BROWSER_MARK
+                delay = _num(metric(call, scores, "p95_delay"), 1)
+                if isinstance(scores, DirectionScores) and scores.delay_source == RTP_TIMESTAMPS and delay != "-":
+                    rtp_delay = True
+                    delay = RTP_DELAY_MARK + delay
                 table.add_row(
                     variant.name,
                     call.id,
-                    direction,
+                    label,
                     _mos(metric(call, scores, "mos_emodel")),
                     _mos(metric(call, scores, "mos_pesq")),
-                    _num(metric(call, scores, "loss"), 1, "%"),
-                    _num(metric(call, scores, "p95_delay"), 1, " ms"),
-                    _num(metric(call, scores, "jitter"), 1, " ms"),
+                    _num(metric(call, scores, "loss"), 1),
+                    delay,
+                    _num(metric(call, scores, "jitter"), 1),
                     setup,
+                    ef_on_wire(scores),
                 )
+    notes = []
+    if listeners:
+        who = " / ".join(sorted(listener_name(listener) for listener in listeners))
+        notes.append(f"{BROWSER_MARK} MOS of the browser's own playout ({who}); the model's below")
+    if rtp_delay:
+        notes.append(f"{RTP_DELAY_MARK} delay from RTP timestamps anchored at the first packets")
+    table.caption = "\n".join(notes) or None
+    return table
+
+
+def _both(pair: Pair, digits: int, scale: float = 1.0) -> str:
+    """The browser's figure and the model's as one cell, e.g. "0.6/0.0"."""
+    return "/".join("-" if value is None else f"{scale * value:.{digits}f}" for value in pair)
+
+
+def browser_table(result: RunResult) -> Table | None:
+    """Where a browser listened: its own concealment, jitter buffer and PESQ beside the playout model's
+    (None when no browser listened)."""
+    rows = browser_listeners(result)
+    if not rows:
+        return None
+    table = _table(
+        "browser listeners: Chrome vs the model",
+        ["variant", "call", "direction", "concealed\n%", "buffer\nms", "PESQ", "pair"],
+        3,
+    )
+    table.columns[-1].justify = "left"
+    for row in rows:
+        table.add_row(
+            row.variant,
+            row.call.id,
+            row.direction,
+            _both(row.concealed, 1, 100.0),
+            _both(row.buffer_ms, 0),
+            _both(row.pesq, 2),
+            candidate_pair(row.browser),
+        )
+    table.caption = "cells: Chrome/model; buffer: mean jitter buffer delay"
     return table
 
 
@@ -58,6 +155,10 @@ def verdict_line(result: RunResult) -> str:
 
 def print_summary(result: RunResult, console: Console) -> None:
     console.print(summary_table(result))
+    browsers = browser_table(result)
+    if browsers is not None:
+        console.print()
+        console.print(browsers)
     for variant in result.variants:
         if variant.harness is not None and variant.harness.flagged:
             console.print(f"  [yellow]![/] {variant.name}: {variant.harness.note}", highlight=False)

@@ -12,6 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from testbed.report.figures import (
+    BrowserListener,
+    browser_listeners,
+    browser_versions,
+    candidate_pair,
+    dscp_values,
+    ef_on_wire,
+    listener_name,
+)
 from testbed.results import RunResult, VariantResult, metric
 from testbed.results.scores import CallScores, DirectionScores
 
@@ -24,11 +33,12 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; } h3 { font-size: 1em; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 8px; }
-th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .good { background: #dff0d8; } .fair { background: #fcf8e3; } .bad { background: #f2dede; }
 .pass { color: #2a7a2a; font-weight: bold; } .fail { color: #b02a2a; font-weight: bold; }
 .plots { display: flex; flex-wrap: wrap; gap: 12px; } svg { background: #fff; border: 1px solid #ddd; }
 .note { color: #666; font-size: 0.9em; }
+.blocks { display: flex; flex-wrap: wrap; gap: 0 2em; }
 """
 
 
@@ -119,7 +129,7 @@ def mos_table(result: RunResult) -> str:
     rows = [
         "<table><tr><th>variant</th><th>call</th><th>direction</th><th>MOS E-model</th><th>MOS PESQ</th>"
         "<th>R</th><th>Ta</th><th>effective loss</th><th>network loss</th><th>p95 delay</th><th>jitter</th>"
-        "<th>setup</th><th>outcome</th></tr>"
+        "<th>setup</th><th>EF on wire</th><th>heard by</th><th>outcome</th></tr>"
     ]
     for variant in result.variants:
         for call in variant.calls:
@@ -136,6 +146,9 @@ def mos_table(result: RunResult) -> str:
                     f"{_cell(metric(call, s, 'p95_delay'), 1, ' ms')}"
                     f"{_cell(metric(call, s, 'jitter'), 1, ' ms')}"
                     f"{_cell(None if call.setup_s is None else call.setup_s * 1000, 0, ' ms')}"
+                    f'<td class="num" title="{_escape(dscp_values(scored.dscp if scored else None))}">'
+                    f"{_escape(ef_on_wire(s))}</td>"
+                    f"<td>{_escape(listener_name(scored.listener) if scored else '-')}</td>"
                     f"<td>{_escape(call.outcome)} {_escape(call.reason)}</td></tr>"
                 )
     rows.append("</table>")
@@ -144,6 +157,88 @@ def mos_table(result: RunResult) -> str:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def wire_table(result: RunResult) -> str:
+    """Per direction: the DSCP its sender really put on the wire (counted on the sender's own interface)
+    and where its one-way delay's send times came from."""
+    rows = [
+        "<table><tr><th>variant</th><th>call</th><th>direction</th><th>RTP packets sent</th>"
+        "<th>DSCP on the wire</th><th>one-way delay: send times from</th></tr>"
+    ]
+    for variant in result.variants:
+        for call in variant.calls:
+            for direction, s in call.scored().items():
+                packets = s.dscp.packets if s.dscp is not None else None
+                rows.append(
+                    f"<tr><td>{_escape(variant.name)}</td><td>{_escape(call.id)}</td><td>{_escape(direction)}</td>"
+                    f"{_cell(packets, 0)}<td>{_escape(dscp_values(s.dscp))}</td>"
+                    f"<td>{_escape(s.delay_source)}</td></tr>"
+                )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def browser_block(row: BrowserListener, with_version: bool = True) -> str:
+    """One direction a browser listened to: the browser's own figures beside the playout model's, and
+    what else its getStats() said at media stop."""
+    s, b, m = row.scores, row.browser, row.model
+
+    def ratio(value: float | None) -> str:
+        return _cell(None if value is None else 100 * value, 2, "%")
+
+    figures = [
+        ("concealed fraction", *map(ratio, row.concealed)),
+        ("mean buffer delay", *(_cell(v, 1, " ms") for v in row.buffer_ms)),
+        ("MOS PESQ", *map(_mos_cell, row.pesq)),
+        ("MOS E-model", *map(_mos_cell, row.emodel)),
+        ("Ta (E-model)", *(_cell(v, 1, " ms") for v in row.ta_ms)),
+        ("Ppl (E-model)", *(_cell(v, 2, "%") for v in row.ppl_percent)),
+    ]
+    rows = "".join(f"<tr><th>{_escape(name)}</th>{ours}{theirs}</tr>" for name, ours, theirs in figures)
+    details = []
+    if b is not None:
+        if with_version:
+            details.append(b.version or "unknown version")
+        details += [
+            f"candidate pair {candidate_pair(b)}",
+            f"packets received {b.packets_received}, lost {b.packets_lost}, discarded {b.packets_discarded}",
+            f"jitter {_fmt(b.jitter_ms)} ms, target buffer {_fmt(b.target_jitter_buffer_ms)} ms",
+            f"concealment events {b.concealment_events}, FEC packets received {b.fec_packets_received}",
+            f"{b.played_s:.1f} s of playout scored",
+        ]
+        details += [f"PESQ: {b.pesq_note}"] if b.pesq_note else []
+    details += [f"model PESQ: {m.pesq_note}"] if m is not None and m.pesq_note else []
+    return (
+        f"<div><h3>{_escape(row.variant)} / {_escape(row.call.id)} / {_escape(row.direction)}</h3>"
+        f"<table><tr><th></th><th>{_escape(listener_name(s.listener))} (headline)</th>"
+        f"<th>playout model</th></tr>{rows}</table>"
+        f"<p class='note'>{'<br>'.join(_escape(d) for d in details) or '-'}</p></div>"
+    )
+
+
+def browser_section(result: RunResult) -> str:
+    """Where a browser was the listener: its real NetEq beside the model, per direction ('' when none)."""
+    rows = browser_listeners(result)
+    if not rows:
+        return ""
+    versions = browser_versions(result)
+    return (
+        "<h2>Browser listeners: Chrome vs the model</h2>"
+        f"<p>{_escape(', '.join(versions) or 'unknown browser version')}</p>"
+        "<p class='note'>The headline MOS of these directions is the browser's own playout: PESQ of what it "
+        "played, and the E-model with its mean jitter-buffer delay in Ta and its concealed fraction as Ppl. "
+        "The playout model's figures for the same packets stand beside them. Mean buffer delay: Chrome's "
+        "jitterBufferDelay / jitterBufferEmittedCount, the model's mean buffer delay; concealed fraction: "
+        "Chrome's concealedSamples / totalSamplesReceived, the model's lost and late frames. Chrome's "
+        "figures are its getStats() at media stop.</p><div class='blocks'>"
+        + "".join(browser_block(row, with_version=len(versions) > 1) for row in rows)
+        + "</div>"
+    )
+
+
+def _mos_cell(value: float | None) -> str:
+    return f'<td class="num {_mos_class(value)}">{_fmt(value)}</td>'
 
 
 def direction_plots(result: RunResult) -> str:
@@ -260,9 +355,14 @@ def render(result: RunResult) -> str:
         f"{_escape(environment.kernel)}, {_escape(', '.join(environment.backend))} backend, impairments by "
         f"{_escape(', '.join(environment.impairment_engine))}. "
         "MOS E-model is the ITU-T G.107 planning estimate from the measured network (G.107.1 wideband scale "
-        "for Opus and G.722); MOS PESQ is ITU-T P.862 on the audio a listener would have heard.</p>"
+        "for Opus and G.722); MOS PESQ is ITU-T P.862 on the audio a listener would have heard. Where a "
+        "browser was the listener ('heard by'), both are of the browser's own playout; the model's figures "
+        "are under Browser listeners.</p>"
         f"<h2>Verdict</h2>{thresholds_section(result)}"
         f"<h2>Calls</h2>{mos_table(result)}"
+        "<h2>On the wire</h2><p class='note'>The DSCP each sender really marked its RTP with, counted on its "
+        "own interface, and where each direction's send times for one-way delay came from.</p>"
+        f"{wire_table(result)}{browser_section(result)}"
         f"<h2>Per second</h2><p class='note'>Dashed lines: timeline events.</p>{direction_plots(result)}"
         f"<h2>Router queues</h2>{queue_plots(result)}"
         f"<h2>Cross traffic</h2>{traffic_table(result)}"

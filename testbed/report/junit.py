@@ -6,6 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from testbed.report.figures import ef_on_wire, heard_by_browser, listener_name
 from testbed.results import CheckResult, RunResult
 
 
@@ -40,7 +41,12 @@ def write(result: RunResult, path: Path) -> Path:
                     suite, "testcase", classname=f"{result.scenario.name}.{variant.name}", name=call.id
                 )
                 lines = [f"{call.id}: {call.outcome} {call.reason}".strip()]
-                lines += [f"{d}: MOS E-model {s.mos_emodel}, PESQ {s.mos_pesq}" for d, s in call.scored().items()]
+                lines += [
+                    f"{d}: MOS E-model {s.mos_emodel}, PESQ {s.mos_pesq}"
+                    + (f" (heard by {listener_name(s.listener)})" if heard_by_browser(s) else "")
+                    + f", EF on wire {ef_on_wire(s)}"
+                    for d, s in call.scored().items()
+                ]
                 ElementTree.SubElement(case, "system-out").text = "\n".join(lines)
     ElementTree.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,20 @@ def _variant(loaded: LoadedScenario, v: ScoredVariant) -> VariantResult:
     )
 
 
+def browser_versions(variants: list[ScoredVariant]) -> dict[str, str]:
+    """``{"chromium": "Chromium 156..."}``: every browser version the calls' browser sides ran."""
+    versions = sorted(
+        {
+            leg.browser["version"]
+            for v in variants
+            for call in v.workload.calls
+            for leg in call.sides.values()
+            if leg.browser.get("version")
+        }
+    )
+    return {"chromium": "; ".join(versions)} if versions else {}
+
+
 def build(loaded: LoadedScenario, run: RunInfo, variants: list[ScoredVariant], checks: list[CheckResult]) -> RunResult:
     """The run's machine comes from run.json (where the calls ran); the scoring machine is this one."""
     failed = [c for c in checks if not c.passed]
@@ -126,6 +140,7 @@ def build(loaded: LoadedScenario, run: RunInfo, variants: list[ScoredVariant], c
             impairment_engine=sorted({v.lab.engine_name() for v in variants}),
             started=run.started,
             scored_on=here,
+            software={**run.software, **browser_versions(variants)},
         ),
         variants=[_variant(loaded, v) for v in variants],
         thresholds=checks,

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from testbed.results.scores import CallScores, DirectionScores, UnscoredDirection
 
-UNITS = {"mos_emodel": "", "mos_pesq": "", "loss": "%", "p95_delay": " ms", "jitter": " ms", "setup_time": " s"}
+UNITS = {
+    "mos_emodel": "",
+    "mos_pesq": "",
+    "loss": "%",
+    "p95_delay": " ms",
+    "jitter": " ms",
+    "setup_time": " s",
+    "marked_ef": "%",
+}
 METRICS = tuple(UNITS)
 
 
 def metric(call: CallScores, direction: DirectionScores | UnscoredDirection | None, name: str) -> float | None:
     """One metric of one call direction (None when it could not be measured). Units as in ``UNITS``:
     loss is network loss in percent, p95_delay the one-way delay's 95th percentile, jitter the mean RFC
-    3550 jitter, setup_time seconds."""
+    3550 jitter, setup_time seconds, marked_ef the percentage of the sender's RTP packets marked EF (DSCP
+    46) as counted on the sender's own interface. The MOS are the headline listener's (``listener``): the
+    playout model's, or a browser's own playout."""
     if name == "setup_time":
         return call.setup_s
     if name not in UNITS:
@@ -22,6 +32,8 @@ def metric(call: CallScores, direction: DirectionScores | UnscoredDirection | No
         return direction.mos_emodel
     if name == "mos_pesq":
         return direction.mos_pesq
+    if name == "marked_ef":
+        return None if direction.dscp is None or not direction.dscp.packets else 100.0 * direction.dscp.marked_ef
     network = direction.network
     if network is None:
         return None

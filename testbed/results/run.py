@@ -39,12 +39,23 @@ class RunInfo(ResultFile):
     kernel: str
     python: str
     started: float | None
+    software: dict[str, str] = Field(default_factory=dict, description="versions of the parts that made the calls")
 
 
 class ScenarioInfo(Record):
     name: str
     description: str
     file: str
+
+
+NESTED = {"network", "playout", "per_second", "dscp", "model", "browser"}  # flattened or left out of rows
+
+
+def _prefixed(prefix: str, record: Record | None, exclude: set[str] | None = None) -> dict[str, Any]:
+    """A nested record's fields as flat ``prefix_field`` columns (none when the record is absent)."""
+    if record is None:
+        return {}
+    return {f"{prefix}_{key}": value for key, value in record.model_dump(exclude=exclude).items()}
 
 
 class Environment(Record):
@@ -55,6 +66,10 @@ class Environment(Record):
     impairment_engine: list[str]
     started: float | None
     scored_on: Host = Field(description="where scoring ran (differs after `testbed score` elsewhere)")
+    software: dict[str, str] = Field(
+        default_factory=dict,
+        description="aiortc, PyAV, Playwright, pesq on the harness's host; chromium: the browsers the calls ran",
+    )
 
 
 class TrafficSummary(Record):
@@ -148,5 +163,10 @@ class RunResult(ResultFile):
                         "direction": label,
                         "outcome": call.outcome,
                         "setup_s": call.setup_s,
-                        **direction.model_dump(exclude={"network", "playout", "per_second"}),
+                        **direction.model_dump(
+                            exclude={"network", "playout", "per_second", "dscp", "model", "browser"}
+                        ),
+                        "marked_ef": direction.dscp.marked_ef if direction.dscp else None,
+                        **_prefixed("model", direction.model),
+                        **_prefixed("browser", direction.browser, exclude={"candidate_pair", "version"}),
                     }

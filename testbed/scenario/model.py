@@ -333,7 +333,7 @@ class VariantSpec(Strict):
     )
 
 
-Metric = Literal["mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter", "setup_time"]
+Metric = Literal["mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter", "setup_time", "marked_ef"]
 
 
 class Threshold(Strict):

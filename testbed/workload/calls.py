@@ -7,7 +7,7 @@ business; this module never knows what an endpoint is made of."""
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -124,14 +124,17 @@ def _each(
 
 
 def prepare(agents: Agents, calls: list[Call]) -> None:
-    """Let every endpoint load its codec and encode its clip before the workload's clock starts."""
-    needed = {(call.node(side), call.endpoints[side], call.codec, CLIPS[side]) for call in calls for side in SIDES}
+    """Let every endpoint load its codec and encode its clip (a browser launch its legs' browsers) before
+    the workload's clock starts."""
+    needed = Counter(
+        (call.node(side), call.endpoints[side], call.codec, CLIPS[side]) for call in calls for side in SIDES
+    )
     futures = [
-        agents[node].request("endpoint_prepare", kind=kind, codec=codec, clip=clip)
-        for node, kind, codec, clip in needed
+        agents[node].request("endpoint_prepare", kind=kind, codec=codec, clip=clip, legs=legs)
+        for (node, kind, codec, clip), legs in needed.items()
     ]
     for future in futures:
-        future.result(60)
+        future.result(120)
 
 
 def place_calls(agents: Agents, calls: list[Call], out_dir: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyroute2 import IPRoute
 
@@ -17,6 +18,21 @@ from tests.helpers import REPO
 
 MINIMAL = REPO / "scenarios" / "minimal.yaml"
 OFFICE = REPO / "scenarios" / "office.yaml"
+
+
+def browser_processes() -> list[int]:
+    """Pids of running Chromium processes (the browser and its renderers, utilities, zygotes)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            exe = os.readlink(entry / "exe")
+        except OSError:
+            continue
+        if exe.startswith("/usr/lib/chromium/"):
+            pids.append(int(entry.name))
+    return pids
 
 
 @dataclass(frozen=True)

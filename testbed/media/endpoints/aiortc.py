@@ -192,7 +192,7 @@ class AiortcEndpoint:
         self.legs: dict[str, AiortcLeg] = {}
         self.served = 0
 
-    async def prepare(self, codec: str, clip: str) -> None:
+    async def prepare(self, codec: str, clip: str, legs: int = 1) -> None:
         encoded_clip(codec, clip)
 
     def _new(self, leg: LegSpec) -> AiortcLeg:

@@ -36,8 +36,9 @@ class Endpoint(Protocol):
 
     kind: ClassVar[str]
 
-    async def prepare(self, codec: str, clip: str) -> None:
-        """Load what sending needs (codec, encoded clip) before the workload's clock starts."""
+    async def prepare(self, codec: str, clip: str, legs: int = 1) -> None:
+        """Load what sending needs (codec, encoded clip; a browser per leg) before the workload's clock
+        starts; ``legs`` of this codec and clip will follow."""
 
     async def open(self, legs: list[LegSpec]) -> list[Description]:
         """Callers: create the legs and describe them (the offers)."""

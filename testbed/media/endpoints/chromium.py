@@ -24,99 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
-import http.server
 import json
-import os
-import subprocess
-import threading
 import time
-import wave
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from testbed import scratch
-from testbed.codecs import FRAME_S
 from testbed.codecs import codec as codec_registry
-from testbed.media.clips import load_clip
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
-
-CHROMIUM = os.environ.get("TESTBED_CHROMIUM", "/usr/bin/chromium")
-PAGE_DIR = Path(__file__).with_name("chromium_page")
-LEAD_S = 2.0  # silence before the clip in the fake microphone's file
-LAUNCH_TIMEOUT_S = 30.0
-HANG_UP_TIMEOUT_S = 30.0
-
-# Flags on top of Playwright's own (which already turn off background networking, component updates,
-# sync, default apps, crash reporting and first-run UI).
-BROWSER_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",  # root inside a namespace or container: the setuid/user-namespace sandbox cannot start
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-domain-reliability",
-    "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    # no DNS to the host's resolver: every name fails at once, addresses (the lab's) go through
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    # host candidates as plain addresses: mDNS .local names do not resolve across namespaces
-    "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate,DialMediaRouteProvider",
+from testbed.media.endpoints.chromium_browser import (
+    CHROMIUM,
+    LEAD_S,
+    Browser,
+    PageServer,
+    chromium_version,
+    microphone_file,
 )
 
-
-@functools.cache
-def chromium_version() -> str:
-    """``Chromium 156.0.8078.129 ...`` as the binary says it (recorded in every browser leg's summary)."""
-    try:
-        out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"unknown ({exc})"
-    return out.strip().splitlines()[-1] if out.strip() else "unknown"
-
-
-def microphone_file(directory: Path, codec: str, clip: str) -> tuple[Path, int]:
-    """Write the fake microphone's WAV (``LEAD_S`` of silence, then the clip); returns it and its frames."""
-    rate = codec_registry(codec).clip_rate
-    samples = load_clip(clip, rate)
-    padded = np.concatenate([np.zeros(int(LEAD_S * rate), np.int16), samples])
-    frame = int(rate * FRAME_S)
-    padded = np.concatenate([padded, np.zeros(-len(padded) % frame, np.int16)])  # whole 20 ms frames
-    path = directory / f"mic-{clip}-{rate}.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(padded.astype("<i2").tobytes())
-    return path, len(padded) // frame
-
-
-class PageServer:
-    """The call page on the node's loopback (127.0.0.1 is a secure context), on a free port."""
-
-    def __init__(self) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(PAGE_DIR))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="call page", daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/call.html"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # the agent's stdout is its protocol
-        pass
+HANG_UP_TIMEOUT_S = 30.0
 
 
 def played_audio(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -133,44 +60,24 @@ class ChromiumLeg:
     def __init__(self, endpoint: ChromiumEndpoint, leg: LegSpec):
         self.endpoint = endpoint
         self.leg = leg
-        self.dir = scratch.make("leg")
-        self.context: Any = None
-        self.page: Any = None
+        self.browser: Browser | None = None
         self.created = time.time()
-        self.launched_s: float | None = None
         self.connected_at: float | None = None
         self.stopped_at: float | None = None
         self.ended = False
         self.crashed = ""
 
     @property
+    def page(self) -> Any:
+        return None if self.browser is None else self.browser.page
+
+    @property
     def config(self) -> dict[str, Any]:
         return {"mime": codec_registry(self.leg.codec).mime, "networkPriority": self.leg.network_priority}
 
     async def launch(self) -> None:
-        home, tmp = self.dir / "h", self.dir / "t"  # short: Chromium's singleton socket goes in TMPDIR
-        home.mkdir()
-        tmp.mkdir()
-        mic, _ = self.endpoint.microphone(self.leg.codec, self.leg.clip)
-        env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp), "XDG_CONFIG_HOME": str(home / ".config")}
-        env.pop("DISPLAY", None)
-        started = time.monotonic()
-        self.context = await self.endpoint.playwright.chromium.launch_persistent_context(
-            str(self.dir / "p"),
-            executable_path=CHROMIUM,
-            headless=False,  # --headless=new is in the flags: the mode is ours, not Playwright's default
-            args=[*BROWSER_FLAGS, f"--use-file-for-fake-audio-capture={mic}"],
-            ignore_default_args=["--mute-audio"],
-            env=env,
-            timeout=LAUNCH_TIMEOUT_S * 1000,
-        )
-        self.context.on("close", lambda _: self._gone("the browser closed"))
-        self.page = self.context.pages[0] if self.context.pages else await self.context.new_page()
-        self.page.on("crash", lambda _: self._gone("the page crashed"))
-        await self.page.expose_function("testbedEvent", self._page_event)
-        assert self.endpoint.server is not None
-        await self.page.goto(self.endpoint.server.url)
-        self.launched_s = round(time.monotonic() - started, 3)
+        self.browser = await self.endpoint.browser(self.leg.codec, self.leg.clip)
+        self.browser.leg = self
 
     def _page_event(self, message: dict[str, Any]) -> None:
         state, now = message.get("state"), time.time()
@@ -242,7 +149,7 @@ class ChromiumLeg:
             "frames_sent": int(outbound.get("packetsSent", 0)),
             "connected_at": self.connected_at,
             "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
-            "launch_s": self.launched_s,
+            "launch_s": None if self.browser is None else self.browser.launch_s,
             "media_stopped_at": self.stopped_at,
             "browser": {"version": chromium_version(), "user_agent": result.get("userAgent", "")},
             "error": error,
@@ -259,16 +166,9 @@ class ChromiumLeg:
         return summary
 
     async def close(self) -> None:
-        """Close the browser (all its processes) and remove its profile, whatever state it is in."""
         self.ended = True
-        context, self.context = self.context, None
-        try:
-            if context is not None:
-                await asyncio.wait_for(context.close(), 15)
-        except Exception:
-            pass
-        finally:
-            scratch.remove(self.dir)
+        if self.browser is not None:
+            await self.browser.close()
 
 
 async def _each(coroutines: list[Any]) -> list[Any]:
@@ -289,6 +189,7 @@ class ChromiumEndpoint:
         self.server: PageServer | None = None
         self.dir: Path | None = None
         self._microphones: dict[tuple[str, str], tuple[Path, int]] = {}
+        self.warm: dict[Path, list[Browser]] = {}  # launched browsers waiting for a leg, per microphone
 
     async def _start(self) -> None:
         if self.playwright is not None:
@@ -297,8 +198,8 @@ class ChromiumEndpoint:
             raise RuntimeError(f"no browser at {CHROMIUM}: install Debian's chromium (make setup does)")
         from playwright.async_api import async_playwright
 
-        self.dir = scratch.make("mic")
-        self.server = PageServer()
+        self.dir = self.dir or scratch.make("mic")
+        self.server = self.server or PageServer()
         self.playwright = await async_playwright().start()
         chromium_version()
 
@@ -309,9 +210,28 @@ class ChromiumEndpoint:
             self._microphones[key] = microphone_file(self.dir, codec, clip)
         return self._microphones[key]
 
-    async def prepare(self, codec: str, clip: str) -> None:
+    async def prepare(self, codec: str, clip: str, legs: int = 1) -> None:
+        """Launch a browser for each of the ``legs`` to come, before the workload's clock starts. A
+        browser that cannot start fails its calls (with the reason), not the run, so other calls go on."""
+        try:
+            await self._start()
+        except Exception:
+            return
+        mic, _ = self.microphone(codec, clip)
+        launched = await asyncio.gather(*(self._browser(mic).launch() for _ in range(legs)), return_exceptions=True)
+        self.warm.setdefault(mic, []).extend(b for b in launched if isinstance(b, Browser))
+
+    def _browser(self, mic: Path) -> Browser:
+        assert self.server is not None
+        return Browser(self.playwright, self.server.url, mic)
+
+    async def browser(self, codec: str, clip: str) -> Browser:
+        """A launched browser whose microphone plays ``clip``: a warm one, else one launched now."""
         await self._start()
-        self.microphone(codec, clip)
+        mic, _ = self.microphone(codec, clip)
+        if self.warm.get(mic):
+            return self.warm[mic].pop()
+        return await self._browser(mic).launch()
 
     def _new(self, leg: LegSpec) -> ChromiumLeg:
         if leg.call in self.legs:
@@ -355,8 +275,12 @@ class ChromiumEndpoint:
 
     async def close(self) -> None:
         """The agent is ending: close every browser, the driver and the page server; remove the files."""
-        await asyncio.gather(*(leg.close() for leg in self.legs.values()), return_exceptions=True)
+        waiting = [browser for browsers in self.warm.values() for browser in browsers]
+        await asyncio.gather(
+            *(leg.close() for leg in self.legs.values()), *(b.close() for b in waiting), return_exceptions=True
+        )
         self.legs.clear()
+        self.warm.clear()
         if self.playwright is not None:
             try:
                 await asyncio.wait_for(self.playwright.stop(), 15)

@@ -1,0 +1,215 @@
+"""Chromium as a call endpoint, for real: the browser placing and answering calls against aiortc, what it
+played out scored against the model, the DSCP it really puts on the wire, the office verdict with a
+browser client, nothing on the wire but the call, and nothing left behind on success, failure and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import testbed
+from testbed import scratch
+from tests.helpers import REPO, require
+from tests.helpers.lab import browser_processes, rest_of_output, run_testbed, start_testbed, wait_for_line
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(autouse=True)
+def _browser():
+    require("chromium", CHROMIUM.exists(), "Debian's chromium package (make setup installs it)")
+
+
+def run_json(scenario: Path, out: Path, *args: str, timeout: float = 300) -> dict[str, Any]:
+    result = run_testbed("run", str(scenario), "--out", str(out), "--json", *args, timeout=timeout)
+    assert result.stdout, result.stderr
+    return json.loads(result.stdout)
+
+
+def directions(data: dict[str, Any], variant: int = 0, call: str | None = None) -> dict[str, dict[str, Any]]:
+    calls = data["variants"][variant]["calls"]
+    chosen = next(c for c in calls if call is None or c["id"] == call)
+    return chosen["directions"]
+
+
+ONE_CALL = "name: %s\ncalls: [{name: rep, from: client, to: gateway, duration: %s, endpoint: {from: chromium}}]\n"
+BOTH_WAYS = """name: browser
+calls:
+  - {name: up, from: client, to: gateway, duration: 10s, endpoint: {from: chromium}}
+  - {name: down, from: client, to: gateway, duration: 10s, endpoint: {to: chromium}}
+"""
+
+
+def test_browser_calls_score_high_both_ways(registry, no_leftovers, tmp_path):
+    """Chromium -> aiortc and aiortc -> Chromium on an idle lab: PESQ-WB >= 3.8 every way, a browser
+    listener's headline is its own playout with the model's figures beside it, versions recorded."""
+    scenario = tmp_path / "browser.yaml"
+    scenario.write_text(BOTH_WAYS)
+    data = run_json(scenario, tmp_path / "out")
+    for call in ("up", "down"):
+        for label, d in directions(data, call=call).items():
+            assert d["mos_pesq"] is not None and d["mos_pesq"] >= 3.8, (call, label, d["mos_pesq"], d["pesq_note"])
+            assert d["pesq_mode"] == "wb"
+            assert d["dscp"]["marked_ef"] >= 0.99, (call, label, d["dscp"])  # browsers default to high
+    up, down = directions(data, call="up"), directions(data, call="down")
+    assert up["client->gateway"]["delay_source"] == "sender's interface tap"  # the browser has no send log
+    assert up["client->gateway"]["listener"] == "model"
+    heard = up["gateway->client"]  # the browser listens
+    assert heard["listener"] == "chromium" and heard["delay_source"] == "application send time"
+    assert heard["model"]["mos_pesq"] >= 3.8 and heard["model"]["concealed_fraction"] is not None
+    browser = heard["browser"]
+    assert browser["packets_received"] > 300 and browser["mean_jitter_buffer_ms"] > 0
+    assert browser["concealed_fraction"] < 0.05
+    assert browser["candidate_pair"] == {
+        "local_type": "host",
+        "remote_type": "host",
+        "protocol": "udp",
+        "relay_protocol": None,
+    }
+    assert browser["version"].startswith("Chromium ")
+    assert down["client->gateway"]["listener"] == "chromium"  # the answering browser listens to the client
+    assert down["gateway->client"]["delay_source"] == "sender's interface tap"
+    assert down["gateway->client"]["dscp"]["marked_ef"] >= 0.99  # an answering browser marks too
+    workload = json.loads((tmp_path / "out" / "default" / "workload.json").read_text())
+    legs = {(c["id"], side): leg for c in workload["calls"] for side, leg in c["sides"].items()}
+    assert legs[("up", "caller")]["endpoint"] == "chromium" and legs[("up", "callee")]["endpoint"] == "aiortc"
+    assert legs[("up", "caller")]["browser"]["version"].startswith("Chromium ")
+    assert legs[("up", "caller")]["network_priority"] == "high"
+    assert len(list((tmp_path / "out" / "default" / "audio").glob("*.wav"))) == 4
+
+
+def office_with_browser(tmp_path: Path, priority: str) -> Path:
+    """The office scenario with the rep's side in Chromium asking for ``priority``; the gateway marks EF."""
+    office = yaml.safe_load((REPO / "scenarios" / "office.yaml").read_text())
+    call = office["calls"][0]
+    call.pop("dscp", None)
+    browser, gateway = {"kind": "chromium", "network_priority": priority}, {"kind": "aiortc", "dscp": 46}
+    call["endpoint"] = {"from": browser, "to": gateway}
+    office["thresholds"] = []
+    path = tmp_path / f"office-{priority}.yaml"
+    path.write_text(yaml.safe_dump(office))
+    return path
+
+
+def ef_class_packets(variant_dir: Path) -> int:
+    """Packets the router's EF class sent out of its WAN interface, from the run's queue samples."""
+    workload = json.loads((variant_dir / "workload.json").read_text())
+    classes = workload["queue_classes"]["router"]["wan"]
+    ef = {handle for handle, name in classes.items() if "ef" in name.lower() or "voice" in name.lower()}
+    assert ef, classes
+    samples = [q for q in workload["queues"] if q["node"] == "router" and q["interface"] == "wan"]
+    return max(q["packets"] for q in samples if q["object"] == "class" and q["handle"] in ef)
+
+
+def test_office_with_a_browser_client_gives_the_aiortc_verdict(registry, no_leftovers, tmp_path):
+    """fifo vs ef-priority with the rep in Chromium (networkPriority high): ef-priority keeps MOS >= 4,
+    fifo falls to <= 2.5, >= 99% of the browser's RTP is EF on the wire and in the router's EF class."""
+    data = run_json(office_with_browser(tmp_path, "high"), tmp_path / "out")
+    variants = {v["name"]: i for i, v in enumerate(data["variants"])}
+    for name, good in (("ef-priority", True), ("fifo", False)):
+        for label, d in directions(data, variants[name]).items():
+            for metric in ("mos_emodel", "mos_pesq"):
+                assert (d[metric] >= 4.0) if good else (d[metric] <= 2.5), (name, label, metric, d[metric])
+    upstream = directions(data, variants["ef-priority"])["client->gateway"]
+    assert upstream["dscp"]["marked_ef"] >= 0.99, upstream["dscp"]
+    assert ef_class_packets(tmp_path / "out" / "ef-priority") >= 0.99 * upstream["dscp"]["packets"]
+
+
+def test_a_browser_that_never_asks_is_not_marked(registry, no_leftovers, tmp_path):
+    """networkPriority unset: none of the browser's RTP is EF on the wire, and the EF class never sees it."""
+    data = run_json(office_with_browser(tmp_path, "unset"), tmp_path / "out", "--variant", "ef-priority")
+    upstream = directions(data)["client->gateway"]
+    assert upstream["dscp"]["packets"] > 200 and upstream["dscp"]["marked_ef"] == 0.0, upstream["dscp"]
+    assert ef_class_packets(tmp_path / "out" / "ef-priority") < 0.01 * upstream["dscp"]["packets"]
+
+
+LOSSY = """name: lossy
+links: {wan: {router: {loss: 2%}, gateway: {loss: 2%}}}
+calls: [{name: rep, from: client, to: gateway, duration: 8s, endpoint: {from: chromium}}]
+"""
+
+
+def test_random_loss_shows_chrome_and_the_model_side_by_side(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "lossy.yaml"
+    scenario.write_text(LOSSY)
+    data = run_json(scenario, tmp_path / "out")
+    heard = directions(data)["gateway->client"]
+    assert heard["network"]["loss"]["fraction"] > 0.003, heard["network"]["loss"]
+    assert heard["browser"]["concealed_fraction"] > 0 and heard["model"]["concealed_fraction"] > 0
+    assert heard["browser"]["packets_lost"] > 0
+    assert heard["ppl_percent"] == pytest.approx(100 * heard["browser"]["concealed_fraction"], abs=0.01)
+
+
+def test_only_the_call_leaves_the_browser(registry, no_leftovers, tmp_path):
+    """An unfiltered capture on the client's interface during a browser call: every IPv4 packet is the
+    call's own 5-tuple (no DNS, no update checks, no background networking), nothing else but ARP."""
+    scenario = tmp_path / "one.yaml"
+    scenario.write_text(ONE_CALL % ("one", "6s"))
+    experiment = testbed.load(scenario)
+    with experiment.lab("default") as lab:
+        client = lab["client"]
+        capture = client.popen(
+            [client.python, str(REPO / "tests" / "helpers" / "capture_all.py"), "30"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert capture.stdout is not None and "ready" in capture.stdout.readline()
+        run = lab.workload(tmp_path / "out").run()
+        capture.send_signal(signal.SIGTERM)
+        out, err = capture.communicate(timeout=30)
+    packets = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert packets, err
+    workload = json.loads((run.path / "default" / "workload.json").read_text())
+    assert workload["calls"][0]["outcome"] == "connected"
+    ipv4 = [p for p in packets if p["type"] == "ipv4"]
+    others = {p["type"] for p in packets} - {"ipv4", "arp"}
+    assert others == set(), f"non-IPv4 frames on the wire: {others}"
+    assert ipv4 and all(p["proto"] == 17 for p in ipv4), {p["proto"] for p in ipv4}
+    addresses = {p["src"] for p in ipv4} | {p["dst"] for p in ipv4}
+    assert len(addresses) == 2, addresses  # the client and the gateway: no resolver, no update server
+    flows = {tuple(sorted([(p["src"], p["sport"]), (p["dst"], p["dport"])])) for p in ipv4}
+    assert len(flows) <= 2, flows  # the call's candidate pair (and at most one more checked by ICE)
+
+
+def test_ctrl_c_mid_call_leaves_no_browser(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text(ONE_CALL % ("long", "60s"))
+    process = start_testbed("run", str(scenario), "--out", str(tmp_path / "out"))
+    wait_for_line(process, "workload:", timeout=60, stream="stderr")
+    deadline = time.monotonic() + 30
+    while not browser_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert browser_processes(), "the browser never started"
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    rest_of_output(process, timeout=90, stream="stderr")
+    assert process.returncode != 0
+    assert list(scratch.root().iterdir()) == []
+
+
+def test_a_browser_that_cannot_start_fails_its_call(registry, no_leftovers, tmp_path, monkeypatch):
+    """No browser at the configured path: the call ends as an error that says so, in seconds, no hang."""
+    monkeypatch.setenv("TESTBED_CHROMIUM", "/nonexistent/chromium")
+    scenario = tmp_path / "broken.yaml"
+    scenario.write_text(ONE_CALL % ("broken", "5s"))
+    started = time.monotonic()
+    data = run_json(scenario, tmp_path / "out", timeout=120)
+    assert time.monotonic() - started < 60
+    call = data["variants"][0]["calls"][0]
+    assert call["outcome"] == "error" and "no browser at /nonexistent/chromium" in call["reason"], call
+
+
+def test_dscp_for_a_browser_side_is_refused(registry, tmp_path):
+    scenario = tmp_path / "marked.yaml"
+    scenario.write_text("name: marked\ncalls: [{from: client, to: gateway, dscp: EF, endpoint: {from: chromium}}]\n")
+    result = run_testbed("validate", str(scenario))
+    assert result.returncode == 2
+    assert "network_priority" in result.stderr + result.stdout and "chromium" in result.stderr + result.stdout
