@@ -174,9 +174,9 @@ def on_call_event(call: Call, node: str, message: dict[str, Any]) -> None:
             call.outcome = "connected"
     elif state == "dropped" and call.outcome == "connected":
         call.outcome, call.dropped_at = "dropped", message["time"]
-        call.reason = f"{node} lost the connection"
-    elif state == "failed" and call.outcome == "pending":
-        call.outcome, call.reason = "failed", f"{node}: ICE/DTLS failed"
+        call.reason = f"{node}: {message.get('reason') or 'lost the connection'}"
+    elif state in ("failed", "dropped") and call.outcome == "pending":
+        call.outcome, call.reason = "failed", f"{node}: {message.get('reason') or 'ICE/DTLS failed'}"
 
 
 def check_setup_timeout(call: Call, now: float) -> None:

@@ -5,6 +5,7 @@ browser client, nothing on the wire but the call, and nothing left behind on suc
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -192,6 +193,27 @@ def test_ctrl_c_mid_call_leaves_no_browser(registry, no_leftovers, tmp_path):
     process.send_signal(signal.SIGINT)
     rest_of_output(process, timeout=90, stream="stderr")
     assert process.returncode != 0
+    assert list(scratch.root().iterdir()) == []
+
+
+def test_a_browser_that_crashes_mid_call_drops_its_call(registry, no_leftovers, tmp_path):
+    """The browser killed mid-call: the call ends as dropped with the reason, the run goes on to score
+    what there is, and no process or profile stays."""
+    scenario = tmp_path / "crash.yaml"
+    scenario.write_text(ONE_CALL % ("crash", "20s"))
+    process = start_testbed("run", str(scenario), "--out", str(tmp_path / "out"))
+    wait_for_line(process, ": connected", timeout=90, stream="stderr")
+    ours = f"--user-data-dir={scratch.root()}/"
+    browsers = [
+        pid
+        for pid in browser_processes()
+        if ours in (line := Path(f"/proc/{pid}/cmdline").read_text()) and "--type=" not in line
+    ]
+    assert len(browsers) == 1, browsers  # the browser itself: its renderers and helpers have a --type
+    os.kill(browsers[0], signal.SIGKILL)
+    rest_of_output(process, timeout=120, stream="stderr")
+    call = json.loads((tmp_path / "out" / "result.json").read_text())["variants"][0]["calls"][0]
+    assert call["outcome"] == "dropped" and "the browser closed" in call["reason"], call
     assert list(scratch.root().iterdir()) == []
 
 
