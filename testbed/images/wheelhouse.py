@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from testbed.images.common import PROJECT_DIST, ImageBuildError, Progress, norma
 def pinned_requirements() -> list[str]:
     """``name==version`` for the project's runtime dependencies (transitively) as installed here."""
     try:
-        queue = [PROJECT_DIST]
+        # the installed project's metadata lacks a dependency added to pyproject.toml until the next
+        # `pip install -e .`; the wheel is built from pyproject.toml, so its list counts too
+        queue = [PROJECT_DIST, *declared_requirements()]
         seen: dict[str, str] = {}
         while queue:
             name = normalize(queue.pop())
@@ -39,6 +42,16 @@ def pinned_requirements() -> list[str]:
         return []
     seen.pop(normalize(PROJECT_DIST), None)
     return sorted(f"{name}=={version}" for name, version in seen.items())
+
+
+def declared_requirements() -> list[str]:
+    """The names of the runtime dependencies in the checkout's pyproject.toml (none when there is none)."""
+    path = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if not path.is_file():
+        return []
+    with open(path, "rb") as file:
+        requirements = tomllib.load(file).get("project", {}).get("dependencies", [])
+    return [match.group(1) for r in requirements if (match := re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r))]
 
 
 def build_wheelhouse(source: Path, tmp: Path, wheelhouse: Path, progress: Progress) -> str:

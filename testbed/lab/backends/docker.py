@@ -22,6 +22,9 @@ from testbed.lab.backends.base import node_sysctls, run_in_namespace
 from testbed.lab.registry import Registry, Resource, RunRecord
 
 NODE_IMAGE = "voip-testbed-node:latest"
+# Chromium's renderers share memory through /dev/shm, which Docker makes 64 MB: too small for a tab
+# (unless Chromium runs with --disable-dev-shm-usage, a playwright default, and then uses /tmp)
+NODE_SHM_SIZE = "512m"
 RUN_LABEL = "org.voip-testbed.run"
 NODE_LABEL = "org.voip-testbed.node"
 OUR_CONTAINER = re.compile(r"^vtb-[0-9a-f]{6}-[a-z0-9_-]{1,20}$")
@@ -107,6 +110,7 @@ class DockerBackend:
                 network_mode="none",
                 cap_add=["NET_ADMIN"],
                 init=True,
+                shm_size=NODE_SHM_SIZE,
                 sysctls=node_sysctls(kind),
                 hostname=name.replace("_", "-"),
                 labels={RUN_LABEL: run.run_id, NODE_LABEL: name},
