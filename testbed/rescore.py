@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from testbed import rtp
-from testbed.codecs import codec
+from testbed.codecs import FRAME_S, codec
 from testbed.errors import InputError
 from testbed.media.clips import load_clip
 from testbed.media.tap.records import DIRECTION_IN, DIRECTION_OUT, TapRecords, load_records
@@ -114,11 +114,15 @@ def _browser_listener(receiver: LegSummary) -> BrowserListener | None:
 
 
 def _reference(sender: LegSummary, rate: int) -> np.ndarray:
-    """The clip as the sender looped it: a browser's microphone has silence in front of it."""
+    """The clip as the sender looped it. A browser's microphone file has silence in front of the clip
+    and after it, to ``clip_frames`` 20 ms frames in all (aiortc pads only its last frame, with the
+    clip's own start, which ``pesq_score`` does)."""
     clip = load_clip(sender.clip, rate)
-    if sender.clip_lead_s > 0:
-        clip = np.concatenate([np.zeros(int(round(sender.clip_lead_s * rate)), np.int16), clip])
-    return clip
+    if sender.clip_lead_s <= 0:
+        return clip
+    clip = np.concatenate([np.zeros(int(round(sender.clip_lead_s * rate)), np.int16), clip])
+    total = sender.clip_frames * int(round(rate * FRAME_S))
+    return np.concatenate([clip, np.zeros(max(0, total - clip.size), np.int16)])
 
 
 def dscp_on_wire(departures: TapRecords | None) -> dict[str, Any]:

@@ -96,10 +96,12 @@ class Agent:
 
         return [LegSpec(**leg) for leg in legs]
 
-    async def cmd_endpoint_prepare(self, kind: str, codec: str, clip: str, legs: int = 1) -> dict[str, Any]:
+    async def cmd_endpoint_prepare(
+        self, kind: str, codec: str, clip: str, legs: int = 1, seconds: float = 0.0
+    ) -> dict[str, Any]:
         """Load the endpoint and encode the clip (launch the browsers) now, so none of that counts as a
         call's setup time."""
-        await self._endpoint(kind).prepare(codec, clip, legs)
+        await self._endpoint(kind).prepare(codec, clip, legs, seconds)
         return {}
 
     async def cmd_endpoint_open(self, kind: str, legs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -126,11 +126,17 @@ def _each(
 def prepare(agents: Agents, calls: list[Call]) -> None:
     """Let every endpoint load its codec and encode its clip (a browser launch its legs' browsers) before
     the workload's clock starts."""
-    needed = Counter(
-        (call.node(side), call.endpoints[side], call.codec, CLIPS[side]) for call in calls for side in SIDES
-    )
+    needed: Counter[tuple[str, str, str, str]] = Counter()
+    longest: dict[tuple[str, str, str, str], float] = {}
+    for call in calls:
+        for side in SIDES:
+            key = (call.node(side), call.endpoints[side], call.codec, CLIPS[side])
+            needed[key] += 1
+            longest[key] = max(longest.get(key, 0.0), call.duration)
     futures = [
-        agents[node].request("endpoint_prepare", kind=kind, codec=codec, clip=clip, legs=legs)
+        agents[node].request(
+            "endpoint_prepare", kind=kind, codec=codec, clip=clip, legs=legs, seconds=longest[(node, kind, codec, clip)]
+        )
         for (node, kind, codec, clip), legs in needed.items()
     ]
     for future in futures:

@@ -192,7 +192,7 @@ class AiortcEndpoint:
         self.legs: dict[str, AiortcLeg] = {}
         self.served = 0
 
-    async def prepare(self, codec: str, clip: str, legs: int = 1) -> None:
+    async def prepare(self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0) -> None:
         encoded_clip(codec, clip)
 
     def _new(self, leg: LegSpec) -> AiortcLeg:

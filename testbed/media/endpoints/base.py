@@ -36,9 +36,9 @@ class Endpoint(Protocol):
 
     kind: ClassVar[str]
 
-    async def prepare(self, codec: str, clip: str, legs: int = 1) -> None:
+    async def prepare(self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0) -> None:
         """Load what sending needs (codec, encoded clip; a browser per leg) before the workload's clock
-        starts; ``legs`` of this codec and clip will follow."""
+        starts; ``legs`` of this codec and clip will follow, the longest lasting ``seconds``."""
 
     async def open(self, legs: list[LegSpec]) -> list[Description]:
         """Callers: create the legs and describe them (the offers)."""

@@ -7,8 +7,9 @@ loopback, a secure context, and runs one ``RTCPeerConnection``; the harness rela
 for aiortc.
 
 - Microphone: the sender's reference clip with ``LEAD_S`` of silence in front, played by Chromium's
-  fake capture device from ``getUserMedia`` on and looped as a whole, so the PESQ reference is that
-  padded clip looped (``clip_lead_s``, ``clip_frames`` in the leg's summary). The silence covers the
+  fake capture device from ``getUserMedia`` on, repeated in the file for the whole call (the device's
+  own loop is not seamless), so the PESQ reference is that padded clip looped (``clip_lead_s``,
+  ``clip_frames`` in the leg's summary). The silence covers the
   second between ``getUserMedia`` and the first packet, so a call never starts in a cut word. Echo
   cancellation, noise suppression and gain control are off.
 - DSCP: the audio sender's ``networkPriority`` (``unset`` asks for nothing); whatever the browser then
@@ -143,7 +144,7 @@ class ChromiumLeg:
             "clip": self.leg.clip,
             "sent_ssrc": outbound.get("ssrc"),
             "clip_lead_s": LEAD_S,
-            "clip_frames": self.endpoint.microphone(self.leg.codec, self.leg.clip)[1],
+            "clip_frames": self.endpoint.microphone(self.leg.codec, self.leg.clip)[1],  # one period
             "packets_received": int(inbound.get("packetsReceived", 0)),
             "packets_sent": int(outbound.get("packetsSent", 0)),
             "frames_sent": int(outbound.get("packetsSent", 0)),
@@ -188,7 +189,7 @@ class ChromiumEndpoint:
         self.playwright: Any = None
         self.server: PageServer | None = None
         self.dir: Path | None = None
-        self._microphones: dict[tuple[str, str], tuple[Path, int]] = {}
+        self._mic_seconds: dict[tuple[str, str], float] = {}  # the longest call each file must cover
         self.warm: dict[Path, list[Browser]] = {}  # launched browsers waiting for a leg, per microphone
 
     async def _start(self) -> None:
@@ -203,21 +204,23 @@ class ChromiumEndpoint:
         self.playwright = await async_playwright().start()
         chromium_version()
 
-    def microphone(self, codec: str, clip: str) -> tuple[Path, int]:
+    def microphone(self, codec: str, clip: str, seconds: float = 0.0) -> tuple[Path, int]:
+        """The fake microphone file for ``clip`` covering at least ``seconds`` (and every length asked
+        for before), and one loop period's frames."""
         key = (str(codec_registry(codec).clip_rate), clip)  # one file per clip and rate
-        if key not in self._microphones:
-            assert self.dir is not None
-            self._microphones[key] = microphone_file(self.dir, codec, clip)
-        return self._microphones[key]
+        longest = self._mic_seconds[key] = max(seconds, self._mic_seconds.get(key, 0.0))
+        assert self.dir is not None
+        return microphone_file(self.dir, codec, clip, longest)
 
-    async def prepare(self, codec: str, clip: str, legs: int = 1) -> None:
-        """Launch a browser for each of the ``legs`` to come, before the workload's clock starts. A
-        browser that cannot start fails its calls (with the reason), not the run, so other calls go on."""
+    async def prepare(self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0) -> None:
+        """Launch a browser for each of the ``legs`` to come (the longest sending ``seconds``), before the
+        workload's clock starts. A browser that cannot start fails its calls (with the reason), not the
+        run, so other calls go on."""
         try:
             await self._start()
         except Exception:
             return
-        mic, _ = self.microphone(codec, clip)
+        mic, _ = self.microphone(codec, clip, seconds)
         launched = await asyncio.gather(*(self._browser(mic).launch() for _ in range(legs)), return_exceptions=True)
         self.warm.setdefault(mic, []).extend(b for b in launched if isinstance(b, Browser))
 
