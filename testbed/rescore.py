@@ -28,7 +28,7 @@ from testbed.results import (
     WorkloadRecord,
 )
 from testbed.results.scores import UnscoredDirection
-from testbed.scoring.browser import BrowserListener
+from testbed.scoring.browser import BrowserListener, uniform_rate
 from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, score_direction
 from testbed.scoring.playout import ReceivedPackets
 
@@ -102,10 +102,11 @@ def _browser_listener(receiver: LegSummary) -> BrowserListener | None:
     played = np.load(receiver.played_file)
     stats = json.loads(Path(receiver.browser_stats_file).read_text())
     at_stop = stats.get("at_stop") or {}
+    audio, lengths, rate = uniform_rate(played["pcm"], played["lengths"], played["rates"])
     return BrowserListener(
-        audio=played["pcm"],
-        rate=int(played["rate"]),
-        lengths=played["lengths"],
+        audio=audio,
+        rate=rate,
+        lengths=lengths,
         read_ns=played["read_ns"],
         inbound=at_stop.get("inbound", {}),
         pair=at_stop.get("pair", {}),

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from testbed.scoring.pesq import resample
+
 TAIL_NS = 40_000_000  # two frames past the last packet's playout: the decoder's output of it
 
 
@@ -57,6 +59,29 @@ class BrowserFigures:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def uniform_rate(
+    audio: npt.NDArray[np.int16], lengths: npt.NDArray[np.int64], rates: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int64], int]:
+    """Chunks at mixed rates (Chromium delivers silence at 48 kHz until the first packet, then the
+    decoder's rate: 8 kHz for G.711, 16 kHz for G.722) -> one rate, the one most of the time is at;
+    returns the audio, each chunk's new length and that rate."""
+    if lengths.size == 0:
+        return audio, lengths, 48_000
+    seconds = {int(r): float((lengths[rates == r] / r).sum()) for r in np.unique(rates)}
+    rate = max(seconds, key=lambda r: seconds[r])
+    if len(seconds) == 1:
+        return audio, lengths, rate
+    ends = np.cumsum(lengths)
+    pieces, new_lengths = [], []
+    for end, length, chunk_rate in zip(ends.tolist(), lengths.tolist(), rates.tolist(), strict=True):
+        chunk = audio[end - length : end]
+        if chunk_rate != rate:
+            chunk = resample(chunk, chunk_rate, rate)
+        pieces.append(chunk)
+        new_lengths.append(chunk.size)
+    return np.concatenate(pieces).astype(np.int16), np.asarray(new_lengths, np.int64), rate
 
 
 def _ratio(numerator: Any, denominator: Any, scale: float = 1.0) -> float | None:

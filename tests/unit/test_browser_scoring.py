@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from testbed.media.tap.records import TapRecords, empty_columns
 from testbed.rescore import _sent_from_taps, dscp_on_wire
 from testbed.scenario.model import Scenario
-from testbed.scoring.browser import BrowserListener, browser_figures, played_span, talk_span
+from testbed.scoring.browser import BrowserListener, browser_figures, played_span, talk_span, uniform_rate
 from testbed.workload.calls import expand_calls
 
 
@@ -163,3 +163,16 @@ def test_dscp_on_the_wire_counts_what_the_sender_marked():
     assert dscp_on_wire(None) == {}
     marked = dscp_on_wire(taps(dscp=[46, 46, 46, 0], seq=[1, 2, 3, 4]))
     assert marked == {"packets": 4, "marked_ef": 0.75, "values": {"0": 0.25, "46": 0.75}}
+
+
+def test_chunks_at_mixed_rates_come_out_at_the_rate_most_of_the_audio_has():
+    # 0.1 s of 48 kHz silence before the first packet, then 1 s of a 400 Hz tone at 8 kHz (G.711)
+    tone = (8000 * np.sin(2 * np.pi * 400 * np.arange(8000) / 8000)).astype(np.int16)
+    audio = np.concatenate([np.zeros(4800, np.int16), tone])
+    lengths = np.array([480] * 10 + [80] * 100, np.int64)
+    rates = np.array([48_000] * 10 + [8000] * 100, np.int64)
+    uniform, new_lengths, rate = uniform_rate(audio, lengths, rates)
+    assert rate == 8000 and new_lengths.tolist() == [80] * 110
+    assert uniform.size == 8800 and np.array_equal(uniform[800:], tone)
+    same, same_lengths, same_rate = uniform_rate(tone, np.array([80] * 100, np.int64), np.array([8000] * 100))
+    assert same_rate == 8000 and same is tone

@@ -47,12 +47,14 @@ from testbed.media.endpoints.chromium_browser import (
 HANG_UP_TIMEOUT_S = 30.0
 
 
-def played_audio(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The page's capture -> (int16 samples, chunk lengths, chunk read times in epoch ns, rate)."""
-    pcm = np.frombuffer(base64.b64decode(result.get("pcm") or ""), dtype="<i2").astype(np.int16)
-    lengths = np.asarray(result.get("lengths") or [], dtype=np.int64)
-    read_ns = (np.asarray(result.get("readTimes") or [], dtype=np.float64) * 1e6).astype(np.int64)
-    return pcm, lengths, read_ns, int(result.get("rate") or 48000)
+def played_audio(result: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The page's capture -> int16 samples, and per chunk its length, sample rate and read time (epoch ns)."""
+    return {
+        "pcm": np.frombuffer(base64.b64decode(result.get("pcm") or ""), dtype="<i2").astype(np.int16),
+        "lengths": np.asarray(result.get("lengths") or [], dtype=np.int64),
+        "rates": np.asarray(result.get("rates") or [], dtype=np.int64),
+        "read_ns": (np.asarray(result.get("readTimes") or [], dtype=np.float64) * 1e6).astype(np.int64),
+    }
 
 
 class ChromiumLeg:
@@ -156,9 +158,11 @@ class ChromiumLeg:
             "error": error,
         }
         if result.get("pcm") is not None:
-            pcm, lengths, read_ns, rate = played_audio(result)
             played = prefix.with_name(prefix.name + "-played.npz")
-            np.savez(played, pcm=pcm, rate=rate, lengths=lengths, read_ns=read_ns)
+            arrays = played_audio(result)
+            np.savez(
+                played, pcm=arrays["pcm"], lengths=arrays["lengths"], rates=arrays["rates"], read_ns=arrays["read_ns"]
+            )
             summary["played_file"] = str(played)
         if stats:
             stats_file = prefix.with_name(prefix.name + "-browser.json")

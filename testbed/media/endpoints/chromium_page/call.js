@@ -11,7 +11,7 @@ const call = {
   chunks: [],      // received audio as Chromium played it out: Float32Array per AudioData
   chunkTimes: [],  // AudioData.timestamp (us) and the epoch ms when each chunk was read
   readTimes: [],
-  rate: 0,
+  rates: [],       // each chunk's sample rate
   stats: [],       // getStats() once a second
   atStop: null,    // getStats() when the harness stopped the media: Chrome's figures for the talk time
   statsTimer: null,
@@ -110,7 +110,7 @@ function capture(track) {
       if (done) break;
       const samples = new Float32Array(value.numberOfFrames);
       value.copyTo(samples, {planeIndex: 0, format: "f32-planar"});
-      call.rate = value.sampleRate;
+      call.rates.push(value.sampleRate);  // Chromium hands out the decoder's rate: 8, 16 or 48 kHz
       call.chunks.push(samples);
       call.chunkTimes.push(value.timestamp);
       call.readTimes.push(performance.timeOrigin + performance.now());
@@ -197,7 +197,7 @@ async function hangUp() {
   if (call.pc) call.pc.close();
   if (call.mic) call.mic.getTracks().forEach((t) => t.stop());
   return {
-    rate: call.rate, pcm: toBase64(pcm), lengths, timestamps: call.chunkTimes, readTimes: call.readTimes,
+    rates: call.rates, pcm: toBase64(pcm), lengths, timestamps: call.chunkTimes, readTimes: call.readTimes,
     stats: call.stats, atStop: call.atStop, userAgent: navigator.userAgent,
   };
 }
