@@ -26,6 +26,19 @@ from dataclasses import dataclass
 from typing import IO, Any, TextIO
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot): tells a process from a later one that
+    reuses its pid. None when no such process runs."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(fields.rsplit(")", 1)[1].split()[19])
+
+
 STOP_TIMEOUT = 10.0  # seconds a child gets after SIGTERM before SIGKILL
 
 # ================================================================ events: writing

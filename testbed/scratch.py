@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from testbed.proc import start_time
+
 DEFAULT_ROOT = Path("/run/voip-testbed/scratch")
 
 
@@ -21,18 +23,10 @@ def root() -> Path:
     return Path(os.environ.get("TESTBED_SCRATCH", str(DEFAULT_ROOT)))
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def owner_prefix(pid: int | None = None) -> str:
     """``PID-STARTTIME-``: the prefix of every scratch directory ``pid`` owns."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}-{_start_time(pid)}-"
+    return f"{pid}-{start_time(pid)}-"
 
 
 def make(label: str) -> Path:
@@ -57,7 +51,7 @@ def orphans() -> list[Path]:
     for entry in base.iterdir():
         pid, _, rest = entry.name.partition("-")
         start, _, _ = rest.partition("-")
-        if not pid.isdigit() or _start_time(int(pid)) != start:
+        if not pid.isdigit() or str(start_time(int(pid))) != start:
             found.append(entry)
     return found
 

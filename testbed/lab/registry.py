@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.proc import start_time
+
 DEFAULT_ROOT = Path("/run/voip-testbed/runs")
 RUN_ID = re.compile(r"^[0-9a-f]{6}$")
 
@@ -23,15 +25,6 @@ RUN_ID = re.compile(r"^[0-9a-f]{6}$")
 def default_root() -> Path:
     """``TESTBED_REGISTRY`` moves the registry (tests use a private one)."""
     return Path(os.environ.get("TESTBED_REGISTRY", str(DEFAULT_ROOT)))
-
-
-def _start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot); tells a pid from its reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 @dataclass
@@ -54,7 +47,7 @@ class RunRecord:
     info: dict[str, Any] = field(default_factory=dict)
 
     def owner_alive(self) -> bool:
-        return self.owner_start is not None and _start_time(self.owner_pid) == self.owner_start
+        return self.owner_start is not None and start_time(self.owner_pid) == self.owner_start
 
 
 HISTORY = "history.log"
@@ -79,7 +72,7 @@ class Registry:
             except FileExistsError:
                 continue
             os.close(fd)
-            record = RunRecord(run_id, os.getpid(), _start_time(os.getpid()), time.time(), purpose, backend, kept)
+            record = RunRecord(run_id, os.getpid(), start_time(os.getpid()), time.time(), purpose, backend, kept)
             self.save(record)
             with open(self.root / HISTORY, "a") as history:  # an audit trail that outlives the records
                 history.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {run_id} {os.getpid()} {purpose}\n")

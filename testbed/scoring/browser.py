@@ -10,12 +10,13 @@ scored over the same talk time. Pure: arrays and dicts in, numbers out.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from testbed.results.scores import BrowserFigures
 from testbed.scoring.pesq import resample
 
 TAIL_NS = 40_000_000  # two frames past the last packet's playout: the decoder's output of it
@@ -32,33 +33,6 @@ class BrowserListener:
     inbound: dict[str, Any]  # getStats() inbound-rtp (audio) at media stop
     pair: dict[str, Any] = field(default_factory=dict)  # the selected candidate pair
     version: str = ""
-
-
-@dataclass
-class BrowserFigures:
-    """Chromium's NetEq as Chrome itself reports it (getStats at media stop), and PESQ of its playout."""
-
-    packets_received: int
-    packets_lost: int
-    packets_discarded: int
-    jitter_ms: float | None
-    mean_jitter_buffer_ms: float | None  # jitterBufferDelay / jitterBufferEmittedCount
-    target_jitter_buffer_ms: float | None
-    concealed_fraction: float | None  # concealedSamples / totalSamplesReceived
-    silent_concealed_samples: int
-    concealment_events: int
-    inserted_samples: int
-    removed_samples: int
-    fec_packets_received: int
-    fec_packets_discarded: int
-    candidate_pair: dict[str, Any]
-    version: str
-    mos_pesq: float | None = None
-    pesq_note: str = ""
-    played_s: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def uniform_rate(

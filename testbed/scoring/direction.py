@@ -202,7 +202,7 @@ def browser_headline(
     ta = emodel.absolute_delay_ms(network_ms, params, buffer_ms)
     result_r = emodel.rating(emodel.call_inputs(ta, 100 * concealed, burst, params))
     score.listener = "chromium"
-    score.browser = figures.as_dict()
+    score.browser = figures.model_dump()
     score.ta_ms, score.ppl_percent = round(ta, 2), round(100 * concealed, 3)
     score.r, score.mos_emodel = round(result_r.r, 2), round(result_r.mos, 3)
     score.mos_pesq, score.pesq_note = figures.mos_pesq, figures.pesq_note

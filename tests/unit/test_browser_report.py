@@ -15,32 +15,13 @@ from testbed.report.figures import browser_listeners, browser_versions, candidat
 from testbed.results import METRICS, UNITS, CallScores, DirectionScores, RunResult, metric
 from testbed.results.scores import BrowserFigures, UnscoredDirection
 from testbed.scenario.model import Metric
+from tests.helpers.scores import environment, network_stats
 
 VERSION = "Chromium 156.0.8078.129 built on Debian GNU/Linux 12 (bookworm)"
 
 
 def network(p95: float = 20.0) -> dict[str, Any]:
-    none = dict.fromkeys(("min_ms", "p50_ms", "p99_ms", "max_ms", "mean_ms"))
-    series = dict.fromkeys(
-        ("start_s", "sent", "lost", "loss_fraction", "mean_delay_ms", "p95_delay_ms", "jitter_ms"), []
-    )
-    return {
-        "loss": {
-            "sent": 500,
-            "received": 500,
-            "lost": 0,
-            "fraction": 0.0,
-            "runs": 0,
-            "mean_burst": 0.0,
-            "max_burst": 0,
-            "burst_ratio": 1.0,
-        },
-        "delay": {**none, "p95_ms": p95},
-        "jitter": {"final_ms": 1.0, "mean_ms": 1.0, "max_ms": 1.0},
-        "reordered": 0,
-        "duplicates": 0,
-        "per_second": series,
-    }
+    return network_stats(p95=p95)
 
 
 def dscp(ef: float) -> dict[str, Any]:
@@ -129,17 +110,10 @@ def call(call_id: str, directions: dict[str, DirectionScores | UnscoredDirection
 
 
 def run(*calls: CallScores, variant: str = "default") -> RunResult:
-    here = {"host": "h", "kernel": "k", "python": "3.11"}
     return RunResult.model_validate(
         {
             "scenario": {"name": "browser", "description": "", "file": "browser.yaml"},
-            "environment": {
-                **here,
-                "backend": ["netns"],
-                "impairment_engine": ["none"],
-                "started": None,
-                "scored_on": here,
-            },
+            "environment": environment(),
             "variants": [
                 {
                     "name": variant,

@@ -12,30 +12,11 @@ from testbed.report.thresholds import evaluate
 from testbed.results import CallScores, CheckResult, DirectionScores, RunResult
 from testbed.scenario.model import Threshold
 from tests.helpers.cli import run_cli
+from tests.helpers.scores import environment, network_stats
 
 
 def direction(mos: float | None, loss: float = 0.0, p95: float = 20.0) -> DirectionScores:
-    none = dict.fromkeys(("min_ms", "p50_ms", "p99_ms", "max_ms", "mean_ms"))
-    series = dict.fromkeys(
-        ("start_s", "sent", "lost", "loss_fraction", "mean_delay_ms", "p95_delay_ms", "jitter_ms"), []
-    )
-    network = {
-        "loss": {
-            "sent": 500,
-            "received": 500,
-            "lost": 0,
-            "fraction": loss,
-            "runs": 0,
-            "mean_burst": 0.0,
-            "max_burst": 0,
-            "burst_ratio": 1.0,
-        },
-        "delay": {**none, "p95_ms": p95},
-        "jitter": {"final_ms": 1.0, "mean_ms": 1.0, "max_ms": 1.0},
-        "reordered": 0,
-        "duplicates": 0,
-        "per_second": series,
-    }
+    network = network_stats(loss, p95)
     return DirectionScores.model_validate(
         {"codec": "opus", "wideband": True, "mos_emodel": mos, "mos_pesq": mos, "network": network}
     )
@@ -91,17 +72,10 @@ def test_call_filter_and_units():
 
 
 def result_with(checks: list[CheckResult]) -> RunResult:
-    here = {"host": "h", "kernel": "k", "python": "3.11"}
     return RunResult.model_validate(
         {
             "scenario": {"name": "office", "description": "", "file": "office.yaml"},
-            "environment": {
-                **here,
-                "backend": ["netns"],
-                "impairment_engine": ["userspace"],
-                "started": None,
-                "scored_on": here,
-            },
+            "environment": environment("userspace"),
             "variants": [
                 {
                     "name": name,

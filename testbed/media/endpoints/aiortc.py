@@ -25,6 +25,7 @@ from testbed.codecs import FRAME_S
 from testbed.media.encoded_clip import CLIP_RATE, aiortc_capability, encoded_clip
 from testbed.media.endpoints.aiortc_hooks import mark_media_sockets, record_received_packets, record_sent_packets
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
+from testbed.media.endpoints.legs import LegBatches
 from testbed.media.records import PacketRecord, SentRecord
 
 
@@ -121,6 +122,10 @@ class AiortcLeg:
     async def accept(self, remote: Description) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(remote["sdp"], "answer"))
 
+    async def stop_media(self) -> float | None:
+        self.track.stop_media()
+        return self.track.stopped_at
+
     # ------------------------------------------------------------ media and state
 
     def _track(self, track: MediaStreamTrack) -> None:
@@ -176,72 +181,20 @@ class AiortcLeg:
         }
 
 
-async def _each(coroutines: list[Any]) -> list[Any]:
-    """Run one operation per leg; a leg that fails gives ``{"error": ...}`` instead of failing the batch."""
-    results = await asyncio.gather(*coroutines, return_exceptions=True)
-    return [{"error": f"{type(r).__name__}: {r}"} if isinstance(r, Exception) else r for r in results]
-
-
-class AiortcEndpoint:
+class AiortcEndpoint(LegBatches[AiortcLeg]):
     """Every aiortc leg of one node, in the agent's event loop."""
 
     kind: ClassVar[str] = "aiortc"
 
     def __init__(self, emit: EmitEvent):
+        super().__init__()
         self.emit = emit
-        self.legs: dict[str, AiortcLeg] = {}
-        self.served = 0
 
     async def prepare(self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0) -> None:
         encoded_clip(codec, clip)
 
-    def _new(self, leg: LegSpec) -> AiortcLeg:
-        if leg.call in self.legs:
-            raise ValueError(f"call {leg.call!r} exists already")
-        Path(leg.out_dir).mkdir(parents=True, exist_ok=True)
-        self.legs[leg.call] = AiortcLeg(leg, self.emit)
-        self.served += 1
-        return self.legs[leg.call]
-
-    def _leg(self, call: str) -> AiortcLeg:
-        if call not in self.legs:
-            raise ValueError(f"no call {call!r}")
-        return self.legs[call]
-
-    async def open(self, legs: list[LegSpec]) -> list[Description]:
-        async def one(leg: LegSpec) -> Description:
-            return await self._new(leg).offer()
-
-        return await _each([one(leg) for leg in legs])
-
-    async def answer(self, legs: list[LegSpec], remotes: list[Description]) -> list[Description]:
-        async def one(leg: LegSpec, remote: Description) -> Description:
-            return await self._new(leg).answer(remote)
-
-        return await _each([one(leg, remote) for leg, remote in zip(legs, remotes, strict=True)])
-
-    async def accept(self, calls: list[str], remotes: list[Description]) -> list[dict[str, Any]]:
-        async def one(call: str, remote: Description) -> dict[str, Any]:
-            await self._leg(call).accept(remote)
-            return {}
-
-        return await _each([one(call, remote) for call, remote in zip(calls, remotes, strict=True)])
-
-    async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
-        async def one(call: str) -> dict[str, Any]:
-            leg = self._leg(call)
-            leg.track.stop_media()
-            return {"stopped_at": leg.track.stopped_at}
-
-        return await _each([one(call) for call in calls])
-
-    async def hang_up(self, calls: list[str]) -> list[dict[str, Any]]:
-        async def one(call: str) -> dict[str, Any]:
-            leg = self._leg(call)
-            del self.legs[call]
-            return await leg.hang_up()
-
-        return await _each([one(call) for call in calls])
+    def new_leg(self, leg: LegSpec) -> AiortcLeg:
+        return AiortcLeg(leg, self.emit)
 
     async def close(self) -> None:
         """The agent is ending: hang up whatever is still up (records are still written)."""

@@ -43,6 +43,7 @@ from testbed.media.endpoints.chromium_browser import (
     chromium_version,
     microphone_file,
 )
+from testbed.media.endpoints.legs import LegBatches
 
 HANG_UP_TIMEOUT_S = 30.0
 
@@ -176,27 +177,22 @@ class ChromiumLeg:
             await self.browser.close()
 
 
-async def _each(coroutines: list[Any]) -> list[Any]:
-    results = await asyncio.gather(*coroutines, return_exceptions=True)
-    return [{"error": f"{type(r).__name__}: {r}"} if isinstance(r, BaseException) else r for r in results]
-
-
-class ChromiumEndpoint:
+class ChromiumEndpoint(LegBatches[ChromiumLeg]):
     """Every browser leg of one node: one Playwright driver and one page server, a browser per leg."""
 
     kind: ClassVar[str] = "chromium"
 
     def __init__(self, emit: EmitEvent):
+        super().__init__()
         self.emit = emit
-        self.legs: dict[str, ChromiumLeg] = {}
-        self.served = 0
         self.playwright: Any = None
         self.server: PageServer | None = None
         self.dir: Path | None = None
         self._mic_seconds: dict[tuple[str, str], float] = {}  # the longest call each file must cover
         self.warm: dict[Path, list[Browser]] = {}  # launched browsers waiting for a leg, per microphone
 
-    async def _start(self) -> None:
+    async def ready(self) -> None:
+        """The Playwright driver and the page server, once per agent."""
         if self.playwright is not None:
             return
         if not Path(CHROMIUM).exists():
@@ -221,7 +217,7 @@ class ChromiumEndpoint:
         workload's clock starts. A browser that cannot start fails its calls (with the reason), not the
         run, so other calls go on."""
         try:
-            await self._start()
+            await self.ready()
         except Exception:
             return
         mic, _ = self.microphone(codec, clip, seconds)
@@ -234,51 +230,14 @@ class ChromiumEndpoint:
 
     async def browser(self, codec: str, clip: str) -> Browser:
         """A launched browser whose microphone plays ``clip``: a warm one, else one launched now."""
-        await self._start()
+        await self.ready()
         mic, _ = self.microphone(codec, clip)
         if self.warm.get(mic):
             return self.warm[mic].pop()
         return await self._browser(mic).launch()
 
-    def _new(self, leg: LegSpec) -> ChromiumLeg:
-        if leg.call in self.legs:
-            raise ValueError(f"call {leg.call!r} exists already")
-        Path(leg.out_dir).mkdir(parents=True, exist_ok=True)
-        self.legs[leg.call] = ChromiumLeg(self, leg)
-        self.served += 1
-        return self.legs[leg.call]
-
-    def _leg(self, call: str) -> ChromiumLeg:
-        if call not in self.legs:
-            raise ValueError(f"no call {call!r}")
-        return self.legs[call]
-
-    async def open(self, legs: list[LegSpec]) -> list[Description]:
-        await self._start()
-        return await _each([self._new(leg).offer() for leg in legs])
-
-    async def answer(self, legs: list[LegSpec], remotes: list[Description]) -> list[Description]:
-        await self._start()
-        return await _each([self._new(leg).answer(r) for leg, r in zip(legs, remotes, strict=True)])
-
-    async def accept(self, calls: list[str], remotes: list[Description]) -> list[dict[str, Any]]:
-        async def one(call: str, remote: Description) -> dict[str, Any]:
-            await self._leg(call).accept(remote)
-            return {}
-
-        return await _each([one(c, r) for c, r in zip(calls, remotes, strict=True)])
-
-    async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
-        async def one(call: str) -> dict[str, Any]:
-            return {"stopped_at": await self._leg(call).stop_media()}
-
-        return await _each([one(call) for call in calls])
-
-    async def hang_up(self, calls: list[str]) -> list[dict[str, Any]]:
-        async def one(call: str) -> dict[str, Any]:
-            return await self.legs.pop(call).hang_up() if call in self.legs else {"error": f"no call {call!r}"}
-
-        return await _each([one(call) for call in calls])
+    def new_leg(self, leg: LegSpec) -> ChromiumLeg:
+        return ChromiumLeg(self, leg)
 
     async def close(self) -> None:
         """The agent is ending: close every browser, the driver and the page server; remove the files."""
