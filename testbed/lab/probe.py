@@ -5,6 +5,7 @@ module that ``modinfo`` lists can still be missing from a custom kernel, as sch_
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -64,6 +65,7 @@ _NEEDS: dict[str, tuple[str, str]] = {
     ),
     "docker": ("the docker backend", "apt-get install docker.io and start dockerd"),
     "espeak-ng": ("regenerating the reference speech clips", "apt-get install espeak-ng"),
+    "chromium": ("browser call endpoints (endpoint: chromium)", "apt-get install chromium (make setup does)"),
 }
 
 
@@ -232,7 +234,20 @@ def probe(registry: Registry | None = None) -> list[Capability]:
     results.append(_docker())
     espeak = shutil.which("espeak-ng")
     results.append(_capability("espeak-ng", espeak is not None, espeak or "no espeak-ng command"))
+    results.append(_chromium())
     return results
+
+
+def _chromium() -> Capability:
+    """The browser the chromium endpoint drives (``TESTBED_CHROMIUM`` or Debian's), and Playwright."""
+    path = os.environ.get("TESTBED_CHROMIUM", "/usr/bin/chromium")
+    if importlib.util.find_spec("playwright") is None:
+        return _capability("chromium", False, "the playwright package is missing (pip install -e .)")
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return _capability("chromium", False, f"no browser at {path}")
+    return _capability("chromium", bool(out), out.splitlines()[-1] if out else f"{path} --version said nothing")
 
 
 def has(capabilities: list[Capability], name: str) -> bool:
