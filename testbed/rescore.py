@@ -102,7 +102,8 @@ def _browser_listener(receiver: LegSummary) -> BrowserListener | None:
     played = np.load(receiver.played_file)
     stats = json.loads(Path(receiver.browser_stats_file).read_text())
     at_stop = stats.get("at_stop") or {}
-    audio, lengths, rate = uniform_rate(played["pcm"], played["lengths"], played["rates"])
+    rates = played["rates"] if "rates" in played else np.full(len(played["lengths"]), int(played["rate"]))
+    audio, lengths, rate = uniform_rate(played["pcm"], played["lengths"], rates)
     return BrowserListener(
         audio=audio,
         rate=rate,

@@ -127,8 +127,8 @@ def test_the_played_audio_is_cut_to_the_chunks_read_in_the_span():
 
 def test_the_talk_span_runs_from_the_first_arrival_to_the_last_plus_chromes_buffer():
     arrivals = np.array([1_300_000_000, 1_500_000_000], np.int64)
-    played = talk_span(listener(), arrivals)  # 1.3 s .. 1.5 s + 50 ms buffer + 40 ms tail = 1.59 s
-    assert played[0] == 30 and played[-1] == 59
+    played = talk_span(listener(), arrivals)  # 1.3 s .. 1.5 s + 50 ms buffer - 20 ms = 1.53 s
+    assert played[0] == 30 and played[-1] == 53
 
 
 def taps(**columns) -> TapRecords:
