@@ -1,15 +1,18 @@
-"""Pure parts of browser calls: the scenario's endpoint sides and their marking, Chrome's figures from
-getStats(), the played audio cut to the talk time, send times for a sender without a send log, and the
-DSCP a sender put on the wire."""
+"""Pure parts of browser calls: the scenario's endpoint sides and their marking, the microphone file,
+Chrome's figures from getStats(), the played audio cut to the talk time, send times for a sender
+without a send log, and the DSCP a sender put on the wire."""
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from testbed.media.clips import load_clip
+from testbed.media.endpoints.chromium_browser import LEAD_S, MARGIN_S, microphone_file
 from testbed.media.tap.records import TapRecords, empty_columns
 from testbed.rescore import _sent_from_taps, dscp_on_wire
 from testbed.scenario.model import Scenario
@@ -176,3 +179,17 @@ def test_chunks_at_mixed_rates_come_out_at_the_rate_most_of_the_audio_has():
     assert uniform.size == 8800 and np.array_equal(uniform[800:], tone)
     same, same_lengths, same_rate = uniform_rate(tone, np.array([80] * 100, np.int64), np.array([8000] * 100))
     assert same_rate == 8000 and same is tone
+
+
+def test_the_microphone_file_never_loops_during_a_call(tmp_path):
+    """Chromium's fake device does not loop its file seamlessly: the file repeats the sender's period
+    (2 s of silence, the clip, silence to whole frames) for the call and a margin instead."""
+    path, period_frames = microphone_file(tmp_path, "opus", "client", seconds=60)
+    with wave.open(str(path)) as mic:
+        rate, samples = mic.getframerate(), np.frombuffer(mic.readframes(mic.getnframes()), "<i2")
+    clip = load_clip("client", rate)
+    period = period_frames * rate // 50
+    assert rate == 16000 and samples.size % period == 0 and samples.size >= (60 + MARGIN_S) * rate
+    lead = int(LEAD_S * rate)
+    assert not samples[:lead].any() and np.array_equal(samples[lead : lead + clip.size], clip)
+    assert np.array_equal(samples[:period], samples[-period:])
