@@ -49,7 +49,10 @@ BROWSER_FLAGS = (
     "--autoplay-policy=no-user-gesture-required",
     # no DNS to the host's resolver: every name fails at once, addresses (the lab's) go through
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    # host candidates as plain addresses: mDNS .local names do not resolve across namespaces
+    # Host candidates as plain addresses: mDNS .local names do not resolve across namespaces, and with
+    # the feature on Chromium joins 224.0.0.251 (IGMP on the wire, seen by the capture test). Chromium may
+    # keep only the last --disable-features, so this one can replace Playwright's; what that turns off
+    # reaches out by name, which the host-resolver rules stop anyway.
     "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate,DialMediaRouteProvider",
 )
 
