@@ -110,7 +110,7 @@ def _browser_listener(receiver: LegSummary) -> BrowserListener | None:
         lengths=lengths,
         read_ns=played["read_ns"],
         inbound=at_stop.get("inbound", {}),
-        pair=at_stop.get("pair", {}),
+        pair=receiver.candidate_pair,
         version=receiver.browser.get("version", ""),
     )
 

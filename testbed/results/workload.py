@@ -30,6 +30,11 @@ class LegSummary(Record):
     setup_s: float | None = None
     media_stopped_at: float | None = Field(None, description="epoch seconds when this side stopped sending")
     sockets_marked: int = 0
+    candidate_pair: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="the ICE pair the media took: local_type, remote_type (host | srflx | prflx | relay), "
+        "protocol, relay_protocol",
+    )
     received_file: str | None = None
     sent_file: str | None = None
     pacing: dict[str, float] = Field(default_factory=dict, description="sender lateness against its 20 ms clock")

@@ -34,7 +34,7 @@ class BrowserListener:
     lengths: npt.NDArray[np.int64]  # samples per delivered chunk
     read_ns: npt.NDArray[np.int64]  # epoch ns at which each chunk was read in the page
     inbound: dict[str, Any]  # getStats() inbound-rtp (audio) at media stop
-    pair: dict[str, Any] = field(default_factory=dict)  # the selected candidate pair
+    pair: dict[str, str | None] = field(default_factory=dict)  # the selected pair, as LegSummary.candidate_pair
     version: str = ""
 
 
@@ -69,7 +69,6 @@ def _ratio(numerator: Any, denominator: Any, scale: float = 1.0) -> float | None
 
 def browser_figures(listener: BrowserListener) -> BrowserFigures:
     s = listener.inbound
-    local, remote = listener.pair.get("local", {}), listener.pair.get("remote", {})
     return BrowserFigures(
         packets_received=int(s.get("packetsReceived", 0)),
         packets_lost=int(s.get("packetsLost", 0)),
@@ -84,12 +83,7 @@ def browser_figures(listener: BrowserListener) -> BrowserFigures:
         removed_samples=int(s.get("removedSamplesForAcceleration", 0)),
         fec_packets_received=int(s.get("fecPacketsReceived", 0)),
         fec_packets_discarded=int(s.get("fecPacketsDiscarded", 0)),
-        candidate_pair={
-            "local_type": local.get("type"),
-            "remote_type": remote.get("type"),
-            "protocol": local.get("protocol"),
-            "relay_protocol": local.get("relayProtocol"),
-        },
+        candidate_pair=dict(listener.pair),
         version=listener.version,
     )
 

@@ -86,6 +86,8 @@ def test_browser_calls_score_high_both_ways(registry, no_leftovers, tmp_path):
     assert legs[("up", "caller")]["endpoint"] == "chromium" and legs[("up", "callee")]["endpoint"] == "aiortc"
     assert legs[("up", "caller")]["browser"]["version"].startswith("Chromium ")
     assert legs[("up", "caller")]["network_priority"] == "high"
+    host_pair = {"local_type": "host", "remote_type": "host", "protocol": "udp", "relay_protocol": None}
+    assert all(leg["candidate_pair"] == host_pair for leg in legs.values()), legs  # aiortc's and the browser's
     assert len(list((tmp_path / "out" / "default" / "audio").glob("*.wav"))) == 4
 
 

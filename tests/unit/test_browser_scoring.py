@@ -96,7 +96,7 @@ def listener(chunks: int = 100, inbound: dict | None = None) -> BrowserListener:
         lengths=np.full(chunks, 480, np.int64),
         read_ns=1_000_000_000 + np.arange(chunks, dtype=np.int64) * 10_000_000,
         inbound=STATS if inbound is None else inbound,
-        pair={"local": {"type": "relay", "protocol": "udp", "relayProtocol": "tls"}, "remote": {"type": "host"}},
+        pair={"local_type": "relay", "remote_type": "host", "protocol": "udp", "relay_protocol": "tls"},
         version="Chromium 156",
     )
 

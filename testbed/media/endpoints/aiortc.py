@@ -23,7 +23,12 @@ from av import Packet
 
 from testbed.codecs import FRAME_S
 from testbed.media.encoded_clip import CLIP_RATE, aiortc_capability, encoded_clip
-from testbed.media.endpoints.aiortc_hooks import mark_media_sockets, record_received_packets, record_sent_packets
+from testbed.media.endpoints.aiortc_hooks import (
+    mark_media_sockets,
+    record_received_packets,
+    record_sent_packets,
+    selected_pair,
+)
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
 from testbed.media.endpoints.legs import LegBatches
 from testbed.media.records import PacketRecord, SentRecord
@@ -95,6 +100,7 @@ class AiortcLeg:
         self.connected_at: float | None = None
         self.ended_at: float | None = None
         self.marked = 0
+        self.pair: dict[str, str | None] = {}
         self.pc.on("connectionstatechange", self._state_changed)
         self.pc.on("track", self._track)
 
@@ -139,6 +145,7 @@ class AiortcLeg:
         now = time.time()
         if state == "connected" and self.connected_at is None:
             self.connected_at = now
+            self.pair = selected_pair(self.pc)
             await self.sink.start()
             self._event("connected", setup_s=round(now - self.created, 4))
         elif state in ("failed", "closed") and self.ended_at is None:
@@ -175,6 +182,7 @@ class AiortcLeg:
             "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
             "media_stopped_at": self.track.stopped_at,
             "sockets_marked": self.marked,
+            "candidate_pair": self.pair,
             "received_file": str(received_path),
             "sent_file": str(sent_path),
             "pacing": self.track.pacing(),

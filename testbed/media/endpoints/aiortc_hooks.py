@@ -1,4 +1,4 @@
-"""The three places where the testbed reaches into aiortc 1.16's internals (pinned in pyproject.toml),
+"""The four places where the testbed reaches into aiortc 1.16's internals (pinned in pyproject.toml),
 kept together so an aiortc upgrade is checked here and nowhere else (docs/design.md, "The aiortc hooks").
 
 - What the listener would receive is recorded before aiortc's jitter buffer: aiortc's receiver stalls
@@ -7,6 +7,8 @@ kept together so an aiortc upgrade is checked here and nowhere else (docs/design
   to keep every decrypted RTP packet with its arrival time for the playout model.
 - Each RTP packet's application send time: ``RTCDtlsTransport._send_rtp`` is wrapped.
 - aiortc never sets IP_TOS: the ICE sockets (``connection._protocols``) are marked directly.
+- The candidate pair the media took: aioice's nominated pair (``connection._nominated``), read once the
+  call is connected (aioice clears it on close).
 """
 
 from __future__ import annotations
@@ -70,3 +72,20 @@ def mark_media_sockets(pc: RTCPeerConnection, dscp: int) -> int:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, dscp << 2)
                 marked += 1
     return marked
+
+
+def selected_pair(pc: RTCPeerConnection) -> dict[str, str | None]:
+    """The nominated ICE candidate pair: its types (host, srflx, prflx, relay) and transport; {} before
+    ICE has nominated one."""
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        connection = getattr(dtls.transport, "_connection", None) if dtls else None
+        pair = getattr(connection, "_nominated", {}).get(1)
+        if pair is not None:
+            return {
+                "local_type": pair.local_candidate.type,
+                "remote_type": pair.remote_candidate.type,
+                "protocol": pair.local_candidate.transport.lower(),
+                "relay_protocol": None,
+            }
+    return {}

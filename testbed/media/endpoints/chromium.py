@@ -58,6 +58,19 @@ def played_audio(result: dict[str, Any]) -> dict[str, np.ndarray]:
     }
 
 
+def candidate_pair(pair: dict[str, Any]) -> dict[str, str | None]:
+    """The page's selected pair in the shape every endpoint reports (types, transport, relay protocol)."""
+    if not pair:
+        return {}
+    local, remote = pair.get("local", {}), pair.get("remote", {})
+    return {
+        "local_type": local.get("type"),
+        "remote_type": remote.get("type"),
+        "protocol": local.get("protocol"),
+        "relay_protocol": local.get("relayProtocol"),
+    }
+
+
 class ChromiumLeg:
     """One side of one call: one browser, one page, one peer connection."""
 
@@ -155,6 +168,7 @@ class ChromiumLeg:
             "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
             "launch_s": None if self.browser is None else self.browser.launch_s,
             "media_stopped_at": self.stopped_at,
+            "candidate_pair": candidate_pair(last.get("pair", {})),
             "browser": {"version": chromium_version(), "user_agent": result.get("userAgent", "")},
             "error": error,
         }
