@@ -31,6 +31,8 @@ from testbed import units
 from testbed.errors import InputError, LabError
 from testbed.lab import impair, iptables
 from testbed.lab.backends.base import Node
+from testbed.lab.edge import install_edge
+from testbed.lab.tools import run_tool
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.router_template import (
     EgressPolicy,
@@ -264,22 +266,12 @@ def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
     return "\n".join(lines + ["COMMIT", ""])
 
 
-def _run(node: Node, command: list[str], stdin: str | None = None) -> str:
-    try:
-        result = node.run(command, timeout=30, input=stdin)
-    except FileNotFoundError:
-        raise LabError(f"{command[0]!r} is not installed (run `make setup`)") from None
-    if result.returncode != 0:
-        raise LabError(f"`{shlex.join(command)}` in {node.name} failed: {(result.stdout + result.stderr).strip()}")
-    return result.stdout
-
-
 def install_ingress_dscp(node: Node, template: RouterTemplate, interfaces: list[str]) -> None:
     """Bleach or remark DSCP of packets arriving on the router's WAN and LAN; trust leaves them alone."""
-    _run(node, [iptables.IPTABLES_RESTORE, "--noflush"], dscp_rules(template, interfaces))
-    rules = _run(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
+    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], dscp_rules(template, interfaces))
+    rules = run_tool(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
     if f"-A PREROUTING -j {DSCP_CHAIN}" not in rules:
-        _run(node, [iptables.IPTABLES, "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
+        run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
 
 
 # ---------------------------------------------------------------- tc-script
@@ -304,7 +296,7 @@ def expand_script(template: RouterTemplate, placeholders: dict[str, str | None])
 def run_script(node: Node, template: RouterTemplate, placeholders: dict[str, str | None]) -> None:
     for number, argv in expand_script(template, placeholders):
         try:
-            _run(node, argv)
+            run_tool(node, argv)
         except LabError as exc:
             raise LabError(f"tc-script line {number}: {exc}") from None
 
@@ -365,4 +357,5 @@ def apply_router(
             install_egress(ipr, router.node, ifname, plan, impairment, template.burst or impairment.burst)
             names[ifname] = plan.class_names()
     install_ingress_dscp(router.node, template, interfaces)
+    install_edge(router.node, template, router.sides)
     return names

@@ -150,6 +150,12 @@ class RouterTemplate(Strict):
         default=None, description="tc-script: tc commands with {wan} {lan} {wan_rate} {lan_rate}, one per line"
     )
     burst: Size | None = Field(default=None, description="HTB burst; default sized for the rate")
+    nat: Literal["none", "masquerade", "symmetric"] = Field(
+        default="none",
+        description="address translation of the LAN behind the WAN address (RFC 4787): masquerade = "
+        "endpoint-independent mapping (ports kept), symmetric = a random port per flow; both filter "
+        "by address and port (only replies come in)",
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> RouterTemplate:

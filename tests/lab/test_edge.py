@@ -1,0 +1,55 @@
+"""The router's edge for real: a client behind NAT (masquerade and symmetric) calls a public gateway,
+the gateway sees only the router's WAN address and learns the client as a peer-reflexive candidate, and
+nothing the LAN did not ask for comes in from the WAN."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import testbed
+from testbed.lab.reach import udp_probe
+from testbed.media.tap.records import load_records
+from tests.helpers.lab import run_testbed
+
+NAT_CALLS = """name: nat
+calls: [{name: rep, from: client, to: gateway, duration: 5s}]
+variants:
+  masquerade: {router: {template: nat}}
+  symmetric: {router: {template: nat-symmetric}}
+"""
+
+
+def test_a_natted_client_calls_a_public_gateway(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "nat.yaml"
+    scenario.write_text(NAT_CALLS)
+    result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--json", timeout=180)
+    assert result.stdout, result.stderr
+    for variant in json.loads(result.stdout)["variants"]:
+        for label, direction in variant["calls"][0]["directions"].items():
+            assert direction["mos_pesq"] >= 4.0, (variant["name"], label)
+        out = tmp_path / "out" / variant["name"]
+        lab = json.loads((out / "lab.json").read_text())["nodes"]
+        call = json.loads((out / "workload.json").read_text())["calls"][0]
+        assert call["outcome"] == "connected"
+        client, gateway = call["sides"]["caller"], call["sides"]["callee"]
+        assert client["candidate_pair"]["local_type"] == "host"
+        assert gateway["candidate_pair"]["remote_type"] == "prflx", gateway["candidate_pair"]  # learnt from checks
+        outside = ipaddress.ip_interface(lab["router"]["interfaces"]["wan"]).ip
+        seen = load_records(out / "taps" / "gateway-wan").stream(client["sent_ssrc"])
+        assert len(seen) > 200 and {str(ipaddress.ip_address(int(a))) for a in set(seen.src.tolist())} == {str(outside)}
+
+
+def test_nothing_unsolicited_comes_in_under_nat(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "nat.yaml"
+    scenario.write_text(NAT_CALLS.replace("calls: [{name: rep, from: client, to: gateway, duration: 5s}]\n", ""))
+    experiment = testbed.load(scenario)
+    for variant in ("masquerade", "symmetric"):
+        with experiment.lab(variant) as session:
+            client, gateway = session["client"], session["gateway"]
+            client_address = str(session.lab.plan.address("client"))
+            gateway_address = str(session.lab.plan.address("gateway"))
+            assert udp_probe(client.netns_path, gateway.netns_path, gateway_address, timeout=1).received
+            assert not udp_probe(gateway.netns_path, client.netns_path, client_address, timeout=1).received, variant
+            session.set_router_template("fifo")  # no NAT: the lab routes the LAN, and the chains are empty
+            assert udp_probe(gateway.netns_path, client.netns_path, client_address, timeout=1).received
