@@ -45,13 +45,15 @@ def udp_probe(
     destination: str = "",
     timeout: float = 2.0,
     payload: bytes = b"voip-testbed probe",
+    port: int = 0,
 ) -> ProbeResult:
-    """Send one datagram from ``source_ns`` to ``address`` (an address inside ``destination_ns``)."""
+    """Send one datagram from ``source_ns`` to ``address`` (an address inside ``destination_ns``), to
+    ``port`` (0: any free port of the destination's range)."""
 
     def make_receiver() -> socket.socket:
         receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         receiver.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-        receiver.bind((address, 0))
+        receiver.bind((address, port))
         return receiver
 
     def make_sender() -> socket.socket:

@@ -7,6 +7,7 @@ exact script it deploys.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -16,6 +17,19 @@ from testbed import units
 from testbed.scenario.types import Dscp, Name, Size, Strict
 
 _PORTS = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
+
+
+def parse_ports(value: Any) -> list[str]:
+    """``443``, ``"10000-60000"`` or a list of them -> canonical texts (``"443"``, ``"10000-60000"``)."""
+    items = value if isinstance(value, list) else [value]
+    result = []
+    for item in items:
+        match = _PORTS.match(str(item).strip())
+        low, high = (int(match[1]), int(match[2] or match[1])) if match else (-1, -1)
+        if not match or not 1 <= low <= high <= 65535:
+            raise ValueError(f"{item!r} is not a port or port range; use e.g. 443 or 10000-60000 (1-65535)")
+        result.append(f"{low}-{high}" if low != high else str(low))
+    return result
 
 
 def parse_share(value: object) -> str:
@@ -47,15 +61,7 @@ class ClassMatch(Strict):
     @field_validator("ports", mode="before")
     @classmethod
     def _ports(cls, value: Any) -> Any:
-        items = value if isinstance(value, list) else [value]
-        result = []
-        for item in items:
-            match = _PORTS.match(str(item).strip())
-            low, high = (int(match[1]), int(match[2] or match[1])) if match else (-1, -1)
-            if not match or not 1 <= low <= high <= 65535:
-                raise ValueError(f"{item!r} is not a port or port range; use e.g. 443 or 10000-60000 (1-65535)")
-            result.append(f"{low}-{high}" if low != high else str(low))
-        return result
+        return parse_ports(value)
 
     @model_validator(mode="after")
     def _ports_need_protocol(self) -> ClassMatch:
@@ -130,6 +136,45 @@ def script_commands(script: str) -> list[tuple[int, str]]:
     return commands
 
 
+class FirewallRule(Strict):
+    """Forwarded LAN -> WAN traffic this rule decides: by protocol, destination ports and prefixes."""
+
+    action: Literal["accept", "drop", "reject"] = "accept"
+    protocol: Literal["udp", "tcp", "icmp"] | None = None
+    ports: list[str] = Field(default_factory=list, description="destination ports, e.g. 443 or 10000-60000")
+    to: list[ipaddress.IPv4Network] = Field(default_factory=list, description="destination prefixes (any if none)")
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> Any:
+        return parse_ports(value)
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _prefixes(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else [value]
+
+    @model_validator(mode="after")
+    def _ports_need_protocol(self) -> FirewallRule:
+        if self.ports and self.protocol not in ("udp", "tcp"):
+            raise ValueError("a port match needs protocol: udp or tcp")
+        return self
+
+
+class Firewall(Strict):
+    """A stateful firewall on the router: LAN -> WAN by ``rules`` (first match wins, else ``default``),
+    replies by conntrack state, nothing new from the WAN."""
+
+    default: Literal["accept", "drop", "reject"] = "drop"
+    rules: list[FirewallRule] = Field(default_factory=list)
+    udp_timeout: int | None = Field(
+        default=None, ge=1, le=86_400, description="s: conntrack UDP timeout (kernel default 30)"
+    )
+    udp_stream_timeout: int | None = Field(
+        default=None, ge=1, le=86_400, description="s: conntrack timeout of UDP flows seen both ways (default 120)"
+    )
+
+
 class RouterTemplate(Strict):
     """A whole router template file."""
 
@@ -150,6 +195,7 @@ class RouterTemplate(Strict):
         default=None, description="tc-script: tc commands with {wan} {lan} {wan_rate} {lan_rate}, one per line"
     )
     burst: Size | None = Field(default=None, description="HTB burst; default sized for the rate")
+    firewall: Firewall | None = Field(default=None, description="a stateful firewall for forwarded traffic")
     nat: Literal["none", "masquerade", "symmetric"] = Field(
         default="none",
         description="address translation of the LAN behind the WAN address (RFC 4787): masquerade = "

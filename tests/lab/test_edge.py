@@ -53,3 +53,57 @@ def test_nothing_unsolicited_comes_in_under_nat(registry, no_leftovers, tmp_path
             assert not udp_probe(gateway.netns_path, client.netns_path, client_address, timeout=1).received, variant
             session.set_router_template("fifo")  # no NAT: the lab routes the LAN, and the chains are empty
             assert udp_probe(gateway.netns_path, client.netns_path, client_address, timeout=1).received
+
+
+FIREWALLED = """name: firewalled
+calls: [{name: rep, from: client, to: gateway, duration: 4s, setup_timeout: 3s}]
+variants:
+  vendor: {router: {template: firewall-vendor-rules}}
+  udp-blocked: {router: {template: firewall-udp-blocked}}
+  office-edge: {router: {template: office-edge}}
+"""
+
+
+def test_the_vendor_rules_let_media_through_and_nothing_else(registry, no_leftovers, tmp_path):
+    """UDP into 10000-60000 passes, UDP elsewhere does not, nothing comes in unasked; and the call
+    connects on the vendors' rules (with NAT too) but not where only TCP 80/443 may leave."""
+    scenario = tmp_path / "firewalled.yaml"
+    scenario.write_text(FIREWALLED)
+    experiment = testbed.load(scenario)
+    with experiment.lab("vendor") as session:
+        client, gateway = session["client"], session["gateway"]
+        to_gateway = str(session.lab.plan.address("gateway"))
+        for port, allowed in ((20000, True), (3478, True), (5000, False), (61000, False)):
+            probe = udp_probe(client.netns_path, gateway.netns_path, to_gateway, timeout=1, port=port)
+            assert probe.received is allowed, port
+        to_client = str(session.lab.plan.address("client"))
+        assert not udp_probe(gateway.netns_path, client.netns_path, to_client, timeout=1, port=20000).received
+    result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--json", timeout=240)
+    assert result.stdout, result.stderr
+    outcomes = {v["name"]: v["calls"][0]["outcome"] for v in json.loads(result.stdout)["variants"]}
+    assert outcomes == {"vendor": "connected", "udp-blocked": "failed", "office-edge": "connected"}
+
+
+def test_conntrack_udp_timeouts_are_the_routers_own(registry, no_leftovers, tmp_path):
+    (tmp_path / "routers").mkdir()
+    (tmp_path / "routers" / "short.yaml").write_text(
+        "firewall: {default: accept, udp_timeout: 17, udp_stream_timeout: 45}\n"
+    )
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text("name: short\nrouter: {template: short}\n")
+    with testbed.load(scenario).lab("default") as session:
+        values = (
+            session["router"]
+            .run(
+                [
+                    "sysctl",
+                    "-n",
+                    "net.netfilter.nf_conntrack_udp_timeout",
+                    "net.netfilter.nf_conntrack_udp_timeout_stream",
+                ]
+            )
+            .stdout.split()
+        )
+        assert values == ["17", "45"]
+        host = session["client"].run(["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"]).stdout.strip()
+        assert host != "17"  # a namespace's own: other nodes keep theirs
