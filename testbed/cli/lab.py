@@ -173,3 +173,44 @@ def lab_check(
         err.print(f"[red]{failures} host pair(s) unreachable[/]")
         raise typer.Exit(ExitCode.FAILED)
     out.print("[green]all hosts reach each other[/]; lab removed")
+
+
+@app.command("edge")
+@reports_errors
+def lab_edge(
+    scenario: Annotated[Path, typer.Argument(help="scenario file")],
+    variant: Annotated[str | None, typer.Option(help="variant to build (default: the first)")] = None,
+    source: Annotated[str, typer.Option("--from", help="the office side")] = "client",
+    destination: Annotated[str, typer.Option("--to", help="the vendor's side")] = "gateway",
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    backend: BackendOption = None,
+    impairment_engine: EngineOption = None,
+) -> None:
+    """Try the flows dialer vendors require (UDP 10000-60000, TCP 443, TCP/UDP 3478) from the office
+    through the router; exit 1 when a required one is blocked."""
+    require_root()
+    from testbed.lab.edge_check import check_edge
+
+    with _lab(scenario, variant, backend, impairment_engine, keep=False, purpose=f"lab edge {scenario}") as lab:
+        try:
+            results = check_edge(lab.lab, source, destination)
+        except KeyError as exc:
+            raise InputError(str(exc.args[0])) from None
+        name = lab.lab.scenario.name
+    if as_json:
+        out.print_json(
+            data={"scenario": name, "from": source, "to": destination, "flows": [r.as_dict() for r in results]}
+        )
+    else:
+        table = Table(title=f"the vendors' flows from {source} to {destination} in {name}")
+        for column in ("flow", "protocol", "ports", "required", "result", "connect", "grade"):
+            table.add_column(column)
+        for r in results:
+            verdict = "[green]allowed[/]" if r.allowed else "[red]blocked[/]"
+            connect = "-" if r.connect_ms is None else f"{r.connect_ms:.0f} ms"
+            table.add_row(r.flow, r.protocol, r.ports, "yes" if r.required else "no", verdict, connect, r.grade)
+        out.print(table)
+    blocked = [r.flow for r in results if r.required and not r.allowed]
+    if blocked:
+        err.print(f"[red]required flows blocked: {', '.join(blocked)}[/]")
+        raise typer.Exit(ExitCode.FAILED)

@@ -107,3 +107,25 @@ def test_conntrack_udp_timeouts_are_the_routers_own(registry, no_leftovers, tmp_
         assert values == ["17", "45"]
         host = session["client"].run(["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"]).stdout.strip()
         assert host != "17"  # a namespace's own: other nodes keep theirs
+
+
+EDGE = """name: edge
+variants:
+  vendor: {router: {template: firewall-vendor-rules}}
+  strict: {router: {template: firewall-udp-blocked}}
+"""
+
+
+def test_edge_check_grades_the_vendors_flows(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "edge.yaml"
+    scenario.write_text(EDGE)
+    vendor = run_testbed("lab", "edge", str(scenario), "--variant", "vendor", "--json", timeout=120)
+    assert vendor.returncode == 0, vendor.stderr
+    flows = {f["flow"]: f for f in json.loads(vendor.stdout)["flows"]}
+    assert set(flows) == {"media", "https", "stun-turn-tcp", "stun-turn-udp"}
+    assert all(f["allowed"] and f["grade"] == "good" and f["connect_ms"] < 2000 for f in flows.values()), flows
+    strict = run_testbed("lab", "edge", str(scenario), "--variant", "strict", "--json", timeout=120)
+    assert strict.returncode == 1 and "required flows blocked: media" in strict.stderr
+    flows = {f["flow"]: f for f in json.loads(strict.stdout)["flows"]}
+    assert flows["https"]["allowed"] and not flows["media"]["allowed"] and flows["media"]["grade"] == "blocked"
+    assert "no answer on port 10000" in flows["media"]["detail"]
