@@ -18,7 +18,11 @@ default); replies pass by conntrack state. Its UDP timeouts are the namespace's 
 
 from __future__ import annotations
 
-from testbed.lab import iptables
+from pathlib import Path
+
+from pyroute2 import Conntrack
+
+from testbed.lab import iptables, netns
 from testbed.lab.backends import Node
 from testbed.lab.tools import run_tool
 from testbed.scenario.router_template import FirewallRule, RouterTemplate
@@ -82,3 +86,19 @@ def install_edge(node: Node, template: RouterTemplate, sides: dict[str, str]) ->
         rules = run_tool(node, [iptables.IPTABLES_SAVE, "-t", table])
         if f"-A {chain} -j {target}" not in rules:
             run_tool(node, [iptables.IPTABLES, "-t", table, "-A", chain, "-j", target])
+
+
+def flush_conntrack(netns_path: str | Path) -> int:
+    """Forget every connection (and NAT mapping) the namespace tracks, as a firewall failover or a
+    router reboot does; returns how many there were."""
+
+    def flush() -> int:
+        tracker = Conntrack()
+        try:
+            count = int(tracker.count())
+            tracker.flush()
+            return count
+        finally:
+            tracker.close()
+
+    return netns.run_in(netns_path, flush)

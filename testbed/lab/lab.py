@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import CapabilityError, InputError, LabError
-from testbed.lab import impair, links, qos, tunnels
+from testbed.lab import edge, impair, links, qos, tunnels
 from testbed.lab.backends import Node, make_backend
 from testbed.lab.cleanup import remove_run
 from testbed.lab.engine.harness import EngineProcess
@@ -233,6 +233,13 @@ class Lab:
             and node == self.router[0]
             and link in self.router[1].values()
         )
+
+    def flush_conntrack(self, node: str | None = None) -> int:
+        """Forget ``node``'s tracked connections and NAT mappings (default: the router's); how many."""
+        name = node or (self.router[0] if self.router else None)
+        if name is None or name not in self.nodes:
+            raise LabError(f"flush_conntrack: no node {name!r} in this lab (say which with node:)")
+        return edge.flush_conntrack(self.nodes[name].netns_path)
 
     def set_router_template(self, template: RouterTemplate) -> None:
         """Install (or switch to) a router template on the router's WAN and LAN sides."""

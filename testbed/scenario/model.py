@@ -298,21 +298,26 @@ class TimelineEvent(Strict):
     """Something that happens at ``at`` seconds into a variant's run."""
 
     at: Duration
-    action: Literal["start_traffic", "stop_traffic", "set_link", "set_router_template"]
+    action: Literal["start_traffic", "stop_traffic", "set_link", "set_router_template", "flush_conntrack"]
     traffic: Label | None = None
     link: Name | None = None
     impairments: dict[Name, Impairment] | None = Field(
         default=None, description="set_link: new impairment per sending endpoint"
     )
     template: str | None = None
+    node: Name | None = Field(
+        default=None,
+        description="flush_conntrack: whose connection tracking (and NAT mappings) to forget; default the router",
+    )
 
     @model_validator(mode="after")
     def _action_parameters(self) -> TimelineEvent:
-        required = {
+        required: tuple[str, ...] = {
             "start_traffic": ("traffic",),
             "stop_traffic": ("traffic",),
             "set_link": ("link", "impairments"),
             "set_router_template": ("template",),
+            "flush_conntrack": (),
         }[self.action]
         missing = [name for name in required if getattr(self, name) is None]
         if missing:

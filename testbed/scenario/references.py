@@ -194,6 +194,9 @@ def check_references(
             )
         if event.link is not None and event.impairments is not None:
             yield from check_impairments(loc, {event.link: event.impairments})
+        if event.node is not None and event.node not in scenario.topology.nodes:
+            names = list(scenario.topology.nodes)
+            yield problem(loc + ("node",), f"unknown node {event.node!r}{_suggest(event.node, names)}")
         if event.template is not None and find_template(event.template) is None:
             yield problem(
                 loc + ("template",),

@@ -73,6 +73,18 @@ class DirectionScore:
         return data
 
 
+def missing_ends(sent_ts: np.ndarray, received_ts: np.ndarray, frame_ticks: int) -> tuple[int, int]:
+    """Frames sent before the first received one and after the last: what the listener never got at
+    the ends of the call (a path that died mid-call, a NAT that lost its mapping)."""
+    if len(sent_ts) == 0 or len(received_ts) == 0:
+        return 0, 0
+    sent = rtp.extended_timestamp(sent_ts)
+    heard = rtp.extended_timestamp(received_ts, reference=int(sent[0]))
+    lead = int(round((int(heard.min()) - int(sent.min())) / frame_ticks))
+    tail = int(round((int(sent.max()) - int(heard.max())) / frame_ticks))
+    return max(lead, 0), max(tail, 0)
+
+
 def join_network(sent: SentPackets, tap: TapArrivals) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per sent packet: (extended seq, send time, first arrival time or -1); and arrival order (with copies)."""
     joined = rtp.join(sent.seq, tap.seq, tap.time_ns, earliest=True)
@@ -131,7 +143,8 @@ def score_direction(
             note="no packet reached the listener",
         )
     decodable = len(received.payloads) == len(received.seq)
-    heard = playout(received, codec, buffer, decode=decodable)
+    ends = missing_ends(sent.rtp_ts, received.rtp_ts, call_codec(codec).frame_ticks)
+    heard = playout(received, codec, buffer, decode=decodable, missing_ends=ends)
     network_ms = stats.delay.mean_ms if np.isfinite(stats.delay.mean_ms) else 0.0
     buffer_ms = heard.mean_buffer_delay_ms if np.isfinite(heard.mean_buffer_delay_ms) else 0.0
     ta = emodel.absolute_delay_ms(network_ms, params, buffer_ms)

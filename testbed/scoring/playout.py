@@ -158,6 +158,18 @@ class Schedule:
     def frames(self) -> int:
         return int(self.status.size)
 
+    def with_missing_ends(self, lead: int, tail: int) -> Schedule:
+        """The schedule over the sender's whole talk time: ``lead`` frames sent before the first one that
+        arrived and ``tail`` after the last one, all lost (a path that died mid-call is not a short call)."""
+        if lead <= 0 and tail <= 0:
+            return self
+        lead, tail = max(lead, 0), max(tail, 0)
+
+        def pad(values: npt.NDArray[Any], fill: Any) -> npt.NDArray[Any]:
+            return np.concatenate([np.full(lead, fill, values.dtype), values, np.full(tail, fill, values.dtype)])
+
+        return Schedule(pad(self.status, LOST), pad(self.packet, -1), pad(self.due_ns, 0), pad(self.wait_ms, np.nan))
+
     def count(self, status: int) -> int:
         return int((self.status == status).sum())
 
@@ -292,13 +304,15 @@ def playout(
     rate: int | None = None,
     concealment: Concealment = "plc",
     decode: bool = True,
+    missing_ends: tuple[int, int] = (0, 0),
 ) -> PlayoutResult:
     """Decode what the listener would have heard through ``buffer``, concealing lost and late frames.
 
     ``rate`` is the output rate for Opus (default 16 kHz); G.711 gives 8 kHz and G.722 16 kHz. Without
     ``decode`` (packets whose payloads are unknown) the result has the schedule's figures and no audio.
+    ``missing_ends``: frames the sender sent before the first and after the last that arrived, lost.
     """
-    sched = schedule(packets, codec_name, buffer)
+    sched = schedule(packets, codec_name, buffer).with_missing_ends(*missing_ends)
     if decode:
         frames = [
             packets.payloads[p] if s == PLAYED else None

@@ -238,6 +238,9 @@ class Workload:
             if template is None:
                 raise LabError(f"timeline: router template {event.template!r} was not loaded")
             self.lab.set_router_template(template)
+        elif event.action == "flush_conntrack":
+            flushed = self.lab.flush_conntrack(event.node)
+            self.progress(f"timeline: {flushed} tracked connection(s) forgotten")
         self.progress(f"timeline: {event.action} at {time.time() - self.t0:.1f}s")
 
     # ------------------------------------------------------------ observation

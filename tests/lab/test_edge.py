@@ -10,6 +10,7 @@ import json
 import testbed
 from testbed.lab.reach import udp_probe
 from testbed.media.tap.records import load_records
+from tests.helpers import REPO
 from tests.helpers.lab import run_testbed
 
 NAT_CALLS = """name: nat
@@ -129,3 +130,21 @@ def test_edge_check_grades_the_vendors_flows(registry, no_leftovers, tmp_path):
     flows = {f["flow"]: f for f in json.loads(strict.stdout)["flows"]}
     assert flows["https"]["allowed"] and not flows["media"]["allowed"] and flows["media"]["grade"] == "blocked"
     assert "no answer on port 10000" in flows["media"]["detail"]
+
+
+def test_a_nat_that_forgets_its_mappings_mid_call(registry, no_leftovers, tmp_path):
+    """scenarios/nat-flush.yaml: under symmetric NAT the gateway's audio stops reaching the client and
+    scores as lost to the end of the call, not as a shorter call; the client's audio still arrives.
+    (Masquerade recovers or is cut depending on which packet reaches the router first: see the file.)"""
+    result = run_testbed(
+        "run", str(REPO / "scenarios" / "nat-flush.yaml"), "--out", str(tmp_path / "out"), "--json", timeout=240
+    )
+    assert result.stdout, result.stderr
+    directions = {v["name"]: v["calls"][0]["directions"] for v in json.loads(result.stdout)["variants"]}
+    cut = directions["symmetric"]["gateway->client"]
+    assert cut["network"]["loss"]["fraction"] > 0.4 and cut["playout"]["effective_loss"] > 0.4
+    assert cut["mos_emodel"] < 2.0 and cut["mos_pesq"] < 2.0
+    for variant in ("symmetric", "masquerade"):
+        assert directions[variant]["client->gateway"]["mos_emodel"] >= 4.0, variant
+    timeline = json.loads((tmp_path / "out" / "symmetric" / "workload.json").read_text())["timeline"]
+    assert "flush_conntrack at 5s" in [entry["what"] for entry in timeline]

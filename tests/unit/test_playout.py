@@ -231,3 +231,17 @@ def test_every_frame_is_played_late_or_lost_exactly_once(delays):
         assert sched.frames == len(delays)
         assert sched.count(PLAYED) + sched.count(LATE) + sched.count(LOST) == sched.frames
         assert sched.count(LOST) == 0
+
+
+def test_frames_the_listener_never_got_at_the_ends_are_counted():
+    from testbed.scoring.direction import missing_ends
+    from testbed.scoring.playout import LOST, PLAYED, Schedule
+
+    sent = np.arange(100, dtype=np.int64) * 960 + (2**32 - 960 * 10)  # wraps after 10 frames
+    heard = sent[5:60]
+    assert missing_ends(sent, heard, 960) == (5, 40)
+    assert missing_ends(sent, sent, 960) == (0, 0) and missing_ends(sent, sent[:0], 960) == (0, 0)
+    middle = Schedule(np.full(3, PLAYED, np.int8), np.arange(3), np.arange(3), np.zeros(3))
+    padded = middle.with_missing_ends(2, 1)
+    assert padded.status.tolist() == [LOST, LOST, PLAYED, PLAYED, PLAYED, LOST]
+    assert padded.packet.tolist() == [-1, -1, 0, 1, 2, -1] and np.isnan(padded.wait_ms[0])
