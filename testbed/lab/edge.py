@@ -75,13 +75,16 @@ def _rule_lines(out: str, number: int, rule: FirewallRule) -> list[str]:
 
 
 def install_edge(node: Node, template: RouterTemplate, sides: dict[str, str]) -> None:
-    """Fill the edge chains for ``template`` and make sure the built-in chains jump to them once."""
+    """Fill the edge chains for ``template`` and, once it has NAT or a firewall, make sure the built-in
+    chains jump to them (once)."""
     run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], edge_rules(template, sides))
     firewall = template.firewall
     for field, sysctl in UDP_TIMEOUTS.items():
         seconds = getattr(firewall, field) if firewall else None
         if seconds is not None:
             run_tool(node, ["sysctl", "-q", "-w", f"{sysctl}={seconds}"])
+    if template.nat == "none" and template.firewall is None:
+        return  # the chains are empty now; a lab that never had an edge gets no jumps to them
     for table, chain, target in JUMPS:
         rules = run_tool(node, [iptables.IPTABLES_SAVE, "-t", table])
         if f"-A {chain} -j {target}" not in rules:
