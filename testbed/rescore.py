@@ -40,15 +40,30 @@ def _sent(path: str) -> tuple[SentPackets, int]:
     return SentPackets(data["seq"], data["send_ns"], data["rtp_ts"]), ssrc
 
 
-def _tap_stream(taps: dict[str, str], node: str, ssrc: int, direction: int) -> TapRecords | None:
-    """``node``'s packets of ``ssrc`` in ``direction`` (in or out), from whichever of its taps saw them."""
-    for key, prefix in taps.items():
-        if key.split("/")[0] != node or not Path(prefix + ".npz").exists():
-            continue
-        stream = load_records(prefix).stream(ssrc, direction)
-        if len(stream.seq):
-            return stream
-    return None
+class TapFiles:
+    """One variant's tap files (``'node/interface' -> prefix``), each read once however many call
+    directions look into it."""
+
+    def __init__(self, taps: dict[str, str]):
+        self.taps = taps
+        self._loaded: dict[str, TapRecords | None] = {}
+
+    def _records(self, prefix: str) -> TapRecords | None:
+        if prefix not in self._loaded:
+            exists = Path(prefix + ".npz").exists()
+            self._loaded[prefix] = load_records(prefix) if exists else None
+        return self._loaded[prefix]
+
+    def stream(self, node: str, ssrc: int, direction: int) -> TapRecords | None:
+        """``node``'s packets of ``ssrc`` in ``direction`` (in or out), from whichever of its taps saw them."""
+        for key, prefix in self.taps.items():
+            records = self._records(prefix) if key.split("/")[0] == node else None
+            if records is None:
+                continue
+            stream = records.stream(ssrc, direction)
+            if len(stream.seq):
+                return stream
+        return None
 
 
 def _arrivals(stream: TapRecords | None) -> TapArrivals:
@@ -79,15 +94,16 @@ def _sent_from_taps(
     )
 
 
-def _received_from_tap(arrivals: TapRecords, sender: LegSummary, call_codec: str) -> ReceivedPackets:
+def _received_from_tap(arrivals: TapRecords, sender: LegSummary, sent: SentPackets, call_codec: str) -> ReceivedPackets:
     """A browser listener's packets as its interface saw them. Their payloads are known only where an
-    aiortc sender sent a looped encoded clip: payload ``k`` of its sent record is clip frame ``k``."""
+    aiortc sender sent a looped encoded clip: payload ``k`` of its sent record (``sent``) is clip
+    frame ``k``."""
     payloads: tuple[bytes, ...] = ()
     if sender.endpoint == "aiortc" and sender.sent_file and sender.clip_frames:
         from testbed.media.encoded_clip import encoded_clip
 
         clip = encoded_clip(call_codec, sender.clip)
-        sent_seq = rtp.extended_sequence(np.load(sender.sent_file)["seq"])
+        sent_seq = rtp.extended_sequence(sent.seq)
         index = {int(seq): k for k, seq in enumerate(sent_seq.tolist())}
         received = rtp.extended_sequence(arrivals.seq, reference=int(sent_seq[0]) if sent_seq.size else None)
         rows = [index.get(int(seq)) for seq in received.tolist()]
@@ -149,7 +165,7 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
         out.writeframes(np.asarray(audio, dtype=np.int16).tobytes())
 
 
-def score_call(call: CallRecord, taps: dict[str, str], variant_dir: Path, with_pesq: bool = True) -> CallScores:
+def score_call(call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: bool = True) -> CallScores:
     """Both directions of one call; a side without records (a call that never connected) is said so."""
     directions: dict[str, DirectionScores | UnscoredDirection] = {}
     for sender_side, receiver_side in (("caller", "callee"), ("callee", "caller")):
@@ -171,14 +187,14 @@ def score_call(call: CallRecord, taps: dict[str, str], variant_dir: Path, with_p
         if sender.sent_file is not None:
             sent, ssrc = _sent(sender.sent_file)
             source = "application send time"
-        departures = _tap_stream(taps, sender_node, ssrc, DIRECTION_OUT)
-        arrivals = _tap_stream(taps, receiver_node, ssrc, DIRECTION_IN)
+        departures = taps.stream(sender_node, ssrc, DIRECTION_OUT)
+        arrivals = taps.stream(receiver_node, ssrc, DIRECTION_IN)
         if sender.sent_file is None:
             sent, source = _sent_from_taps(departures, arrivals, codec(call.codec).clock_rate)
         if receiver.received_file is not None:
             received = ReceivedPackets.from_npz(np.load(receiver.received_file))
         elif arrivals is not None:
-            received = _received_from_tap(arrivals, sender, call.codec)
+            received = _received_from_tap(arrivals, sender, sent, call.codec)
         else:
             received = ReceivedPackets(*(np.zeros(0, np.int64),) * 3, ())
         score: DirectionScore = score_direction(
@@ -219,9 +235,10 @@ def score_variant(
             raise InputError(f"{variant_dir}: no workload.json (not a variant directory of a `testbed run`)")
         workload = WorkloadRecord.load(workload_file)
     calls = []
+    taps = TapFiles(workload.taps)
     for call in workload.calls:
         progress(f"scoring {variant_dir.name}: {call.id}")
-        calls.append(score_call(call, workload.taps, variant_dir, with_pesq))
+        calls.append(score_call(call, taps, variant_dir, with_pesq))
     scores = VariantScores(variant=variant_dir.name, calls=calls)
     scores.save(variant_dir / SCORES_FILE)
     return scores
