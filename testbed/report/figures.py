@@ -16,6 +16,7 @@ from testbed.results.scores import (
     ModelFigures,
     UnscoredDirection,
 )
+from testbed.units import DSCP_NAMES
 
 MODEL = "model"
 RTP_TIMESTAMPS = "RTP timestamps anchored at the first packets"
@@ -23,9 +24,9 @@ LISTENER_NAMES = {"model": "playout model", "chromium": "Chromium"}
 
 Pair = tuple[float | None, float | None]  # (the browser's figure, the playout model's)
 
-_DSCP_NAMES = {0: "BE", 44: "VA", 46: "EF"}
-_DSCP_NAMES.update({8 * n: f"CS{n}" for n in range(1, 8)})
-_DSCP_NAMES.update({8 * c + 2 * p: f"AF{c}{p}" for c in range(1, 5) for p in range(1, 4)})
+_DSCP_NAMES: dict[int, str] = {}
+for _name, _number in DSCP_NAMES.items():  # the scenario's own names; the first for a value (BE for 0)
+    _DSCP_NAMES.setdefault(_number, _name)
 
 
 def percent(fraction: float | None, digits: int = 1) -> str:
