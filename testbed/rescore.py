@@ -197,10 +197,16 @@ def score_call(call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: b
             received = _received_from_tap(arrivals, sender, sent, call.codec)
         else:
             received = ReceivedPackets(*(np.zeros(0, np.int64),) * 3, ())
+        network_arrivals = _arrivals(arrivals)
+        if arrivals is None and len(received.seq):
+            # the listener's interface saw no RTP: it came inside a TCP/TLS relay; its application's
+            # arrival times are the network's, head-of-line stalls included
+            network_arrivals = TapArrivals(received.seq, received.arrival_ns)
+            source += "; arrivals at the listener's application (media inside TCP/TLS)"
         score: DirectionScore = score_direction(
             call.codec,
             sent,
-            _arrivals(arrivals),
+            network_arrivals,
             received,
             _reference(sender, clip_rate),
             clip_rate,

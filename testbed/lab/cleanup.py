@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from testbed.lab.backends import make_backend
 from testbed.lab.registry import Registry, RunRecord
@@ -29,13 +31,27 @@ def remove_run(registry: Registry, record: RunRecord) -> Removal:
         return result
     for resource in reversed(record.resources):
         try:
-            if backend.remove_leftover(resource):
+            if resource.kind == "files":
+                if _remove_files(registry, record, Path(resource.name)):
+                    result.removed.append(f"files {resource.name}")
+            elif backend.remove_leftover(resource):
                 result.removed.append(f"{resource.kind} {resource.name}")
         except Exception as exc:  # keep going: one stuck resource must not leak the others
             result.failed.append(f"{resource.kind} {resource.name}: {exc}")
     if not result.failed:
         registry.forget(record.run_id)
     return result
+
+
+def _remove_files(registry: Registry, record: RunRecord, path: Path) -> bool:
+    """Remove a run's own directory; only the one the registry would give it (a tampered record must not
+    reach other paths)."""
+    if path != registry.files_dir(record.run_id):
+        raise ValueError(f"{path} is not run {record.run_id}'s files directory")
+    if not path.exists():
+        return False
+    shutil.rmtree(path)
+    return True
 
 
 def stale_runs(registry: Registry, include_kept: bool = False) -> list[RunRecord]:

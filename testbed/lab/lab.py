@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import CapabilityError, InputError, LabError
-from testbed.lab import edge, impair, links, qos, tunnels
+from testbed.lab import edge, impair, links, qos, tunnels, turn
 from testbed.lab.backends import Node, make_backend
 from testbed.lab.cleanup import remove_run
 from testbed.lab.engine.harness import EngineProcess
 from testbed.lab.engine_set import ENGINE_FAILED_SIGNAL, EngineFailed, EngineSet
-from testbed.lab.registry import Registry, RunRecord
+from testbed.lab.registry import Registry, Resource, RunRecord
 from testbed.lab.signals import signals_ignored, signals_raise
 from testbed.scenario.addressing import AddressPlan, plan_addresses
 from testbed.scenario.model import Impairment, Scenario
@@ -84,6 +84,7 @@ class Lab:
         self.run: RunRecord | None = None
         self.netlink = links.Netlink()
         self.up_seconds: float | None = None
+        self.turn: turn.TurnServer | None = None  # the edge's coturn, when the scenario has one
         self._signals: list[AbstractContextManager[None]] = []
         self._owner_pid = os.getpid()
 
@@ -119,8 +120,11 @@ class Lab:
         return self.impairment_engines.uses_engine(impairment)
 
     def check_engines(self) -> None:
-        """Raise EngineFailed if an engine died: call it before trusting any measurement."""
+        """Raise EngineFailed if an engine died, LabError if the TURN server did: call it before trusting
+        any measurement."""
         self.impairment_engines.raise_if_failed()
+        if self.turn is not None:
+            self.turn.raise_if_exited()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -154,9 +158,10 @@ class Lab:
         if os.geteuid() != 0:
             raise CapabilityError("building a lab needs root (network namespaces); run with sudo")
         started = time.perf_counter()
-        backend = make_backend(self.backend_name, self.registry, self.shared_dirs)
         self.run = self.registry.new_run(self.purpose, self.backend_name, kept=self.keep)
         try:
+            files = self._files_dir() if self.scenario.edge.turn is not None else None
+            backend = make_backend(self.backend_name, self.registry, [*self.shared_dirs, *([files] if files else [])])
             for name, kind in self.plan.nodes.items():
                 self.nodes[name] = backend.create_node(self.run, name, kind)
             for segment in self.plan.segments.values():
@@ -174,6 +179,8 @@ class Lab:
             self.apply_impairments(self.links)
             if self.router_template is not None and self.router is not None:
                 self.set_router_template(self.router_template)
+            if self.scenario.edge.turn is not None and files is not None:
+                self.turn = turn.start_in_lab(self.scenario.edge.turn, self.nodes, self.plan, files, self.run.run_id)
             self.run.info = self.describe()
             self.registry.save(self.run)
         except BaseException:
@@ -188,6 +195,8 @@ class Lab:
         if self.run is None or os.getpid() != self._owner_pid:
             return  # never tear down from a forked copy of the process that built the lab
         with signals_ignored():
+            if self.turn is not None:
+                self.turn.stop()
             self.impairment_engines.stop_all()
             try:
                 self.netlink.close()
@@ -201,6 +210,15 @@ class Lab:
                     f"teardown of run {record.run_id} incomplete ({'; '.join(removal.failed)}); run `testbed cleanup`"
                 )
             self.run = None
+
+    def _files_dir(self) -> Path:
+        """A directory of this run's own (the TURN server's certificates, keys, log), listed in the
+        registry before it exists, so `testbed cleanup` removes it after a crash."""
+        assert self.run is not None
+        path = self.registry.files_dir(self.run.run_id)
+        self.registry.add(self.run, Resource("files", str(path)))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     # ------------------------------------------------------------ links and the router
 
@@ -276,6 +294,7 @@ class Lab:
             "router": router,
             "tunnels": [tunnel.describe() for tunnel in vpn],
             "impairment_engine": self.impairment_engines.describe(),
+            "turn": self.turn.describe() if self.turn is not None else None,
             "nodes": {
                 name: {
                     "kind": node.kind,

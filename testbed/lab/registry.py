@@ -59,6 +59,10 @@ class Registry:
     def __init__(self, root: Path | None = None):
         self.root = root or default_root()
 
+    def files_dir(self, run_id: str) -> Path:
+        """Where a run keeps files of its own (certificates, a server's log); removed with the run."""
+        return self.root / "files" / run_id
+
     def _path(self, run_id: str) -> Path:
         return self.root / f"{run_id}.json"
 

@@ -121,6 +121,14 @@ class Agent:
     async def cmd_endpoint_hang_up(self, kind: str, calls: list[str]) -> dict[str, Any]:
         return {"legs": await self._endpoint(kind).hang_up(calls)}
 
+    async def cmd_lab_trust(self, ca_file: str, spki: str) -> dict[str, Any]:
+        """Trust the lab's CA for TLS (TURN over TLS): aioice verifies with Python's default context,
+        which reads ``SSL_CERT_FILE``; a browser launched after this allows the lab server's key
+        (``TESTBED_LAB_SPKI``). Set before any endpoint is prepared, for this agent's process only."""
+        os.environ["SSL_CERT_FILE"] = ca_file
+        os.environ["TESTBED_LAB_SPKI"] = spki
+        return {}
+
     async def cmd_realtime(self) -> dict[str, Any]:
         """Media is paced in 20 ms steps: at a real-time priority the agent sends on time even while cross
         traffic keeps the CPUs busy. Asked for once the endpoints are prepared: importing WebRTC and

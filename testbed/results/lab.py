@@ -31,6 +31,22 @@ class EngineDescription(Record):
     stats: dict[str, dict[str, Any]] = Field(default_factory=dict, description="final counters, after teardown")
 
 
+class TurnDescription(Record):
+    """The lab's TURN server (coturn): where it listens, its per-run credentials and CA, its log."""
+
+    node: str
+    address: str
+    username: str
+    password: str = Field(description="made per run; the server lives only as long as the lab")
+    ca_file: str
+    tls_port: int
+    spki_sha256: str
+    urls: dict[str, str]
+    relay_ports: str
+    ready_s: float | None = None
+    log: str
+
+
 class LabDescription(ResultFile):
     scenario: str
     backend: str
@@ -38,6 +54,7 @@ class LabDescription(ResultFile):
     tunnels: list[dict[str, Any]] = Field(default_factory=list)
     impairment_engine: EngineDescription
     nodes: dict[str, NodeDescription]
+    turn: TurnDescription | None = None
 
     def engine_name(self) -> str:
         """Which impairment engine did the delay and loss: userspace, netem or none."""

@@ -33,7 +33,17 @@ class LegSummary(Record):
     candidate_pair: dict[str, str | None] = Field(
         default_factory=dict,
         description="the ICE pair the media took: local_type, remote_type (host | srflx | prflx | relay), "
-        "protocol, relay_protocol",
+        "protocol, relay_protocol (udp | tcp | tls: how this side reached its TURN server)",
+    )
+    timings: dict[str, float] = Field(
+        default_factory=dict,
+        description="seconds: gather_s (candidates gathered, TURN allocation included), ice_s (created to ICE "
+        "connected), dtls_s (ICE connected to DTLS done), signalling_s (offer/answer carried through the lab)",
+    )
+    relay_tcp: dict[str, int] = Field(
+        default_factory=dict,
+        description="this side's TCP connection to its TURN server (TCP or TLS relay): segments sent, "
+        "retransmitted, rtt_us, from the socket's TCP_INFO at hang-up",
     )
     received_file: str | None = None
     sent_file: str | None = None
@@ -63,6 +73,9 @@ class CallRecord(Record):
     endpoints: dict[str, str] = Field(default_factory=lambda: {"caller": "aiortc", "callee": "aiortc"})
     marking: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per side: the DSCP it sets itself or the networkPriority it asks for"
+    )
+    ice: dict[str, Any] = Field(
+        default_factory=dict, description="the caller's ICE as asked: turn transports, stun, policy (no credentials)"
     )
     outcome: str = "pending"  # connected | failed | dropped | error
     reason: str = ""

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from testbed.codecs import CodecName
+from testbed.scenario.edge import EdgeSpec, IceSpec
 from testbed.scenario.endpoints import CallEndpoints
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
@@ -242,6 +243,15 @@ class CallSpec(Strict):
         description="call endpoint per side: aiortc (WebRTC in the node's agent) or chromium (the browser), "
         "as a name or {kind, dscp | network_priority}",
     )
+    ice: IceSpec = Field(
+        default_factory=IceSpec,
+        description="the caller's ICE: TURN transports of the edge's TURN server it may use, STUN, policy all | relay",
+    )
+
+    @model_validator(mode="after")
+    def _ice_fits_caller(self) -> CallSpec:
+        self.ice.check_caller(self.endpoint.from_.kind)
+        return self
 
     @model_validator(mode="after")
     def _dscp_not_for_browsers(self) -> CallSpec:
@@ -375,6 +385,9 @@ class Scenario(Strict):
         "auto (netem where the kernel has it)",
     )
     topology: Topology = Field(default_factory=Topology)
+    edge: EdgeSpec = Field(
+        default_factory=EdgeSpec, description="the vendor's cloud: media prefix, TURN server, signalling service"
+    )
     links: LinkImpairments = Field(default_factory=dict)
     router: RouterSpec = Field(default_factory=RouterSpec)
     calls: list[CallSpec] = Field(default_factory=list)

@@ -203,6 +203,9 @@ def check_references(
                 f"router template {event.template!r} not found{_suggest(event.template, templates_available)}",
             )
 
+    # -- the cloud edge: TURN and signalling nodes, the media prefix, calls' ICE
+    yield from _check_edge(problem, scenario, hosts)
+
     # -- thresholds
     variant_names = list(scenario.variants) or ["default"]
     for index, rule in enumerate(scenario.thresholds):
@@ -212,6 +215,32 @@ def check_references(
                 yield problem(("thresholds", index, field), f"unknown variant {name!r}{_suggest(name, variant_names)}")
         if rule.call is not None and rule.call not in call_names:
             yield problem(("thresholds", index, "call"), f"unknown call {rule.call!r}{_suggest(rule.call, call_names)}")
+
+
+def _check_edge(problem: Callable[[Loc, str], str], scenario: Scenario, hosts: list[str]) -> Iterator[str]:
+    edge = scenario.edge
+    for part in ("turn", "signalling"):
+        spec = getattr(edge, part)
+        if spec is not None and spec.node not in hosts:
+            why = "a router; it must be a host" if spec.node in scenario.topology.nodes else "not a node"
+            yield problem(("edge", part, "node"), f"{spec.node!r} is {why}{_suggest(spec.node, hosts)}")
+    if edge.media_prefix is not None and edge.turn is not None and edge.turn.node in hosts:
+        try:
+            plan = plan_addresses(scenario.topology)
+        except ValueError:
+            return  # the topology's own checks report it
+        addresses = [i.address.ip for i in plan.interfaces if i.node == edge.turn.node]
+        if not any(address in edge.media_prefix for address in addresses):
+            yield problem(
+                ("edge", "media_prefix"),
+                f"the TURN server's node {edge.turn.node!r} has no address in the media prefix {edge.media_prefix} "
+                f"(it has {', '.join(map(str, addresses)) or 'none'}); give its link that subnet",
+            )
+    for index, call in enumerate(scenario.calls):
+        if (call.ice.turn or call.ice.stun) and edge.turn is None:
+            yield problem(
+                ("calls", index, "ice"), "the call asks for TURN/STUN but the scenario has no edge.turn server"
+            )
 
 
 # interface names the kernel creates by itself in every namespace once a tunnel module is loaded

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import PrivateAttr
 
+from testbed.lab.turn import TurnEndpoint
 from testbed.results import CallRecord, LegSummary
 from testbed.scenario.model import CallSpec
 from testbed.workload.agents import AgentError, Agents
@@ -31,6 +32,7 @@ class Call(CallRecord):
     """One call while it runs: the record workload.json keeps, plus which sides have connected."""
 
     _connected_sides: set[str] = PrivateAttr(default_factory=set)
+    _ice_config: dict[str, Any] | None = PrivateAttr(default=None)  # servers and credentials: never recorded
 
     def node(self, side: str) -> str:
         return self.caller if side == "caller" else self.callee
@@ -46,7 +48,12 @@ class Call(CallRecord):
             "network_priority": marking.get("network_priority", "unset"),
             "clip": CLIPS[side],
             "out_dir": str(out_dir),
+            "ice": self._ice_config if side == "caller" else None,
         }
+
+    def use_turn(self, turn: TurnEndpoint | None) -> None:
+        """Give the caller's leg the ICE servers its ``ice`` asks for, from the lab's TURN server."""
+        self._ice_config = ice_config(self.ice, turn)
 
     def side_connected(self, side: str) -> bool:
         """Note that ``side`` is connected; True once both are."""
@@ -80,6 +87,7 @@ def expand_calls(specs: list[CallSpec]) -> list[Call]:
                     duration=spec.duration,
                     setup_timeout=spec.setup_timeout,
                     endpoints={"caller": spec.endpoint.from_.kind, "callee": spec.endpoint.to.kind},
+                    ice=spec.ice.model_dump() if spec.ice.configured else {},
                     marking={
                         side: dict(zip(("dscp", "network_priority"), endpoint.marking(spec.dscp), strict=True))
                         for side, endpoint in (("caller", spec.endpoint.from_), ("callee", spec.endpoint.to))
@@ -87,6 +95,26 @@ def expand_calls(specs: list[CallSpec]) -> list[Call]:
                 )
             )
     return calls
+
+
+def ice_config(asked: dict[str, Any], turn: TurnEndpoint | None) -> dict[str, Any] | None:
+    """What a caller's endpoint gets: RTCIceServer-like entries for the transports asked for, the policy,
+    and the lab CA (file, and its server key's SPKI for a browser) it must trust for TLS."""
+    if not asked:
+        return None
+    servers: list[dict[str, Any]] = []
+    if turn is not None and asked.get("turn"):
+        servers.append(
+            {"urls": [turn.url(t) for t in asked["turn"]], "username": turn.username, "credential": turn.password}
+        )
+    if turn is not None and asked.get("stun"):
+        servers.append({"urls": [turn.stun_url()]})
+    return {
+        "servers": servers,
+        "policy": asked.get("policy", "all"),
+        "ca_file": turn.ca_file if turn else None,
+        "spki": turn.spki_sha256 if turn else None,
+    }
 
 
 def _batches(calls: Iterable[Call], side: str) -> dict[tuple[str, str], list[Call]]:
@@ -123,9 +151,18 @@ def _each(
     return paired
 
 
+def trust_lab_ca(agents: Agents, calls: list[Call]) -> None:
+    """Callers that use the lab's TURN server trust its CA (one per lab) before their endpoints start."""
+    configs = [call for call in calls if call._ice_config and call._ice_config.get("ca_file")]
+    for node in sorted({call.caller for call in configs}):
+        config = configs[0]._ice_config or {}
+        agents[node].call("lab_trust", ca_file=config["ca_file"], spki=config["spki"])
+
+
 def prepare(agents: Agents, calls: list[Call]) -> None:
     """Let every endpoint load its codec and encode its clip (a browser launch its legs' browsers) before
     the workload's clock starts."""
+    trust_lab_ca(agents, calls)
     needed: Counter[tuple[str, str, str, str]] = Counter()
     longest: dict[tuple[str, str, str, str], float] = {}
     for call in calls:

@@ -58,6 +58,8 @@ class Workload:
         self.templates = timeline_templates or {}
         self.progress = progress or (lambda message: None)
         self.calls = expand_calls(self.scenario.calls)
+        for call in self.calls:
+            call.use_turn(lab.turn.endpoint if lab.turn is not None else None)
         self.traffic = {spec.name: spec for spec in self.scenario.traffic}
         self.traffic_records: dict[str, TrafficRecord] = {}
         self.log: list[dict[str, Any]] = []

@@ -133,6 +133,14 @@ VERDICTS = [
     ("too short for rtp", frame(RTP[:11]), None),
     ("tcp", frame(RTP, proto=6), None),
     ("arp", frame(RTP, ethertype=0x0806), None),
+    ("rtp in turn channeldata", frame(struct.pack("!HH", 0x4001, len(RTP)) + RTP), 150),
+    (
+        "rtcp in turn channeldata",
+        frame(struct.pack("!HH", 0x7FFE, 28) + bytes([0x80, 200]) + b"\0" * 26),
+        14 + 20 + 8 + 4 + 28,
+    ),
+    ("stun in channeldata", frame(struct.pack("!HH", 0x4001, 20) + b"\x00\x01" + b"\0" * 18), None),
+    ("channeldata too short for rtp", frame(struct.pack("!HH", 0x4001, 11) + RTP[:11]), None),
 ]
 
 
@@ -181,6 +189,20 @@ def test_parse_fields():
     assert socket.inet_ntoa(struct.pack("!I", int(c["src"][0]))) == "198.18.0.10"
     assert socket.inet_ntoa(struct.pack("!I", int(c["dst"][0]))) == "198.18.1.10"
     assert parsed.orig_len.tolist()[:2] == [14 + 200, 14 + 208]
+
+
+def test_parse_rtp_relayed_in_turn_channeldata():
+    inner = rtp_header(77, ssrc=0xCAFE, pt=111) + b"\1" * 100
+    frames = [
+        frame(struct.pack("!HH", 0x4000, len(inner)) + inner),
+        frame(struct.pack("!HH", 0x4000, 28) + bytes([0x80, 201]) + b"\0" * 26),  # relayed RTCP
+    ]
+    table, caplen = frames_array(frames)
+    parsed = parse_frames(table, caplen)
+    assert parsed.rtp.tolist() == [True, False] and parsed.rtcp.tolist() == [False, True]
+    assert parsed.columns["seq"].tolist() == [77] and parsed.columns["ssrc"].tolist() == [0xCAFE]
+    assert parsed.columns["payload"].tolist() == [100]
+    assert parsed.columns["size"].tolist() == [20 + 8 + 4 + 12 + 100]
 
 
 def test_parse_rejects_what_is_not_rtp_and_truncated_headers():

@@ -2,9 +2,11 @@
 media gateway runs them.
 
 Both ends send at once, each its own reference clip, pre-encoded (``testbed.media.encoded_clip``).
-Host candidates only (no STUN), DSCP set on the ICE sockets before ICE starts, ports from the node's
-``ip_local_port_range`` (10000-60000 by default). Received packets are recorded, not decoded
-(``aiortc_hooks``); the playout model in scoring plays them out.
+Host candidates unless the call's ``ice`` gives the caller the lab's TURN server (one server: aiortc
+takes one, over UDP, TCP or TLS) and a transport policy; DSCP set on the ICE sockets (a relay's socket
+to its server too) before ICE starts, ports from the node's ``ip_local_port_range`` (10000-60000).
+Received packets are recorded, not decoded (``aiortc_hooks``); the playout model in scoring plays
+them out.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import Packet
@@ -27,6 +29,7 @@ from testbed.media.endpoints.aiortc_hooks import (
     mark_media_sockets,
     record_received_packets,
     record_sent_packets,
+    relay_tcp_info,
     selected_pair,
 )
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
@@ -85,13 +88,25 @@ class EncodedClipTrack(MediaStreamTrack):
         }
 
 
+def configuration(ice: dict[str, Any] | None) -> RTCConfiguration:
+    """The peer connection's ICE servers and policy from the leg's ``ice`` (none: host candidates only).
+    TLS to the TURN server is verified against the lab's CA (``SSL_CERT_FILE``, see the agent)."""
+    if not ice:
+        return RTCConfiguration(iceServers=[])
+    servers = [
+        RTCIceServer(urls=server["urls"], username=server.get("username"), credential=server.get("credential"))
+        for server in ice.get("servers", [])
+    ]
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy(ice.get("policy", "all")))
+
+
 class AiortcLeg:
     """One side of one call: a peer connection sending one clip and recording what it receives."""
 
     def __init__(self, leg: LegSpec, emit: EmitEvent):
         self.leg = leg
         self.emit = emit
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(configuration(leg.ice))
         self.track = EncodedClipTrack(encoded_clip(leg.codec, leg.clip))
         self.received = PacketRecord()
         self.sent = SentRecord()
@@ -101,7 +116,11 @@ class AiortcLeg:
         self.ended_at: float | None = None
         self.marked = 0
         self.pair: dict[str, str | None] = {}
+        self.timings: dict[str, float] = {}
+        self.ice_connected_at: float | None = None
+        self.relay_tcp: dict[str, int] = {}
         self.pc.on("connectionstatechange", self._state_changed)
+        self.pc.on("iceconnectionstatechange", self._ice_state_changed)
         self.pc.on("track", self._track)
 
     # ------------------------------------------------------------ signalling
@@ -120,7 +139,9 @@ class AiortcLeg:
 
     async def _describe(self, description: RTCSessionDescription) -> Description:
         """Set our side's description (which gathers the ICE sockets), then mark and watch those sockets."""
-        await self.pc.setLocalDescription(description)
+        started = time.time()
+        await self.pc.setLocalDescription(description)  # gathers: host sockets, TURN allocation
+        self.timings["gather_s"] = round(time.time() - started, 4)
         self.marked = mark_media_sockets(self.pc, self.leg.dscp)
         record_sent_packets(self.pc, self.sent)
         return {"sdp": self.pc.localDescription.sdp}
@@ -140,11 +161,18 @@ class AiortcLeg:
                 record_received_packets(transceiver.receiver, self.received)
         self.sink.addTrack(track)  # consume the (empty) frame queue so it never grows
 
+    async def _ice_state_changed(self) -> None:
+        if self.pc.iceConnectionState == "completed" and self.ice_connected_at is None:
+            self.ice_connected_at = time.time()
+            self.timings["ice_s"] = round(self.ice_connected_at - self.created, 4)
+
     async def _state_changed(self) -> None:
         state = self.pc.connectionState
         now = time.time()
         if state == "connected" and self.connected_at is None:
             self.connected_at = now
+            if self.ice_connected_at is not None:
+                self.timings["dtls_s"] = round(now - self.ice_connected_at, 4)
             self.pair = selected_pair(self.pc)
             await self.sink.start()
             self._event("connected", setup_s=round(now - self.created, 4))
@@ -159,6 +187,7 @@ class AiortcLeg:
     async def hang_up(self) -> dict[str, Any]:
         """End the call, write both packet records, and summarise this side."""
         self.track.stop_media()
+        self.relay_tcp = relay_tcp_info(self.pc)  # before close: the relay's socket goes with it
         await self.sink.stop()
         await self.pc.close()
         out_dir = Path(self.leg.out_dir)
@@ -183,6 +212,8 @@ class AiortcLeg:
             "media_stopped_at": self.track.stopped_at,
             "sockets_marked": self.marked,
             "candidate_pair": self.pair,
+            "timings": self.timings,
+            "relay_tcp": self.relay_tcp,
             "received_file": str(received_path),
             "sent_file": str(sent_path),
             "pacing": self.track.pacing(),

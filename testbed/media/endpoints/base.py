@@ -27,6 +27,8 @@ class LegSpec:
     clip: str  # the reference clip this side sends: client | gateway
     out_dir: str  # where the side's records go (a host directory visible inside the node)
     network_priority: str = "unset"  # what a browser's audio sender asks for (RTCRtpEncodingParameters)
+    # the caller's ICE: {"servers": [{"urls", "username", "credential"}], "policy": all|relay, ...}
+    ice: dict[str, Any] | None = None
 
 
 class Endpoint(Protocol):

@@ -2,8 +2,8 @@
 
 The filter passes IPv4 UDP datagrams (first fragments or whole) with at least 12 payload bytes whose
 first byte has version bits ``0b10`` (RFC 7983: 128-191 is RTP/RTCP; STUN starts with 0-3, DTLS with
-20-63, the testbed's cross traffic with 0), and returns the snap length so the kernel copies only the
-headers.
+20-63, the testbed's cross traffic with 0), or TURN ChannelData (64-127) carrying such a payload, and
+returns the snap length so the kernel copies only the headers.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def rtp_filter(snaplen: int = DEFAULT_SNAPLEN) -> list[Instruction]:
     Equivalent to tcpdump's ``ip and udp and ip[6:2] & 0x1fff = 0 and udp[8] & 0xc0 = 0x80`` plus a
     load of the 12th payload byte, which drops datagrams too short for an RTP header (a load past the
     end of the packet makes classic BPF return 0). ``ldxb 4*([14]&0xf)`` puts the IPv4 header length in
-    X, so IP options are handled.
+    X, so IP options are handled. Through a TURN relay over UDP the RTP travels in ChannelData
+    messages (RFC 8656: a 4-byte header whose first byte is 0x40-0x7f): those pass when the bytes
+    after the header are RTP.
     """
     drop = "drop"  # jump targets are labels here, offsets below
     program: list[tuple[int, int | str, int | str, int]] = [
@@ -56,14 +58,22 @@ def rtp_filter(snaplen: int = DEFAULT_SNAPLEN) -> list[Instruction]:
         (BPF_LD | BPF_B | BPF_IND, 0, 0, ETH_HEADER + 8 + 11),  # 12th payload byte: shorter ones drop
         (BPF_LD | BPF_B | BPF_IND, 0, 0, ETH_HEADER + 8),  # A = first payload byte
         (BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xC0),  # its version bits
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, 0x80),  # RTP/RTCP version 2?
-        (BPF_RET | BPF_K, 0, 0, snaplen),  # accept, truncated to snaplen
+        (BPF_JMP | BPF_JEQ | BPF_K, "accept", 0, 0x80),  # RTP/RTCP version 2?
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, 0x40),  # else TURN ChannelData (0x40-0x7f)?
+        (BPF_LD | BPF_B | BPF_IND, 0, 0, ETH_HEADER + 8 + 4 + 11),  # its 12th inner byte: short ones drop
+        (BPF_LD | BPF_B | BPF_IND, 0, 0, ETH_HEADER + 8 + 4),  # A = first byte inside the channel
+        (BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xC0),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, drop, 0x80),  # RTP/RTCP inside?
+        (BPF_RET | BPF_K, 0, 0, snaplen),  # accept: truncated to snaplen
         (BPF_RET | BPF_K, 0, 0, 0),  # drop:
     ]
     target = len(program) - 1
+    accept = target - 1
 
     def offset(at: int, jump: int | str) -> int:
-        return target - at - 1 if jump == drop else int(jump)
+        if jump == drop:
+            return target - at - 1
+        return accept - at - 1 if jump == "accept" else int(jump)
 
     return [(code, offset(at, jt), offset(at, jf), k) for at, (code, jt, jf, k) in enumerate(program)]
 

@@ -1,4 +1,5 @@
-"""Ethernet/IPv4/UDP/RTP header parsing of captured frames, vectorised over a batch with numpy.
+"""Ethernet/IPv4/UDP/RTP header parsing of captured frames, vectorised over a batch with numpy. RTP
+relayed by TURN over UDP comes inside ChannelData (a 4-byte header first): it is parsed the same.
 
 RTCP (second byte & 0x7f in 64..95, the RFC 5761 demultiplexing rule as WebRTC applies it) is told
 apart from RTP here: the capture counts it and writes it to the pcap, but does not record it.
@@ -55,8 +56,10 @@ def parse_frames(frames: npt.NDArray[np.uint8], caplen: npt.ArrayLike) -> Parsed
     ihl = (version_ihl & 0x0F).astype(np.int64) * 4
     ip_len = _u16(frames, rows, zero + 16).astype(np.int64)
     udp = ETH_HEADER + ihl
-    rtp = udp + 8
     udp_len = _u16(frames, rows, np.minimum(udp + 4, width - 2)).astype(np.int64)
+    # TURN ChannelData (first byte 0x40-0x7f): the RTP starts after its 4-byte header
+    channel = np.where(frames[rows, np.minimum(udp + 8, width - 1)] >> 6 == 1, 4, 0).astype(np.int64)
+    rtp = udp + 8 + channel
     first, second = frames[rows, np.minimum(rtp, width - 1)], frames[rows, np.minimum(rtp + 1, width - 1)]
     ok = (
         (ethertype == ETH_P_IP)
@@ -65,7 +68,7 @@ def parse_frames(frames: npt.NDArray[np.uint8], caplen: npt.ArrayLike) -> Parsed
         & (frames[:, 23] == 17)
         & (_u16(frames, rows, zero + 20) & 0x1FFF == 0)
         & (caplen >= rtp + 12)
-        & (udp_len >= 8 + 12)
+        & (udp_len >= 8 + channel + 12)
         & (first >> 6 == 2)
     )
     rtcp = ok & ((second & 0x7F) >= 64) & ((second & 0x7F) <= 95)
@@ -94,7 +97,7 @@ def parse_frames(frames: npt.NDArray[np.uint8], caplen: npt.ArrayLike) -> Parsed
         "dst": _u32(frames, r, zero[is_rtp] + 30),
         "sport": _u16(frames, r, udp[is_rtp]),
         "dport": _u16(frames, r, udp[is_rtp] + 2),
-        "payload": udp_len[is_rtp] - 8 - header,
+        "payload": udp_len[is_rtp] - 8 - channel[is_rtp] - header,
     }
     typed = {name: values.astype(RECORD_FIELDS[name]) for name, values in columns.items()}
     return Parsed(typed, is_rtp, rtcp, orig_len)
