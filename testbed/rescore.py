@@ -27,7 +27,7 @@ from testbed.results import (
     VariantScores,
     WorkloadRecord,
 )
-from testbed.results.scores import UnscoredDirection
+from testbed.results.scores import CallPath, UnscoredDirection
 from testbed.scoring.browser import BrowserListener, uniform_rate
 from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, score_direction
 from testbed.scoring.playout import ReceivedPackets
@@ -191,6 +191,12 @@ def score_call(call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: b
         arrivals = taps.stream(receiver_node, ssrc, DIRECTION_IN)
         if sender.sent_file is None:
             sent, source = _sent_from_taps(departures, arrivals, codec(call.codec).clock_rate)
+        if receiver.received_file is None and arrivals is None and receiver.played_file is not None:
+            directions[label] = UnscoredDirection(
+                note="a browser listener behind a TCP/TLS relay: its packets are visible nowhere on the wire "
+                "and the browser records none, so nothing per packet can be scored; what it played is in calls/"
+            )
+            continue
         if receiver.received_file is not None:
             received = ReceivedPackets.from_npz(np.load(receiver.received_file))
         elif arrivals is not None:
@@ -224,7 +230,25 @@ def score_call(call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: b
             )
         directions[label] = DirectionScores.model_validate(score.as_dict())
     summary = call.model_dump(include={"id", "name", "outcome", "reason", "setup_s", "codec", "dscp"})
-    return CallScores(**summary, directions=directions)
+    return CallScores(**summary, directions=directions, path=call_path(call))
+
+
+def call_path(call: CallRecord) -> CallPath | None:
+    """The caller's ICE path, for calls that were given ICE servers or relayed."""
+    caller, callee = call.sides.get("caller"), call.sides.get("callee")
+    pair = caller.candidate_pair if caller else {}
+    if not call.ice and pair.get("local_type") != "relay":
+        return None
+    relayed = pair.get("local_type") == "relay"
+    policy = call.ice.get("policy", "all")
+    return CallPath(
+        caller_pair=pair,
+        callee_pair=callee.candidate_pair if callee else {},
+        relay_protocol=pair.get("relay_protocol") if relayed else None,
+        turn_required=(relayed if policy == "all" else None) if pair else None,
+        timings=caller.timings if caller else {},
+        relay_tcp=caller.relay_tcp if caller and relayed else {},
+    )
 
 
 def score_variant(

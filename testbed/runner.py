@@ -100,6 +100,7 @@ def run_variant(
         backend=backend,
         purpose=purpose or f"run {loaded.path} {name}",
         shared_dirs=[out_dir],
+        log_dir=out_dir,
         router_template=loaded.variant_templates[entry.variant],
         impairment_engine=impairment_engine,
     ) as lab:

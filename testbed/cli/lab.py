@@ -186,10 +186,11 @@ def lab_edge(
     backend: BackendOption = None,
     impairment_engine: EngineOption = None,
 ) -> None:
-    """Try the flows dialer vendors require (UDP 10000-60000, TCP 443, TCP/UDP 3478) from the office
-    through the router; exit 1 when a required one is blocked."""
+    """Try the flows dialer vendors require (UDP 10000-60000, TCP 443, TCP/UDP 3478; TURN allocations
+    over UDP, TCP and TLS with the scenario's TURN server) from the office through the router; exit 1
+    when a required one is blocked."""
     require_root()
-    from testbed.lab.edge_check import check_edge
+    from testbed.lab.edge_check import check_edge, media_path
 
     with _lab(scenario, variant, backend, impairment_engine, keep=False, purpose=f"lab edge {scenario}") as lab:
         try:
@@ -199,7 +200,13 @@ def lab_edge(
         name = lab.lab.scenario.name
     if as_json:
         out.print_json(
-            data={"scenario": name, "from": source, "to": destination, "flows": [r.as_dict() for r in results]}
+            data={
+                "scenario": name,
+                "from": source,
+                "to": destination,
+                "media_path": media_path(results),
+                "flows": [r.as_dict() for r in results],
+            }
         )
     else:
         table = Table(title=f"the vendors' flows from {source} to {destination} in {name}")
@@ -210,6 +217,7 @@ def lab_edge(
             connect = "-" if r.connect_ms is None else f"{r.connect_ms:.0f} ms"
             table.add_row(r.flow, r.protocol, r.ports, "yes" if r.required else "no", verdict, connect, r.grade)
         out.print(table)
+        out.print(f"media path: {media_path(results)}", highlight=False)
     blocked = [r.flow for r in results if r.required and not r.allowed]
     if blocked:
         err.print(f"[red]required flows blocked: {', '.join(blocked)}[/]")

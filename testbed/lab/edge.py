@@ -18,14 +18,16 @@ default); replies pass by conntrack state. Its UDP timeouts are the namespace's 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pyroute2 import Conntrack
 
+from testbed.errors import InputError
 from testbed.lab import iptables, netns
 from testbed.lab.backends import Node
 from testbed.lab.tools import run_tool
-from testbed.scenario.router_template import FirewallRule, RouterTemplate
+from testbed.scenario.router_template import MEDIA, FirewallRule, RouterTemplate
 
 NAT_CHAIN = "vtb-nat"
 INBOUND_CHAIN = "vtb-inbound"
@@ -42,8 +44,11 @@ UDP_TIMEOUTS = {
 }
 
 
-def edge_rules(template: RouterTemplate, sides: dict[str, str]) -> str:
-    """An iptables-restore input that (re)fills the router's edge chains (pure; unit-tested)."""
+def edge_rules(
+    template: RouterTemplate, sides: dict[str, str], media_prefix: ipaddress.IPv4Network | None = None
+) -> str:
+    """An iptables-restore input that (re)fills the router's edge chains (pure; unit-tested). Rules that
+    say ``to: media`` match the scenario's ``edge.media_prefix``."""
     wan, lan = sides.get("wan"), sides.get("lan")
     nat = ["*nat", f":{NAT_CHAIN} - [0:0]"]
     filters = ["*filter", f":{INBOUND_CHAIN} - [0:0]", f":{OUTBOUND_CHAIN} - [0:0]"]
@@ -60,24 +65,31 @@ def edge_rules(template: RouterTemplate, sides: dict[str, str]) -> str:
         out = f" -o {wan}" + (f" -i {lan}" if lan else "")
         filters.append(f"-A {OUTBOUND_CHAIN}{out} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN")
         for number, rule in enumerate(template.firewall.rules, start=1):
-            filters += _rule_lines(out, number, rule)
+            filters += _rule_lines(out, number, rule, media_prefix)
         filters.append(f"-A {OUTBOUND_CHAIN}{out} -j {TARGETS[template.firewall.default]}")
     return "\n".join([*nat, "COMMIT", *filters, "COMMIT", ""])
 
 
-def _rule_lines(out: str, number: int, rule: FirewallRule) -> list[str]:
+def _rule_lines(out: str, number: int, rule: FirewallRule, media: ipaddress.IPv4Network | None) -> list[str]:
     """One iptables rule per destination prefix and port range (any when none is given)."""
     protocol = f" -p {rule.protocol}" if rule.protocol else ""
     ports = [f" --dport {p.replace('-', ':')}" for p in rule.ports] or [""]
-    prefixes = [f" -d {prefix}" for prefix in rule.to] or [""]
+    if MEDIA in rule.to and media is None:
+        raise InputError(
+            f"firewall rule {number} says 'to: media', but the scenario names no edge.media_prefix "
+            "(e.g. edge: {media_prefix: 203.0.113.0/24})"
+        )
+    prefixes = [f" -d {media if prefix == MEDIA else prefix}" for prefix in rule.to] or [""]
     target = f" -m comment --comment rule-{number} -j {TARGETS[rule.action]}"
     return [f"-A {OUTBOUND_CHAIN}{out}{protocol}{to}{port}{target}" for to in prefixes for port in ports]
 
 
-def install_edge(node: Node, template: RouterTemplate, sides: dict[str, str]) -> None:
+def install_edge(
+    node: Node, template: RouterTemplate, sides: dict[str, str], media_prefix: ipaddress.IPv4Network | None = None
+) -> None:
     """Fill the edge chains for ``template`` and, once it has NAT or a firewall, make sure the built-in
     chains jump to them (once)."""
-    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], edge_rules(template, sides))
+    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], edge_rules(template, sides, media_prefix))
     firewall = template.firewall
     for field, sysctl in UDP_TIMEOUTS.items():
         seconds = getattr(firewall, field) if firewall else None

@@ -3,7 +3,8 @@ router to the far side (``testbed lab edge``): UDP media into 10000-60000, TCP 4
 
 Each flow is allowed when a datagram arrives or a TCP connection completes within the timeout; its
 connect time is graded as the vendors' network tests grade TURN connect time (< 2 s good, 2-4 s
-mediocre, > 4 s bad). TURN allocations over UDP, TCP and TLS join the list with the lab's TURN server.
+mediocre, > 4 s bad). With the lab's TURN server (the scenario's ``edge.turn``) real allocations over
+UDP, TCP and TLS join the list, and the verdict says whether calls need TURN.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from testbed.lab import netns
 from testbed.lab.reach import udp_probe
+from testbed.lab.turn import allocate
 
 if TYPE_CHECKING:
     from testbed.lab.lab import Lab
@@ -120,9 +122,45 @@ def check_flow(lab: Lab, flow: Flow, source: str, destination: str, timeout: flo
     )
 
 
+TURN_FLOWS = (Flow("turn-udp", "udp", (3478,)), Flow("turn-tcp", "tcp", (3478,)), Flow("turn-tls", "tcp", (443,)))
+
+
+def check_turn(lab: Lab, flow: Flow, source: str, timeout: float = TIMEOUT_S) -> FlowResult:
+    """A real TURN allocation on the lab's TURN server from ``source``, timed (TLS handshake included)."""
+    assert lab.turn is not None
+    transport = flow.name.removeprefix("turn-")
+    allocation = allocate(lab.node(source).netns_path, lab.turn.endpoint, transport, timeout=timeout)
+    port = lab.turn.endpoint.port(transport)
+    return FlowResult(
+        flow=flow.name,
+        protocol="tcp" if transport == "tls" else transport,
+        ports=str(port),
+        required=flow.required,
+        allowed=allocation.allocated,
+        connect_ms=None if allocation.seconds is None else round(allocation.seconds * 1000, 1),
+        grade=grade(allocation.seconds),
+        detail=f"relay {allocation.relayed}" if allocation.allocated else allocation.detail,
+    )
+
+
 def check_edge(lab: Lab, source: str = "client", destination: str = "gateway") -> list[FlowResult]:
-    """Every vendor flow from ``source`` to ``destination``, in order."""
+    """Every vendor flow from ``source`` to ``destination``, in order; then TURN allocations over UDP,
+    TCP and TLS on the lab's TURN server, when it has one."""
     for node in (source, destination):
         if node not in lab.nodes:
             raise KeyError(f"no node {node!r} in the lab (nodes: {', '.join(lab.nodes)})")
-    return [check_flow(lab, flow, source, destination) for flow in VENDOR_FLOWS]
+    results = [check_flow(lab, flow, source, destination) for flow in VENDOR_FLOWS]
+    if lab.turn is not None:
+        results += [check_turn(lab, flow, source) for flow in TURN_FLOWS]
+    return results
+
+
+def media_path(results: list[FlowResult]) -> str:
+    """What the flows mean for a WebRTC call, as the vendors' tests say it ("TURN required")."""
+    allowed = {r.flow for r in results if r.allowed}
+    if "media" in allowed:
+        return "direct: UDP media passes"
+    relays = [r.flow.removeprefix("turn-") for r in results if r.flow.startswith("turn-") and r.allowed]
+    if relays:
+        return f"TURN required: UDP media is blocked; calls relay over {relays[0].upper()} (of {', '.join(relays)})"
+    return "no path: UDP media is blocked and no TURN allocation succeeded"

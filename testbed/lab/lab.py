@@ -64,9 +64,11 @@ class Lab:
         router_template: RouterTemplate | None = None,
         impairment_engine: str | None = None,
         shared_dirs: Sequence[Path] = (),
+        log_dir: Path | None = None,
     ):
         self.scenario = scenario
         self.shared_dirs = list(shared_dirs)  # host directories the nodes' processes write into
+        self.log_dir = log_dir  # where services' logs go (the TURN server's); default the run's own files
         # the links as they are now: the timeline's set_link changes them while the lab runs
         self.links: dict[str, dict[str, Impairment]] = {link: dict(ends) for link, ends in scenario.links.items()}
         self.nodes: dict[str, Node] = {}
@@ -180,7 +182,9 @@ class Lab:
             if self.router_template is not None and self.router is not None:
                 self.set_router_template(self.router_template)
             if self.scenario.edge.turn is not None and files is not None:
-                self.turn = turn.start_in_lab(self.scenario.edge.turn, self.nodes, self.plan, files, self.run.run_id)
+                self.turn = turn.start_in_lab(
+                    self.scenario.edge.turn, self.nodes, self.plan, files, self.run.run_id, self.log_dir
+                )
             self.run.info = self.describe()
             self.registry.save(self.run)
         except BaseException:
@@ -272,7 +276,10 @@ class Lab:
                 kernel_parts[link] = self.impairment_engines.assign(node_name, link, impairment)
         self.router_template = template
         self.class_names[node_name] = qos.apply_router(
-            self.netlink(node.netns_path), qos.RouterSides(node, dict(sides)), template, kernel_parts
+            self.netlink(node.netns_path),
+            qos.RouterSides(node, dict(sides), self.scenario.edge.media_prefix),
+            template,
+            kernel_parts,
         )
 
     # ------------------------------------------------------------ description

@@ -22,6 +22,7 @@ the router's namespace and disappears with it.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from dataclasses import dataclass, field
 
@@ -324,6 +325,7 @@ class RouterSides:
 
     node: Node
     sides: dict[str, str] = field(default_factory=dict)  # "wan"/"lan" -> interface name
+    media_prefix: ipaddress.IPv4Network | None = None  # what firewall rules' ``to: media`` means
 
 
 def apply_router(
@@ -357,5 +359,5 @@ def apply_router(
             install_egress(ipr, router.node, ifname, plan, impairment, template.burst or impairment.burst)
             names[ifname] = plan.class_names()
     install_ingress_dscp(router.node, template, interfaces)
-    install_edge(router.node, template, router.sides)
+    install_edge(router.node, template, router.sides, router.media_prefix)
     return names

@@ -74,14 +74,17 @@ class TurnEndpoint:
         }
 
 
-def command(spec: TurnSpec, endpoint: TurnEndpoint, cert: Path, key: Path, files: Path, peers: list[str]) -> list[str]:
+def command(
+    spec: TurnSpec, endpoint: TurnEndpoint, cert: Path, key: Path, files: Path, peers: list[str], log_file: Path
+) -> list[str]:
     """coturn's command line (pure; unit-tested)."""
     low, high = spec.relay_range
     return [
         TURNSERVER,
         "-n",  # no configuration file: everything is here
-        "--log-file=stdout",
+        f"--log-file={log_file}",
         "--simple-log",
+        "--verbose",  # one line per session and allocation: what the run directory keeps
         f"--listening-ip={endpoint.address}",
         f"--relay-ip={endpoint.address}",
         f"--listening-port={TURN_PORTS['udp']}",
@@ -112,11 +115,19 @@ def peer_ranges(subnets: list[ipaddress.IPv4Network]) -> list[str]:
 class TurnServer:
     """coturn running in one node of a lab."""
 
-    def __init__(self, spec: TurnSpec, node: Node, address: ipaddress.IPv4Address, files: Path, run_id: str):
+    def __init__(
+        self,
+        spec: TurnSpec,
+        node: Node,
+        address: ipaddress.IPv4Address,
+        files: Path,
+        run_id: str,
+        log_dir: Path | None = None,
+    ):
         self.spec = spec
         self.node = node
         self.files = files
-        self.log_file = files / "turnserver.log"
+        self.log_file = (log_dir or files) / "turnserver.log"  # a run's directory keeps it
         ca = LabCA(files, run_id)
         server = ca.server("turn", address)
         self.endpoint = TurnEndpoint(
@@ -135,10 +146,13 @@ class TurnServer:
     def start(self, subnets: list[ipaddress.IPv4Network]) -> None:
         if getattr(self.node, "python", "") != "python3" and shutil.which(TURNSERVER) is None:
             raise CapabilityError("the scenario has a TURN server, but coturn is not installed: apt install coturn")
-        argv = command(self.spec, self.endpoint, self.cert, self.key, self.files, peer_ranges(subnets))
+        argv = command(self.spec, self.endpoint, self.cert, self.key, self.files, peer_ranges(subnets), self.log_file)
         started = time.perf_counter()
-        with open(self.log_file, "wb") as log:
-            self.process = self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # coturn writes its log file line by line (its stdout is block-buffered when redirected)
+        self.process = self.node.popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.wait_ready()
         self.ready_s = round(time.perf_counter() - started, 3)
 
@@ -251,11 +265,14 @@ async def _allocate(endpoint: TurnEndpoint, transport: str, timeout: float) -> A
     )
 
 
-def start_in_lab(spec: TurnSpec, nodes: dict[str, Node], plan: AddressPlan, files: Path, run_id: str) -> TurnServer:
-    """Start coturn in ``spec.node`` on its first address, the lab's subnets as allowed peers."""
+def start_in_lab(
+    spec: TurnSpec, nodes: dict[str, Node], plan: AddressPlan, files: Path, run_id: str, log_dir: Path | None = None
+) -> TurnServer:
+    """Start coturn in ``spec.node`` on its first address, the lab's subnets as allowed peers; its log
+    goes to ``log_dir`` (a run's variant directory) or the run's own files."""
     interfaces = plan.node_interfaces(spec.node)
     if not interfaces:
         raise LabError(f"the TURN server's node {spec.node!r} has no address")
-    server = TurnServer(spec, nodes[spec.node], interfaces[0].address.ip, files, run_id)
+    server = TurnServer(spec, nodes[spec.node], interfaces[0].address.ip, files, run_id, log_dir)
     server.start([segment.subnet for segment in plan.segments.values()])
     return server

@@ -121,12 +121,14 @@ class Agent:
     async def cmd_endpoint_hang_up(self, kind: str, calls: list[str]) -> dict[str, Any]:
         return {"legs": await self._endpoint(kind).hang_up(calls)}
 
-    async def cmd_lab_trust(self, ca_file: str, spki: str) -> dict[str, Any]:
+    async def cmd_lab_trust(self, ca_file: str, spki: str, hosts: list[str]) -> dict[str, Any]:
         """Trust the lab's CA for TLS (TURN over TLS): aioice verifies with Python's default context,
-        which reads ``SSL_CERT_FILE``; a browser launched after this allows the lab server's key
-        (``TESTBED_LAB_SPKI``). Set before any endpoint is prepared, for this agent's process only."""
+        which reads ``SSL_CERT_FILE``; a browser launched after this reaches the lab's TLS servers
+        (``TESTBED_LAB_HOSTS``) and allows their key (``TESTBED_LAB_SPKI``). Set before any endpoint is
+        prepared, for this agent's process only."""
         os.environ["SSL_CERT_FILE"] = ca_file
         os.environ["TESTBED_LAB_SPKI"] = spki
+        os.environ["TESTBED_LAB_HOSTS"] = ",".join(hosts)
         return {}
 
     async def cmd_realtime(self) -> dict[str, Any]:

@@ -141,6 +141,28 @@ def browser_table(result: RunResult) -> Table | None:
     return table
 
 
+def path_table(result: RunResult) -> Table | None:
+    """The ICE path of calls that were offered TURN or relayed: what the vendors' tests report."""
+    rows = [(variant.name, call) for variant in result.variants for call in variant.calls if call.path is not None]
+    if not rows:
+        return None
+    table = _table(
+        "call paths: the caller's ICE pair",
+        ["variant", "call", "pair", "TURN\nrequired", "gather\ns", "ICE\ns", "DTLS\ns", "setup\ns", "TCP\nretrans"],
+        3,
+    )
+    for name, call in rows:
+        path = call.path
+        assert path is not None
+        required = "-" if path.turn_required is None else ("[yellow]yes[/]" if path.turn_required else "no")
+        tcp = path.relay_tcp
+        retrans = f"{tcp['retransmitted']}/{tcp['segs_out']}" if tcp else "-"
+        times = [_num(path.timings.get(key), 2) for key in ("gather_s", "ice_s", "dtls_s")]
+        table.add_row(name, call.id, path.label(), required, *times, _num(call.setup_s, 2), retrans)
+    table.caption = "pair: local-remote candidate types/transport, relay(udp|tcp|tls); TCP retrans: sent/segments"
+    return table
+
+
 def verdict_line(result: RunResult) -> str:
     verdict = result.verdict
     if verdict.checks == 0:
@@ -155,10 +177,10 @@ def verdict_line(result: RunResult) -> str:
 
 def print_summary(result: RunResult, console: Console) -> None:
     console.print(summary_table(result))
-    browsers = browser_table(result)
-    if browsers is not None:
-        console.print()
-        console.print(browsers)
+    for extra in (browser_table(result), path_table(result)):
+        if extra is not None:
+            console.print()
+            console.print(extra)
     for variant in result.variants:
         if variant.harness is not None and variant.harness.flagged:
             console.print(f"  [yellow]![/] {variant.name}: {variant.harness.note}", highlight=False)

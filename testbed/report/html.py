@@ -21,6 +21,7 @@ from testbed.report.figures import (
     ef_on_wire,
     listener_name,
 )
+from testbed.report.paths import path_section
 from testbed.results import RunResult, VariantResult, metric
 from testbed.results.scores import CallScores, DirectionScores
 
@@ -362,7 +363,7 @@ def render(result: RunResult) -> str:
         f"<h2>Calls</h2>{mos_table(result)}"
         "<h2>On the wire</h2><p class='note'>The DSCP each sender really marked its RTP with, counted on its "
         "own interface, and where each direction's send times for one-way delay came from.</p>"
-        f"{wire_table(result)}{browser_section(result)}"
+        f"{wire_table(result)}{browser_section(result)}{path_section(result)}"
         f"<h2>Per second</h2><p class='note'>Dashed lines: timeline events.</p>{direction_plots(result)}"
         f"<h2>Router queues</h2>{queue_plots(result)}"
         f"<h2>Cross traffic</h2>{traffic_table(result)}"

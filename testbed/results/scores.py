@@ -167,6 +167,34 @@ class UnscoredDirection(Record):
     note: str
 
 
+class CallPath(Record):
+    """Which path a call's media took and how long each step of setting it up took: what the vendors'
+    network tests report (candidate types, relay protocol, TURN allocation time, "TURN required")."""
+
+    caller_pair: dict[str, str | None] = Field(default_factory=dict, description="the caller's ICE pair")
+    callee_pair: dict[str, str | None] = Field(default_factory=dict, description="the callee's ICE pair")
+    relay_protocol: str | None = Field(None, description="udp | tcp | tls when the caller relayed through TURN")
+    turn_required: bool | None = Field(
+        None,
+        description="the caller relayed although its policy allowed a direct path: the direct one failed "
+        "(None when it was not offered TURN or had to relay)",
+    )
+    timings: dict[str, float] = Field(default_factory=dict, description="the caller's gather_s, ice_s, dtls_s")
+    relay_tcp: dict[str, int] = Field(
+        default_factory=dict, description="the caller's TCP to its TURN server: segs_out, retransmitted, rtt_us"
+    )
+
+    def label(self) -> str:
+        """ "host-prflx/udp", "relay(tls)-host/udp": local-remote candidate types and transport."""
+        pair = self.caller_pair
+        if not pair:
+            return "-"
+        local = pair.get("local_type") or "?"
+        if local == "relay" and self.relay_protocol:
+            local = f"relay({self.relay_protocol})"
+        return f"{local}-{pair.get('remote_type') or '?'}/{pair.get('protocol') or '?'}"
+
+
 class CallScores(Record):
     """A call and its directions, keyed ``SENDER->RECEIVER``: one mergeable row per call."""
 
@@ -178,6 +206,7 @@ class CallScores(Record):
     codec: str
     dscp: int
     directions: dict[str, DirectionScores | UnscoredDirection]
+    path: CallPath | None = Field(None, description="the ICE path and setup times (calls with ice: or a relay)")
 
     def scored(self) -> dict[str, DirectionScores]:
         return {label: d for label, d in self.directions.items() if isinstance(d, DirectionScores)}

@@ -136,13 +136,19 @@ def script_commands(script: str) -> list[tuple[int, str]]:
     return commands
 
 
+MEDIA = "media"  # a firewall rule's name for the vendor's media prefix (the scenario's edge.media_prefix)
+
+
 class FirewallRule(Strict):
     """Forwarded LAN -> WAN traffic this rule decides: by protocol, destination ports and prefixes."""
 
     action: Literal["accept", "drop", "reject"] = "accept"
     protocol: Literal["udp", "tcp", "icmp"] | None = None
     ports: list[str] = Field(default_factory=list, description="destination ports, e.g. 443 or 10000-60000")
-    to: list[ipaddress.IPv4Network] = Field(default_factory=list, description="destination prefixes (any if none)")
+    to: list[ipaddress.IPv4Network | Literal["media"]] = Field(
+        default_factory=list,
+        description="destination prefixes (any if none); 'media' is the scenario's edge.media_prefix",
+    )
 
     @field_validator("ports", mode="before")
     @classmethod

@@ -113,6 +113,7 @@ def ice_config(asked: dict[str, Any], turn: TurnEndpoint | None) -> dict[str, An
         "servers": servers,
         "policy": asked.get("policy", "all"),
         "ca_file": turn.ca_file if turn else None,
+        "address": turn.address if turn else None,
         "spki": turn.spki_sha256 if turn else None,
     }
 
@@ -156,7 +157,7 @@ def trust_lab_ca(agents: Agents, calls: list[Call]) -> None:
     configs = [call for call in calls if call._ice_config and call._ice_config.get("ca_file")]
     for node in sorted({call.caller for call in configs}):
         config = configs[0]._ice_config or {}
-        agents[node].call("lab_trust", ca_file=config["ca_file"], spki=config["spki"])
+        agents[node].call("lab_trust", ca_file=config["ca_file"], spki=config["spki"], hosts=[config["address"]])
 
 
 def prepare(agents: Agents, calls: list[Call]) -> None:

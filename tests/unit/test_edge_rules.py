@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from pydantic import ValidationError
 
+from testbed.errors import InputError
 from testbed.lab.edge import INBOUND_CHAIN, NAT_CHAIN, OUTBOUND_CHAIN, edge_rules
 from testbed.scenario.router_template import RouterTemplate
 from tests.helpers.qos import shipped
@@ -85,3 +88,13 @@ def test_a_rule_per_prefix_and_port():
 def test_a_bad_rule_says_what_is_wrong(rule, words):
     with pytest.raises(ValidationError, match=words):
         RouterTemplate.model_validate({"firewall": {"rules": [rule]}})
+
+
+def test_media_names_the_scenarios_media_prefix():
+    template = RouterTemplate.model_validate(
+        {"firewall": {"rules": [{"protocol": "udp", "ports": ["10000-60000"], "to": "media"}]}}
+    )
+    lines = [line for line in edge_rules(template, SIDES, ipaddress.IPv4Network("203.0.113.0/24")).splitlines()]
+    assert any("-p udp -d 203.0.113.0/24 --dport 10000:60000" in line and "rule-1" in line for line in lines)
+    with pytest.raises(InputError, match="edge.media_prefix"):
+        edge_rules(template, SIDES)

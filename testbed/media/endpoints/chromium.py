@@ -90,7 +90,14 @@ class ChromiumLeg:
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"mime": codec_registry(self.leg.codec).mime, "networkPriority": self.leg.network_priority}
+        config: dict[str, Any] = {
+            "mime": codec_registry(self.leg.codec).mime,
+            "networkPriority": self.leg.network_priority,
+        }
+        if self.leg.ice:  # RTCConfiguration's own names: the page passes them to RTCPeerConnection
+            config["iceServers"] = self.leg.ice.get("servers", [])
+            config["iceTransportPolicy"] = self.leg.ice.get("policy", "all")
+        return config
 
     async def launch(self) -> None:
         self.browser = await self.endpoint.browser(self.leg.codec, self.leg.clip)
@@ -169,6 +176,7 @@ class ChromiumLeg:
             "launch_s": None if self.browser is None else self.browser.launch_s,
             "media_stopped_at": self.stopped_at,
             "candidate_pair": candidate_pair(last.get("pair", {})),
+            "timings": result.get("timings", {}),
             "browser": {"version": chromium_version(), "user_agent": result.get("userAgent", "")},
             "error": error,
         }

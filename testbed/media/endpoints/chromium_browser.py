@@ -47,14 +47,23 @@ BROWSER_FLAGS = (
     "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
-    # no DNS to the host's resolver: every name fails at once, addresses (the lab's) go through
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     # Host candidates as plain addresses: mDNS .local names do not resolve across namespaces, and with
     # the feature on Chromium joins 224.0.0.251 (IGMP on the wire, seen by the capture test). Chromium may
     # keep only the last --disable-features, so this one can replace Playwright's; what that turns off
     # reaches out by name, which the host-resolver rules stop anyway.
     "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate,DialMediaRouteProvider",
 )
+
+
+def lab_trust_flags() -> list[str]:
+    """No DNS to the host's resolver: every name fails at once. The rules match address literals too, and
+    a TURN server over TCP or TLS is connected by its address through the resolver: the lab's TLS
+    servers (``TESTBED_LAB_HOSTS``) are excepted, and accepted by their key (``TESTBED_LAB_SPKI``),
+    which the agent learnt from the lab; nothing else is trusted beyond Chromium's own store."""
+    hosts = [h for h in os.environ.get("TESTBED_LAB_HOSTS", "").split(",") if h]
+    flags = ["--host-resolver-rules=MAP * ~NOTFOUND, " + ", ".join(f"EXCLUDE {h}" for h in ["127.0.0.1", *hosts])]
+    spki = os.environ.get("TESTBED_LAB_SPKI")
+    return [*flags, f"--ignore-certificate-errors-spki-list={spki}"] if spki else flags
 
 
 @functools.cache
@@ -143,7 +152,7 @@ class Browser:
             str(self.dir / "p"),
             executable_path=CHROMIUM,
             headless=False,  # --headless=new is in the flags: the mode is ours, not Playwright's default
-            args=[*BROWSER_FLAGS, f"--use-file-for-fake-audio-capture={self.mic}"],
+            args=[*BROWSER_FLAGS, f"--use-file-for-fake-audio-capture={self.mic}", *lab_trust_flags()],
             ignore_default_args=["--mute-audio"],
             env=env,
             timeout=LAUNCH_TIMEOUT_S * 1000,

@@ -1,7 +1,8 @@
 // One side of one call in the browser, as a cloud dialer's softphone runs it. The harness calls
 // offer()/answer()/accept()/stopMedia()/hangUp() through Playwright and relays the descriptions; state
 // changes go back through the binding window.testbedEvent. Nothing here talks to the network except
-// the peer connection itself (no STUN/TURN servers unless the harness passes them).
+// the peer connection itself (no STUN/TURN servers unless the harness passes the call's ice: then the
+// browser gathers relays over every TURN transport given and ICE falls back UDP -> TCP -> TLS by itself).
 "use strict";
 
 const call = {
@@ -16,6 +17,7 @@ const call = {
   atStop: null,    // getStats() when the harness stopped the media: Chrome's figures for the talk time
   statsTimer: null,
   captureDone: null,
+  timings: {},     // gather_s: setLocalDescription to gathering complete (TURN allocations included)
 };
 
 function event(state, extra) {
@@ -53,11 +55,17 @@ function encodings(config) {
 }
 
 async function gathered(pc) {
+  // The harness relays whole descriptions (no trickle): wait for gathering to complete, or, once a relay
+  // candidate is in, for 300 ms without a new one (a TURN transport the firewall blocks would hold
+  // "complete" back for its whole timeout, which a trickling dialer never waits for); at most 5 s.
   if (pc.iceGatheringState === "complete") return;
   await new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, 5000);  // host candidates take milliseconds; never hang on a stuck gatherer
+    let quiet = null;
+    pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
+    pc.addEventListener("icecandidate", (e) => {
+      if (e.candidate && e.candidate.type === "relay") { clearTimeout(quiet); quiet = setTimeout(resolve, 300); }
+    });
+    setTimeout(resolve, 5000);
   });
 }
 
@@ -67,8 +75,10 @@ async function offer(config) {
   const transceiver = pc.addTransceiver(track, {direction: "sendrecv", sendEncodings: encodings(config)});
   preferCodec(transceiver, config.mime);
   call.sender = transceiver.sender;
+  const started = performance.now();
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
+  call.timings.gather_s = Math.round(performance.now() - started) / 1000;
   startStats();
   return pc.localDescription.sdp;
 }
@@ -198,6 +208,6 @@ async function hangUp() {
   if (call.mic) call.mic.getTracks().forEach((t) => t.stop());
   return {
     rates: call.rates, pcm: toBase64(pcm), lengths, timestamps: call.chunkTimes, readTimes: call.readTimes,
-    stats: call.stats, atStop: call.atStop, userAgent: navigator.userAgent,
+    stats: call.stats, atStop: call.atStop, userAgent: navigator.userAgent, timings: call.timings,
   };
 }
