@@ -15,7 +15,7 @@ import pytest
 from testbed import scratch
 from testbed.lab.registry import Registry
 from tests.helpers import require
-from tests.helpers.lab import HostState, browser_processes
+from tests.helpers.lab import HostState, browser_processes, turn_processes
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,9 +48,13 @@ def no_leftovers(registry):
     they belong to a run this test's registry started (other processes may build labs meanwhile)."""
     before = HostState.now()
     browsers_before = set(browser_processes())
+    turns_before = set(turn_processes())
     yield
     after = HostState.now()
     assert set(browser_processes()) - browsers_before == set(), "browser processes left behind"
+    assert set(turn_processes()) - turns_before == set(), "TURN servers (coturn) left behind"
+    files = registry.root / "files"
+    assert not files.exists() or list(files.iterdir()) == [], "run files (certificates, keys) left behind"
     assert list(scratch.root().iterdir()) == [], "scratch directories (browser profiles) left behind"
     ours = {
         name

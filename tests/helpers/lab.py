@@ -35,6 +35,18 @@ def browser_processes() -> list[int]:
     return pids
 
 
+def turn_processes() -> list[int]:
+    """Pids of running coturn servers."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "exe") == "/usr/bin/turnserver":
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 @dataclass(frozen=True)
 class HostState:
     namespaces: frozenset[str]

@@ -1,0 +1,160 @@
+"""The vendor's cloud side for real: coturn in a cloud-edge node, calls relayed through it when the office
+firewall blocks UDP (aiortc callers with one TURN transport, the browser with all three and its own
+fallback), the TURN allocations of `testbed lab edge`, and coturn gone after success, failure and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+import testbed
+from testbed.errors import LabError
+from testbed.lab import netns
+from testbed.lab.turn import allocate
+from tests.helpers import REPO, require
+from tests.helpers.lab import rest_of_output, run_testbed, start_testbed, turn_processes, wait_for_line
+
+FIREWALL = REPO / "scenarios" / "firewall.yaml"
+
+
+@pytest.fixture(autouse=True)
+def coturn():
+    require("coturn", shutil.which("turnserver") is not None, "TURN tests start coturn (apt install coturn)")
+
+
+def short_firewall(tmp_path, seconds: str = "5s", loss: bool = True):
+    """The shipped firewall scenario with a shorter call (and without its WAN loss when ``loss`` is off)."""
+    text = FIREWALL.read_text().replace("duration: 10s", f"duration: {seconds}")
+    if not loss:
+        text = text.replace(", loss: 1%", "")
+    path = tmp_path / "firewall.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_udp_blocked_relays_over_tls_443_and_both_paths_are_scored(registry, no_leftovers, tmp_path):
+    """aiortc caller offered TURN over TLS (policy all): with the vendors' rules the media goes direct over
+    UDP; with only TCP 80/443 open it connects through the TURN server over TLS on 443. With 1% WAN loss
+    both are scored with E-model and PESQ; the relayed path loses nothing on the wire (TCP retransmits)."""
+    scenario = short_firewall(tmp_path)
+    out = tmp_path / "out"
+    result = run_testbed(
+        "run",
+        str(scenario),
+        "--variant",
+        "vendor",
+        "--variant",
+        "udp-blocked",
+        "--out",
+        str(out),
+        "--json",
+        timeout=240,
+    )
+    assert result.stdout, result.stderr
+    variants = {v["name"]: v for v in json.loads(result.stdout)["variants"]}
+    paths = {}
+    for name, variant in variants.items():
+        call = variant["calls"][0]
+        assert call["outcome"] == "connected", (name, call["reason"])
+        paths[name] = call["path"]
+        for label, direction in call["directions"].items():
+            assert direction["mos_emodel"] is not None and direction["mos_pesq"] is not None, (name, label)
+            assert direction["mos_pesq"] > 2.5, (name, label, direction["mos_pesq"])
+    direct, relayed = paths["vendor"], paths["udp-blocked"]
+    assert direct["caller_pair"]["local_type"] == "host" and direct["relay_protocol"] is None
+    assert direct["turn_required"] is False
+    assert relayed["caller_pair"]["local_type"] == "relay" and relayed["relay_protocol"] == "tls"
+    assert relayed["turn_required"] is True
+    assert relayed["timings"]["gather_s"] > 0 and relayed["relay_tcp"]["segs_out"] > 100
+    workload = json.loads((out / "udp-blocked" / "workload.json").read_text())
+    assert workload["calls"][0]["setup_s"] > 0
+    assert workload["calls"][0]["sides"]["callee"]["candidate_pair"]["remote_type"] == "relay"
+    # the relay's UDP leg reaches the gateway's tap from the TURN server's address; inside TLS the
+    # client's own tap sees no RTP, so its arrivals are the listener's application's
+    lab = json.loads((out / "udp-blocked" / "lab.json").read_text())
+    assert lab["turn"]["urls"]["tls"].startswith(f"turns:{lab['turn']['address']}:443")
+    relayed_scores = variants["udp-blocked"]["calls"][0]["directions"]
+    assert relayed_scores["gateway->client"]["network"]["loss"]["lost"] == 0
+    assert "application" in relayed_scores["gateway->client"]["delay_source"]
+    assert (out / "udp-blocked" / "turnserver.log").read_text().count("ALLOCATE processed, success") >= 2
+
+
+def test_the_browser_falls_back_to_turn_over_tls_by_itself(registry, no_leftovers, tmp_path):
+    """Chromium caller (the browser endpoint) offered TURN over UDP, TCP and TLS, policy all: with UDP
+    blocked it gathers what it can and connects through TLS on 443 without being told which."""
+    require("chromium", shutil.which("chromium") is not None, "the browser endpoint runs /usr/bin/chromium")
+    text = short_firewall(tmp_path, loss=False).read_text()
+    text = text.replace("ice: {turn: tls}", "endpoint: {from: chromium}, ice: {turn: [udp, tcp, tls]}")
+    scenario = tmp_path / "browser.yaml"
+    scenario.write_text(text)
+    result = run_testbed(
+        "run", str(scenario), "--variant", "open", "--variant", "udp-blocked", "--out", str(tmp_path / "o"), "--json",
+        timeout=240,
+    )  # fmt: skip
+    assert result.stdout, result.stderr
+    variants = {v["name"]: v["calls"][0] for v in json.loads(result.stdout)["variants"]}
+    assert variants["open"]["outcome"] == "connected" and variants["open"]["path"]["relay_protocol"] is None
+    blocked = variants["udp-blocked"]
+    assert blocked["outcome"] == "connected", blocked["reason"]
+    assert blocked["path"]["relay_protocol"] == "tls" and blocked["path"]["turn_required"] is True
+    assert blocked["directions"]["client->gateway"]["mos_pesq"] > 3.0  # the browser's audio, relayed
+
+
+def test_edge_check_allocates_turn_over_udp_tcp_and_tls(registry, no_leftovers, tmp_path):
+    scenario = short_firewall(tmp_path, loss=False)
+    verdicts = {}
+    for variant, code in (("vendor", 0), ("udp-blocked", 1)):
+        result = run_testbed("lab", "edge", str(scenario), "--variant", variant, "--json", timeout=120)
+        assert result.returncode == code, (variant, result.stderr)
+        report = json.loads(result.stdout)
+        verdicts[variant] = ({f["flow"]: f["allowed"] for f in report["flows"]}, report["media_path"])
+    allowed, path = verdicts["vendor"]
+    assert all(allowed[f"turn-{t}"] for t in ("udp", "tcp", "tls")) and path.startswith("direct")
+    allowed, path = verdicts["udp-blocked"]
+    assert not allowed["turn-udp"] and not allowed["turn-tcp"] and allowed["turn-tls"]
+    assert path.startswith("TURN required") and "TLS" in path
+
+
+def test_the_turn_server_lives_with_its_lab(registry, no_leftovers, tmp_path):
+    """coturn runs in its node only while the lab is up; a dead coturn is a clear lab error; its
+    certificates and keys go with the lab."""
+    experiment = testbed.load(short_firewall(tmp_path, loss=False))
+    with experiment.lab("open") as session:
+        turn = session.lab.turn
+        assert turn is not None and turn.process is not None
+        pid = turn.process.pid
+        assert pid in netns.pids_in(session["turn"].netns_path)
+        files = registry.files_dir(session.lab.run_id)
+        assert {p.name for p in files.iterdir()} >= {"ca.pem", "turn.pem", "turn.key"}
+        assert allocate(session["client"].netns_path, turn.endpoint, "tls").allocated
+        os.kill(pid, signal.SIGKILL)
+        turn.process.wait(5)
+        with pytest.raises(LabError, match="coturn"):
+            session.lab.check_engines()
+    assert not files.exists()
+
+
+@pytest.mark.parametrize("how", ["coturn killed", "ctrl-c"])
+def test_nothing_stays_after_a_failed_or_interrupted_run(registry, no_leftovers, tmp_path, how):
+    scenario = short_firewall(tmp_path, seconds="30s", loss=False)
+    before = set(turn_processes())
+    process = start_testbed("run", str(scenario), "--variant", "udp-blocked", "--out", str(tmp_path / "out"))
+    wait_for_line(process, ": connected", timeout=90, stream="stderr")
+    if how == "ctrl-c":
+        process.send_signal(signal.SIGINT)
+    else:
+        (pid,) = set(turn_processes()) - before
+        os.kill(pid, signal.SIGKILL)
+    errors = rest_of_output(process, timeout=90, stream="stderr")
+    assert process.returncode != 0
+    if how == "coturn killed":
+        assert process.returncode == 4 and "coturn" in errors, errors
+    deadline = time.monotonic() + 5
+    while set(turn_processes()) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
