@@ -25,7 +25,7 @@ SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # chromium: the WebRTC endpoint playwright drives (never a browser playwright downloads); its Depends
 # bring a font (fonts-dejavu-core via fontconfig), which is all headless pages need. libatomic1: the
 # node binary in playwright's wheel links it
-PACKAGES=python3,python3-venv,iproute2,iptables,libopus0,ca-certificates,chromium,libatomic1
+PACKAGES=python3,python3-venv,iproute2,iptables,libopus0,ca-certificates,chromium,libatomic1,coturn
 RECIPE=$(sha256sum "$0" | cut -c1-16)
 HOOKS=/usr/share/mmdebstrap/hooks
 # mmdebstrap's own progress lines that say nothing to a user

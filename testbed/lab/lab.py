@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import CapabilityError, InputError, LabError
-from testbed.lab import edge, impair, links, qos, tunnels, turn
+from testbed.lab import edge, impair, links, qos, services, tunnels
 from testbed.lab.backends import Node, make_backend
 from testbed.lab.cleanup import remove_run
 from testbed.lab.engine.harness import EngineProcess
 from testbed.lab.engine_set import ENGINE_FAILED_SIGNAL, EngineFailed, EngineSet
 from testbed.lab.registry import Registry, Resource, RunRecord
 from testbed.lab.signals import signals_ignored, signals_raise
+from testbed.lab.turn import TurnServer
 from testbed.scenario.addressing import AddressPlan, plan_addresses
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.router_template import RouterTemplate
@@ -86,7 +87,7 @@ class Lab:
         self.run: RunRecord | None = None
         self.netlink = links.Netlink()
         self.up_seconds: float | None = None
-        self.turn: turn.TurnServer | None = None  # the edge's coturn, when the scenario has one
+        self.services = services.EdgeServices()  # the edge's coturn and signalling, when the scenario has them
         self._signals: list[AbstractContextManager[None]] = []
         self._owner_pid = os.getpid()
 
@@ -122,11 +123,10 @@ class Lab:
         return self.impairment_engines.uses_engine(impairment)
 
     def check_engines(self) -> None:
-        """Raise EngineFailed if an engine died, LabError if the TURN server did: call it before trusting
-        any measurement."""
+        """Raise EngineFailed if an engine died, LabError if the TURN server or the signalling service
+        did: call it before trusting any measurement."""
         self.impairment_engines.raise_if_failed()
-        if self.turn is not None:
-            self.turn.raise_if_exited()
+        self.services.raise_if_exited()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -162,7 +162,7 @@ class Lab:
         started = time.perf_counter()
         self.run = self.registry.new_run(self.purpose, self.backend_name, kept=self.keep)
         try:
-            files = self._files_dir() if self.scenario.edge.turn is not None else None
+            files = self._files_dir() if services.needed(self.scenario) else None
             backend = make_backend(self.backend_name, self.registry, [*self.shared_dirs, *([files] if files else [])])
             for name, kind in self.plan.nodes.items():
                 self.nodes[name] = backend.create_node(self.run, name, kind)
@@ -181,9 +181,9 @@ class Lab:
             self.apply_impairments(self.links)
             if self.router_template is not None and self.router is not None:
                 self.set_router_template(self.router_template)
-            if self.scenario.edge.turn is not None and files is not None:
-                self.turn = turn.start_in_lab(
-                    self.scenario.edge.turn, self.nodes, self.plan, files, self.run.run_id, self.log_dir
+            if files is not None:
+                self.services = services.start(
+                    self.scenario, self.nodes, self.plan, files, self.run.run_id, self.log_dir
                 )
             self.run.info = self.describe()
             self.registry.save(self.run)
@@ -199,8 +199,7 @@ class Lab:
         if self.run is None or os.getpid() != self._owner_pid:
             return  # never tear down from a forked copy of the process that built the lab
         with signals_ignored():
-            if self.turn is not None:
-                self.turn.stop()
+            self.services.stop()
             self.impairment_engines.stop_all()
             try:
                 self.netlink.close()
@@ -214,6 +213,10 @@ class Lab:
                     f"teardown of run {record.run_id} incomplete ({'; '.join(removal.failed)}); run `testbed cleanup`"
                 )
             self.run = None
+
+    @property
+    def turn(self) -> TurnServer | None:
+        return self.services.turn
 
     def _files_dir(self) -> Path:
         """A directory of this run's own (the TURN server's certificates, keys, log), listed in the
@@ -301,7 +304,7 @@ class Lab:
             "router": router,
             "tunnels": [tunnel.describe() for tunnel in vpn],
             "impairment_engine": self.impairment_engines.describe(),
-            "turn": self.turn.describe() if self.turn is not None else None,
+            **self.services.describe(),
             "nodes": {
                 name: {
                     "kind": node.kind,

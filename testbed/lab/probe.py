@@ -66,6 +66,7 @@ _NEEDS: dict[str, tuple[str, str]] = {
     "docker": ("the docker backend", "apt-get install docker.io and start dockerd"),
     "espeak-ng": ("regenerating the reference speech clips", "apt-get install espeak-ng"),
     "chromium": ("browser call endpoints (endpoint: chromium)", "apt-get install chromium (make setup does)"),
+    "coturn": ("the edge's STUN/TURN server (edge.turn)", "apt-get install coturn (make setup does)"),
 }
 
 
@@ -235,6 +236,8 @@ def probe(registry: Registry | None = None) -> list[Capability]:
     espeak = shutil.which("espeak-ng")
     results.append(_capability("espeak-ng", espeak is not None, espeak or "no espeak-ng command"))
     results.append(_chromium())
+    turnserver = shutil.which("turnserver")
+    results.append(_capability("coturn", turnserver is not None, turnserver or "no turnserver command"))
     return results
 
 

@@ -121,14 +121,13 @@ class TurnServer:
         node: Node,
         address: ipaddress.IPv4Address,
         files: Path,
-        run_id: str,
+        ca: LabCA,
         log_dir: Path | None = None,
     ):
         self.spec = spec
         self.node = node
         self.files = files
         self.log_file = (log_dir or files) / "turnserver.log"  # a run's directory keeps it
-        ca = LabCA(files, run_id)
         server = ca.server("turn", address)
         self.endpoint = TurnEndpoint(
             node=node.name,
@@ -266,13 +265,13 @@ async def _allocate(endpoint: TurnEndpoint, transport: str, timeout: float) -> A
 
 
 def start_in_lab(
-    spec: TurnSpec, nodes: dict[str, Node], plan: AddressPlan, files: Path, run_id: str, log_dir: Path | None = None
+    spec: TurnSpec, nodes: dict[str, Node], plan: AddressPlan, ca: LabCA, log_dir: Path | None = None
 ) -> TurnServer:
     """Start coturn in ``spec.node`` on its first address, the lab's subnets as allowed peers; its log
     goes to ``log_dir`` (a run's variant directory) or the run's own files."""
     interfaces = plan.node_interfaces(spec.node)
     if not interfaces:
         raise LabError(f"the TURN server's node {spec.node!r} has no address")
-    server = TurnServer(spec, nodes[spec.node], interfaces[0].address.ip, files, run_id, log_dir)
+    server = TurnServer(spec, nodes[spec.node], interfaces[0].address.ip, ca.directory, ca, log_dir)
     server.start([segment.subnet for segment in plan.segments.values()])
     return server

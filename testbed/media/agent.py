@@ -31,6 +31,7 @@ class Agent:
     def __init__(self, node: str):
         self.node = node
         self.endpoints: dict[str, Any] = {}  # kind -> the endpoint serving this node's legs of that kind
+        self.signalling: Any = None  # a media.signalling.Signalling once the lab carries signalling
         self.children: dict[str, asyncio.subprocess.Process] = {}
         self.child_reports: dict[str, list[dict[str, Any]]] = {}
         self.stopping = asyncio.Event()
@@ -104,22 +105,74 @@ class Agent:
         await self._endpoint(kind).prepare(codec, clip, legs, seconds)
         return {}
 
+    async def cmd_signalling(self, url: str, ca_file: str, wait_s: float) -> dict[str, Any]:
+        """Carry this node's offers and answers through the lab's signalling service from now on: the
+        harness then relays only keys (``{"signalled": KEY}``) and the descriptions cross the network."""
+        from testbed.media.signalling import Signalling
+
+        self.signalling = Signalling(url, ca_file, wait_s)
+        return {}
+
+    async def _signalled(self, calls: list[str], what: str, descriptions: list[Any]) -> list[Any]:
+        if self.signalling is None:
+            return descriptions
+        from testbed.media.signalling import SignallingError
+
+        try:
+            return list(await self.signalling.publish(calls, what, descriptions))
+        except SignallingError as exc:
+            return [{"error": str(exc)}] * len(calls)
+
+    async def _fetched(self, calls: list[str], remotes: list[Any]) -> list[Any]:
+        if self.signalling is None:
+            return remotes
+        from testbed.media.signalling import SignallingError
+
+        try:
+            return list(await self.signalling.fetch(calls, remotes))
+        except SignallingError as exc:
+            return [{"error": str(exc)}] * len(calls)
+
     async def cmd_endpoint_open(self, kind: str, legs: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"legs": await self._endpoint(kind).open(self._legs(legs))}
+        offers = await self._endpoint(kind).open(self._legs(legs))
+        return {"legs": await self._signalled([leg["call"] for leg in legs], "offer", offers)}
 
     async def cmd_endpoint_answer(
         self, kind: str, legs: list[dict[str, Any]], remotes: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        return {"legs": await self._endpoint(kind).answer(self._legs(legs), remotes)}
+        calls = [leg["call"] for leg in legs]
+        offers = await self._fetched(calls, remotes)
+        failed = {i: o for i, o in enumerate(offers) if isinstance(o, dict) and "error" in o}
+        if failed:  # no leg without its offer: answer what arrived, report the rest
+            return {
+                "legs": [
+                    failed.get(i, {"error": "not answered: the batch's signalling failed"}) for i in range(len(legs))
+                ]
+            }
+        answers = await self._endpoint(kind).answer(self._legs(legs), offers)
+        return {"legs": await self._signalled(calls, "answer", answers)}
 
     async def cmd_endpoint_accept(self, kind: str, calls: list[str], remotes: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"legs": await self._endpoint(kind).accept(calls, remotes)}
+        answers = await self._fetched(calls, remotes)
+        failed = {i: a for i, a in enumerate(answers) if isinstance(a, dict) and "error" in a}
+        if failed:
+            return {
+                "legs": [
+                    failed.get(i, {"error": "not accepted: the batch's signalling failed"}) for i in range(len(calls))
+                ]
+            }
+        return {"legs": await self._endpoint(kind).accept(calls, answers)}
 
     async def cmd_endpoint_stop_media(self, kind: str, calls: list[str]) -> dict[str, Any]:
         return {"legs": await self._endpoint(kind).stop_media(calls)}
 
     async def cmd_endpoint_hang_up(self, kind: str, calls: list[str]) -> dict[str, Any]:
-        return {"legs": await self._endpoint(kind).hang_up(calls)}
+        summaries = await self._endpoint(kind).hang_up(calls)
+        seconds = self.signalling.seconds if self.signalling is not None else {}
+        for summary in summaries:
+            if isinstance(summary, dict) and summary.get("call") in seconds:
+                summary.setdefault("timings", {})["signalling_s"] = seconds[summary["call"]]
+        return {"legs": summaries}
 
     async def cmd_lab_trust(self, ca_file: str, spki: str, hosts: list[str]) -> dict[str, Any]:
         """Trust the lab's CA for TLS (TURN over TLS): aioice verifies with Python's default context,

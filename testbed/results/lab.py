@@ -47,6 +47,16 @@ class TurnDescription(Record):
     log: str
 
 
+class SignallingDescription(Record):
+    """The lab's WSS signalling service: offers and answers cross the lab through it."""
+
+    node: str
+    url: str
+    ca_file: str
+    ready_s: float | None = None
+    log: str
+
+
 class LabDescription(ResultFile):
     scenario: str
     backend: str
@@ -55,6 +65,7 @@ class LabDescription(ResultFile):
     impairment_engine: EngineDescription
     nodes: dict[str, NodeDescription]
     turn: TurnDescription | None = None
+    signalling: SignallingDescription | None = None
 
     def engine_name(self) -> str:
         """Which impairment engine did the delay and loss: userspace, netem or none."""

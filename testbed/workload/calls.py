@@ -152,6 +152,14 @@ def _each(
     return paired
 
 
+def signal_through_lab(agents: Agents, calls: list[Call], url: str, ca_file: str) -> None:
+    """Every call node carries its offers and answers through the lab's signalling service. An exchange
+    gives up just before the calls' setup timeout, so a call whose signalling cannot get through says so."""
+    timeout = max(1.0, 0.75 * min((call.setup_timeout for call in calls), default=10.0))
+    for node in sorted({call.node(side) for call in calls for side in SIDES}):
+        agents[node].call("signalling", url=url, ca_file=ca_file, wait_s=timeout)
+
+
 def trust_lab_ca(agents: Agents, calls: list[Call]) -> None:
     """Callers that use the lab's TURN server trust its CA (one per lab) before their endpoints start."""
     configs = [call for call in calls if call._ice_config and call._ice_config.get("ca_file")]

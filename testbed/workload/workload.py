@@ -33,6 +33,7 @@ from testbed.workload.calls import (
     on_call_event,
     place_calls,
     prepare,
+    signal_through_lab,
 )
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
@@ -103,6 +104,9 @@ class Workload:
         (self.out_dir / "taps").mkdir(exist_ok=True)
         sampler_targets = self._queue_targets()
         with Agents(self.lab.nodes) as self.agents:
+            service = self.lab.services.signalling
+            if service is not None and self.calls:
+                signal_through_lab(self.agents, self.calls, service.url, service.ca_file)
             prepare(self.agents, self.calls)
             self.agents.promote_all()
             taps = self._start_taps()

@@ -158,3 +158,30 @@ def test_nothing_stays_after_a_failed_or_interrupted_run(registry, no_leftovers,
     deadline = time.monotonic() + 5
     while set(turn_processes()) - before and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def test_signalling_crosses_the_office_edge(registry, no_leftovers, tmp_path):
+    """Offers and answers over WSS on 443 through the router: with the vendors' rules the call connects and
+    each side's signalling time is reported; a firewall that lets only UDP media out fails the setup,
+    as it would a dialer's."""
+    # no TURN for this caller: its TLS allocation would be blocked too, and aiortc waits for it to gather
+    text = short_firewall(tmp_path, seconds="4s", loss=False).read_text().replace(", ice: {turn: tls}", "")
+    text += """  no-https:
+    description: UDP media allowed, TCP 443 not
+    router:
+      node: router
+      template: firewall-vendor-rules
+      overrides: {firewall: {default: drop, rules: [{protocol: udp, ports: [10000-60000]}]}}
+"""
+    scenario = tmp_path / "signalling.yaml"
+    scenario.write_text(
+        text.replace("setup_timeout: 3s", "").replace("duration: 4s", "duration: 4s, setup_timeout: 4s")
+    )
+    out = tmp_path / "out"
+    run_testbed("run", str(scenario), "--variant", "vendor", "--variant", "no-https", "--out", str(out), timeout=180)
+    vendor = json.loads((out / "vendor" / "workload.json").read_text())["calls"][0]
+    assert vendor["outcome"] == "connected", vendor["reason"]
+    assert vendor["sides"]["caller"]["timings"]["signalling_s"] > 0
+    assert json.loads((out / "vendor" / "lab.json").read_text())["signalling"]["url"].endswith(":443/")
+    blocked = json.loads((out / "no-https" / "workload.json").read_text())["calls"][0]
+    assert blocked["outcome"] in ("error", "failed") and "signalling" in blocked["reason"], blocked
