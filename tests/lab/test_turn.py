@@ -5,6 +5,7 @@ fallback), the TURN allocations of `testbed lab edge`, and coturn gone after suc
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import testbed
 from testbed.errors import LabError
 from testbed.lab import netns
 from testbed.lab.turn import allocate
+from testbed.media.tap.records import load_records
 from tests.helpers import REPO, require
 from tests.helpers.lab import rest_of_output, run_testbed, start_testbed, turn_processes, wait_for_line
 
@@ -185,3 +187,37 @@ def test_signalling_crosses_the_office_edge(registry, no_leftovers, tmp_path):
     assert json.loads((out / "vendor" / "lab.json").read_text())["signalling"]["url"].endswith(":443/")
     blocked = json.loads((out / "no-https" / "workload.json").read_text())["calls"][0]
     assert blocked["outcome"] in ("error", "failed") and "signalling" in blocked["reason"], blocked
+
+
+UDP_RELAY = """name: udp-relay
+topology:
+  nodes: {client: {}, router: {kind: router}, gateway: {}, turn: {}}
+  links:
+    lan: {endpoints: [client, router]}
+    wan: {endpoints: [router, gateway, turn], subnet: 203.0.113.0/24}
+edge: {media_prefix: 203.0.113.0/24, turn: {node: turn}}
+router: {template: nat}
+calls:
+  - {name: rep, duration: 5s, ice: {turn: udp, policy: relay}}
+"""
+
+
+def test_the_taps_see_rtp_inside_turn_channeldata(registry, no_leftovers, tmp_path):
+    """Relay-only over UDP (aiortc caller): the client's packets leave inside ChannelData to the TURN
+    server; its tap still counts them (and their DSCP) and the gateway's arrive from the relay."""
+    scenario = tmp_path / "relay.yaml"
+    scenario.write_text(UDP_RELAY)
+    out = tmp_path / "out"
+    result = run_testbed("run", str(scenario), "--out", str(out), "--json", timeout=120)
+    assert result.stdout, result.stderr
+    call = json.loads(result.stdout)["variants"][0]["calls"][0]
+    assert call["path"]["relay_protocol"] == "udp" and call["path"]["turn_required"] is None  # policy relay
+    sent = call["directions"]["client->gateway"]
+    assert sent["dscp"]["packets"] > 200 and sent["dscp"]["marked_ef"] == 1.0  # seen inside ChannelData
+    heard = call["directions"]["gateway->client"]
+    assert heard["network"]["loss"]["received"] > 200 and "application (media" not in heard["delay_source"]
+    lab = json.loads((out / "default" / "lab.json").read_text())
+    caller = json.loads((out / "default" / "workload.json").read_text())["calls"][0]["sides"]["caller"]
+    seen = load_records(out / "default" / "taps" / "gateway-wan").stream(caller["sent_ssrc"])
+    sources = {str(ipaddress.ip_address(int(a))) for a in set(seen.src.tolist())}
+    assert len(seen) > 200 and sources == {lab["turn"]["address"]}
