@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -221,3 +222,18 @@ def test_the_taps_see_rtp_inside_turn_channeldata(registry, no_leftovers, tmp_pa
     seen = load_records(out / "default" / "taps" / "gateway-wan").stream(caller["sent_ssrc"])
     sources = {str(ipaddress.ip_address(int(a))) for a in set(seen.src.tolist())}
     assert len(seen) > 200 and sources == {lab["turn"]["address"]}
+
+
+def test_sigkill_then_cleanup_removes_coturn_and_the_certificates(registry, no_leftovers, tmp_path):
+    """A harness killed outright leaves coturn running in its namespace and the run's CA and keys on
+    disk; `testbed cleanup` removes both (they are in the run's registry record)."""
+    before = set(turn_processes())
+    process = start_testbed("lab", "up", str(short_firewall(tmp_path, loss=False)), "--foreground")
+    run_id = re.search(r"lab (\w+) is up", wait_for_line(process, "is up", timeout=60))[1]
+    process.kill()
+    process.wait()
+    assert set(turn_processes()) - before, "coturn should outlive a SIGKILLed harness"
+    assert (registry.files_dir(run_id) / "ca.pem").exists()
+    result = run_testbed("cleanup")
+    assert result.returncode == 0 and f"run {run_id}: removed" in result.stdout, result.stdout + result.stderr
+    assert not registry.files_dir(run_id).exists()
