@@ -48,11 +48,11 @@ def no_leftovers(registry):
     they belong to a run this test's registry started (other processes may build labs meanwhile)."""
     before = HostState.now()
     browsers_before = set(browser_processes())
-    turns_before = set(turn_processes())
+    turns_before = set(turn_processes(registry.root))
     yield
     after = HostState.now()
     assert set(browser_processes()) - browsers_before == set(), "browser processes left behind"
-    assert set(turn_processes()) - turns_before == set(), "TURN servers (coturn) left behind"
+    assert set(turn_processes(registry.root)) - turns_before == set(), "TURN servers (coturn) left behind"
     files = registry.root / "files"
     assert not files.exists() or list(files.iterdir()) == [], "run files (certificates, keys) left behind"
     assert list(scratch.root().iterdir()) == [], "scratch directories (browser profiles) left behind"

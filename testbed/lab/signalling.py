@@ -15,21 +15,21 @@ from typing import Any
 from testbed.errors import LabError
 from testbed.lab.backends import Node
 from testbed.lab.pki import LabCA
-from testbed.proc import stop_process
+from testbed.lab.service_process import ServiceProcess
 from testbed.scenario.addressing import AddressPlan
 from testbed.scenario.edge import SignallingSpec
 
 READY_TIMEOUT_S = 15.0
 
 
-class SignallingService:
+class SignallingService(ServiceProcess):
+    what = "the signalling service"
+
     def __init__(self, spec: SignallingSpec, node: Node, address: ipaddress.IPv4Address, ca: LabCA, log_dir: Path):
-        self.spec, self.node, self.address = spec, node, address
+        super().__init__(node, log_dir / "signalling.log")
+        self.spec, self.address = spec, address
         self.ca_file = str(ca.ca_file)
         self.cert = ca.server("signalling", address)
-        self.log_file = log_dir / "signalling.log"
-        self.process: subprocess.Popen[str] | None = None
-        self.ready_s: float | None = None
 
     @property
     def url(self) -> str:
@@ -56,24 +56,6 @@ class SignallingService:
                 f"the signalling service in node {self.node.name} did not start: {line.strip() or 'no answer'}; "
                 f"its log: {self.log_tail()}"
             )
-
-    def log_tail(self) -> str:
-        try:
-            return " | ".join(self.log_file.read_text(errors="replace").strip().splitlines()[-5:]) or "(empty)"
-        except OSError:
-            return "(no log)"
-
-    def raise_if_exited(self) -> None:
-        code = None if self.process is None else self.process.poll()
-        if code is not None:
-            raise LabError(
-                f"the signalling service in node {self.node.name} exited with code {code}: {self.log_tail()}"
-            )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, 3.0)
-            self.process = None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -29,7 +29,7 @@ from testbed.errors import CapabilityError, LabError
 from testbed.lab import netns
 from testbed.lab.backends import Node
 from testbed.lab.pki import LabCA
-from testbed.proc import stop_process
+from testbed.lab.service_process import ServiceProcess
 from testbed.scenario.addressing import AddressPlan
 from testbed.scenario.edge import TURN_PORTS, TurnSpec
 
@@ -112,8 +112,10 @@ def peer_ranges(subnets: list[ipaddress.IPv4Network]) -> list[str]:
     return [f"{net.network_address}-{net.broadcast_address}" for net in subnets]
 
 
-class TurnServer:
+class TurnServer(ServiceProcess):
     """coturn running in one node of a lab."""
+
+    what = "the TURN server (coturn)"
 
     def __init__(
         self,
@@ -124,10 +126,9 @@ class TurnServer:
         ca: LabCA,
         log_dir: Path | None = None,
     ):
+        super().__init__(node, (log_dir or files) / "turnserver.log")  # a run's directory keeps the log
         self.spec = spec
-        self.node = node
         self.files = files
-        self.log_file = (log_dir or files) / "turnserver.log"  # a run's directory keeps it
         server = ca.server("turn", address)
         self.endpoint = TurnEndpoint(
             node=node.name,
@@ -139,8 +140,6 @@ class TurnServer:
             spki_sha256=server.spki_sha256,
         )
         self.cert, self.key = server.cert, server.key
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ready_s: float | None = None
 
     def start(self, subnets: list[ipaddress.IPv4Network]) -> None:
         if getattr(self.node, "python", "") != "python3" and shutil.which(TURNSERVER) is None:
@@ -173,28 +172,6 @@ class TurnServer:
                         f"within {READY_TIMEOUT_S:g}s ({last}); its log: {self.log_tail()}"
                     )
                 time.sleep(0.05)
-
-    def exit_code(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def raise_if_exited(self) -> None:
-        code = self.exit_code()
-        if code is not None:
-            raise LabError(
-                f"the TURN server (coturn) in node {self.node.name} exited with code {code}: {self.log_tail()}"
-            )
-
-    def log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(text[-lines:]) or "(empty log)"
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, 3.0)
-            self.process = None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -35,13 +35,14 @@ def browser_processes() -> list[int]:
     return pids
 
 
-def turn_processes() -> list[int]:
-    """Pids of running coturn servers."""
+def turn_processes(registry_root: Path | None = None) -> list[int]:
+    """Pids of running coturn servers (of the runs of one registry: their pid file lives under it)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and os.readlink(entry / "exe") == "/usr/bin/turnserver":
-                pids.append(int(entry.name))
+                if registry_root is None or f"{registry_root}/" in (entry / "cmdline").read_text():
+                    pids.append(int(entry.name))
         except OSError:
             continue
     return pids

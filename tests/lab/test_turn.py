@@ -146,20 +146,20 @@ def test_the_turn_server_lives_with_its_lab(registry, no_leftovers, tmp_path):
 @pytest.mark.parametrize("how", ["coturn killed", "ctrl-c"])
 def test_nothing_stays_after_a_failed_or_interrupted_run(registry, no_leftovers, tmp_path, how):
     scenario = short_firewall(tmp_path, seconds="30s", loss=False)
-    before = set(turn_processes())
+    before = set(turn_processes(registry.root))
     process = start_testbed("run", str(scenario), "--variant", "udp-blocked", "--out", str(tmp_path / "out"))
     wait_for_line(process, ": connected", timeout=90, stream="stderr")
     if how == "ctrl-c":
         process.send_signal(signal.SIGINT)
     else:
-        (pid,) = set(turn_processes()) - before
+        (pid,) = set(turn_processes(registry.root)) - before
         os.kill(pid, signal.SIGKILL)
     errors = rest_of_output(process, timeout=90, stream="stderr")
     assert process.returncode != 0
     if how == "coturn killed":
         assert process.returncode == 4 and "coturn" in errors, errors
     deadline = time.monotonic() + 5
-    while set(turn_processes()) - before and time.monotonic() < deadline:
+    while set(turn_processes(registry.root)) - before and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -227,12 +227,12 @@ def test_the_taps_see_rtp_inside_turn_channeldata(registry, no_leftovers, tmp_pa
 def test_sigkill_then_cleanup_removes_coturn_and_the_certificates(registry, no_leftovers, tmp_path):
     """A harness killed outright leaves coturn running in its namespace and the run's CA and keys on
     disk; `testbed cleanup` removes both (they are in the run's registry record)."""
-    before = set(turn_processes())
+    before = set(turn_processes(registry.root))
     process = start_testbed("lab", "up", str(short_firewall(tmp_path, loss=False)), "--foreground")
     run_id = re.search(r"lab (\w+) is up", wait_for_line(process, "is up", timeout=60))[1]
     process.kill()
     process.wait()
-    assert set(turn_processes()) - before, "coturn should outlive a SIGKILLed harness"
+    assert set(turn_processes(registry.root)) - before, "coturn should outlive a SIGKILLed harness"
     assert (registry.files_dir(run_id) / "ca.pem").exists()
     result = run_testbed("cleanup")
     assert result.returncode == 0 and f"run {run_id}: removed" in result.stdout, result.stdout + result.stderr
