@@ -40,9 +40,9 @@ def turn_processes(registry_root: Path | None = None) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and os.readlink(entry / "exe") == "/usr/bin/turnserver":
-                if registry_root is None or f"{registry_root}/" in (entry / "cmdline").read_text():
-                    pids.append(int(entry.name))
+            ours = registry_root is None or f"{registry_root}/" in (entry / "cmdline").read_text()
+            if entry.name.isdigit() and os.readlink(entry / "exe") == "/usr/bin/turnserver" and ours:
+                pids.append(int(entry.name))
         except OSError:
             continue
     return pids
