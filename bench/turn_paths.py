@@ -7,7 +7,7 @@ the playout's effective loss (lost + late frames), setup time, and the caller's 
 the TURN server. Direct UDP turns loss into lost frames; TLS turns it into retransmission delay
 (head-of-line blocking), which only the delay and the late frames show.
 
-Usage: sudo .venv/bin/python bench/turn_paths.py [--loss 1] [--delay 15] [--repeat 3] [--duration 20]
+Usage: sudo .venv/bin/python bench/turn_paths.py [--loss 1] [--delay 50] [--repeat 3] [--duration 20]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def median(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loss", type=float, default=1.0, help="random loss on the WAN, percent, each way")
-    parser.add_argument("--delay", type=float, default=15.0, help="one-way WAN delay, ms")
+    parser.add_argument("--delay", type=float, default=50.0, help="one-way WAN delay, ms")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--duration", type=float, default=20.0, help="call length in seconds")
     args = parser.parse_args()
