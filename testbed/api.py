@@ -191,14 +191,16 @@ def load(path: str | Path) -> Experiment:
     return Experiment(load_scenario(path))
 
 
-def score(run: RunDir | str | Path, *, with_pesq: bool = True) -> RunResult:
+def score(run: RunDir | str | Path, *, with_pesq: bool = True, with_fec: bool = True) -> RunResult:
     """Score a run directory, check the scenario's thresholds, write result.json and the reports."""
     if isinstance(run, RunDir):
-        return finish(run.experiment.loaded, run.path, with_pesq=with_pesq)
-    return score_run_dir(Path(run), with_pesq=with_pesq)
+        return finish(run.experiment.loaded, run.path, with_pesq=with_pesq, with_fec=with_fec)
+    return score_run_dir(Path(run), with_pesq=with_pesq, with_fec=with_fec)
 
 
-def score_run_dir(run_dir: Path, *, with_pesq: bool = True, progress: Progress | None = None) -> RunResult:
+def score_run_dir(
+    run_dir: Path, *, with_pesq: bool = True, progress: Progress | None = None, with_fec: bool = True
+) -> RunResult:
     """Score a stored run directory with the scenario file it names (thresholds come from there)."""
     run_file = run_dir / RUN_FILE
     if not run_file.exists():
@@ -206,7 +208,9 @@ def score_run_dir(run_dir: Path, *, with_pesq: bool = True, progress: Progress |
     scenario_file = Path(RunInfo.load(run_file).scenario_file)
     if not scenario_file.exists():
         raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
-    return finish(load_scenario(scenario_file), run_dir, with_pesq=with_pesq, progress=progress or _quiet)
+    return finish(
+        load_scenario(scenario_file), run_dir, with_pesq=with_pesq, progress=progress or _quiet, with_fec=with_fec
+    )
 
 
 def _quiet(message: str) -> None:

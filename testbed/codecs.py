@@ -150,13 +150,14 @@ EMODEL_PARAMS: Final[dict[str, EModelParams]] = {
             "(sipnab, src rtp/emodel_wb.rs), not checked against the Recommendation's text",
             assumption=True,
             note="ITU-T publishes no Ie,wb or Bpl for Opus. Rationale: AMR-WB is the only codec with both a "
-            "wideband Ie and a wideband Bpl in G.113 Appendix IV; its best mode is a conservative stand-in "
-            "for the 96 kbit/s, 20 ms Opus the testbed sends (aiortc's encoder, application=voip), which "
-            "IETF listening tests rate at least as good as AMR-WB 23.85 kbit/s (draft-ietf-codec-results, "
+            "wideband Ie and a wideband Bpl in G.113 Appendix IV; its best mode is a stand-in for the "
+            "32 kbit/s mono, 20 ms Opus the testbed sends (as browsers do; libopus, application=voip), "
+            "which IETF listening tests rate at least as good as AMR-WB 23.85 kbit/s (draft-ietf-codec-results, "
             "'Summary of Opus listening test results'). Diotic because WebRTC softphones are used with "
             "headsets or loudspeakers. Conservative in both terms: clean-channel Opus may deserve a lower "
-            "Ie,wb, and libopus concealment (no in-band FEC: aiortc does not enable it) is probably more "
-            "robust than Bpl 4.9 implies. Look-ahead 6.5 ms: libopus in VoIP/audio mode (RFC 6716).",
+            "Ie,wb, and libopus concealment is probably more robust than Bpl 4.9 implies. In-band FEC is not "
+            "in Bpl: the playout model takes the frames it recovers out of Ppl instead. Look-ahead 6.5 ms: "
+            "libopus in VoIP/audio mode (RFC 6716).",
         ),
     )
 }

@@ -102,13 +102,14 @@ def _received_from_tap(arrivals: TapRecords, sender: LegSummary, sent: SentPacke
     if sender.endpoint == "aiortc" and sender.sent_file and sender.clip_frames:
         from testbed.media.encoded_clip import encoded_clip
 
-        clip = encoded_clip(call_codec, sender.clip)
+        clip = encoded_clip(call_codec, sender.clip, tuple(sender.opus) if sender.opus else None)
         sent_seq = rtp.extended_sequence(sent.seq)
         index = {int(seq): k for k, seq in enumerate(sent_seq.tolist())}
         received = rtp.extended_sequence(arrivals.seq, reference=int(sent_seq[0]) if sent_seq.size else None)
         rows = [index.get(int(seq)) for seq in received.tolist()]
         if all(row is not None for row in rows):
-            payloads = tuple(clip[row % len(clip)] for row in rows if row is not None)
+            start = sender.clip_offset_frames
+            payloads = tuple(clip[(start + row) % len(clip)] for row in rows if row is not None)
     return ReceivedPackets(arrivals.time_ns, arrivals.seq, arrivals.rtp_ts, payloads, arrivals.ssrc)
 
 
@@ -165,7 +166,9 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
         out.writeframes(np.asarray(audio, dtype=np.int16).tobytes())
 
 
-def score_call(call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: bool = True) -> CallScores:
+def score_call(
+    call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: bool = True, with_fec: bool = True
+) -> CallScores:
     """Both directions of one call; a side without records (a call that never connected) is said so."""
     directions: dict[str, DirectionScores | UnscoredDirection] = {}
     for sender_side, receiver_side in (("caller", "callee"), ("callee", "caller")):
@@ -219,7 +222,11 @@ def score_call(call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: b
             sender.clip_frames or None,
             with_pesq=with_pesq,
             browser=_browser_listener(receiver),
+            hang_up_ns=int(receiver.hung_up_at * 1e9) if receiver.hung_up_at else None,
+            fec=with_fec and fec_sent(sender) is True,
         )
+        if score.fec:
+            score.fec["sent"] = fec_sent(sender)
         score.delay_source = source
         score.dscp = dscp_on_wire(departures)
         if score.audio is not None and len(score.audio):
@@ -229,8 +236,25 @@ def score_call(call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: b
                 score.audio_rate,
             )
         directions[label] = DirectionScores.model_validate(score.as_dict())
-    summary = call.model_dump(include={"id", "name", "outcome", "reason", "setup_s", "codec", "dscp"})
-    return CallScores(**summary, directions=directions, path=call_path(call))
+    summary = call.model_dump(include={"id", "name", "outcome", "reason", "setup_s", "drain_s", "codec", "dscp"})
+    return CallScores(**summary, talk_s=talk_time(call), directions=directions, path=call_path(call))
+
+
+def fec_sent(sender: LegSummary) -> bool | None:
+    """Whether the sender's Opus carried in-band FEC: encoded with FEC on and provisioned for some loss
+    (libopus adds none for 0%); None when unknown (a browser encodes by itself)."""
+    if not sender.opus:
+        return None
+    _, fec, expected_loss = sender.opus
+    return bool(fec) and expected_loss > 0
+
+
+def talk_time(call: CallRecord) -> float | None:
+    """Seconds from connected to the first side stopping its media: what the call carried."""
+    stops = [side.media_stopped_at for side in call.sides.values() if side.media_stopped_at]
+    if call.connected_at is None or not stops:
+        return None
+    return round(max(0.0, min(stops) - call.connected_at), 3)
 
 
 def call_path(call: CallRecord) -> CallPath | None:
@@ -256,6 +280,7 @@ def score_variant(
     workload: WorkloadRecord | None = None,
     with_pesq: bool = True,
     progress: Callable[[str], None] = lambda message: None,
+    with_fec: bool = True,
 ) -> VariantScores:
     """Score every call of one variant directory and write its scores.json (``workload``: its
     workload.json, when the caller has read it already)."""
@@ -268,7 +293,7 @@ def score_variant(
     taps = TapFiles(workload.taps)
     for call in workload.calls:
         progress(f"scoring {variant_dir.name}: {call.id}")
-        calls.append(score_call(call, taps, variant_dir, with_pesq))
+        calls.append(score_call(call, taps, variant_dir, with_pesq, with_fec))
     scores = VariantScores(variant=variant_dir.name, calls=calls)
     scores.save(variant_dir / SCORES_FILE)
     return scores

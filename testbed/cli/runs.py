@@ -152,6 +152,9 @@ def score(
     bpl: Annotated[float | None, typer.Option(help="emodel: packet-loss robustness Bpl (with --ie)")] = None,
     wideband: Annotated[bool, typer.Option("--wideband", help="emodel: G.107.1 wideband scale")] = False,
     no_pesq: Annotated[bool, typer.Option("--no-pesq", help="run directory: skip PESQ (faster)")] = False,
+    no_fec: Annotated[
+        bool, typer.Option("--no-fec", help="run directory: a receiver that ignores Opus' in-band FEC")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """`testbed score emodel --ta-ms TA --loss-pct PPL ...` prints R and MOS; `testbed score RUN_DIR`
@@ -162,7 +165,12 @@ def score(
     from testbed.api import score_run_dir
 
     run_dir = Path(target)
-    result = score_run_dir(run_dir, with_pesq=not no_pesq, progress=lambda message: err.print(message, highlight=False))
+    result = score_run_dir(
+        run_dir,
+        with_pesq=not no_pesq,
+        with_fec=not no_fec,
+        progress=lambda message: err.print(message, highlight=False),
+    )
     _report(result, run_dir, as_json)
 
 

@@ -98,11 +98,11 @@ class Agent:
         return [LegSpec(**leg) for leg in legs]
 
     async def cmd_endpoint_prepare(
-        self, kind: str, codec: str, clip: str, legs: int = 1, seconds: float = 0.0
+        self, kind: str, codec: str, clip: str, legs: int = 1, seconds: float = 0.0, opus: list[Any] | None = None
     ) -> dict[str, Any]:
         """Load the endpoint and encode the clip (launch the browsers) now, so none of that counts as a
         call's setup time."""
-        await self._endpoint(kind).prepare(codec, clip, legs, seconds)
+        await self._endpoint(kind).prepare(codec, clip, legs, seconds, opus)
         return {}
 
     async def cmd_signalling(self, url: str, ca_file: str, wait_s: float) -> dict[str, Any]:
@@ -165,6 +165,9 @@ class Agent:
 
     async def cmd_endpoint_stop_media(self, kind: str, calls: list[str]) -> dict[str, Any]:
         return {"legs": await self._endpoint(kind).stop_media(calls)}
+
+    async def cmd_endpoint_quiet_for(self, kind: str, calls: list[str]) -> dict[str, Any]:
+        return {"legs": await self._endpoint(kind).quiet_for(calls)}
 
     async def cmd_endpoint_hang_up(self, kind: str, calls: list[str]) -> dict[str, Any]:
         summaries = await self._endpoint(kind).hang_up(calls)

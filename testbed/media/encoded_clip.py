@@ -1,7 +1,11 @@
-"""A reference clip encoded once per codec and process, sent as ready-made 20 ms payloads.
+"""A reference clip encoded once per codec (and Opus settings) and process, sent as ready-made 20 ms
+payloads.
 
 Encoding once keeps a call's CPU cost to packet handling, so one 2-core machine carries many
-concurrent calls; the bytes on the wire are what aiortc's encoder would have sent.
+concurrent calls. G.711 and G.722 are aiortc's own encoders. Opus is encoded as browsers send it
+(libopus in VoIP mode, mono, 32 kbit/s, in-band FEC provisioned for the loss the scenario expects;
+``scenario.media.OpusSpec``), not with aiortc's encoder (96 kbit/s stereo, no FEC), so the bytes on the
+wire and their loss behaviour are a dialer's.
 """
 
 from __future__ import annotations
@@ -41,25 +45,51 @@ def aiortc_capability(codec: str) -> RTCRtpCodecCapability:
     return next(c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == mime)
 
 
-_ENCODED: dict[tuple[str, str], list[bytes]] = {}
+OpusSettings = tuple[int, bool, int]  # bitrate (bit/s), in-band FEC, expected loss (%)
+BROWSER_OPUS: OpusSettings = (32_000, True, 0)  # scenario.media.OpusSpec's defaults on a clean path
+
+_ENCODED: dict[tuple[str, str, OpusSettings | None], list[bytes]] = {}
 
 
-def encoded_clip(codec: str, clip_role: str) -> list[bytes]:
-    """The ``clip_role`` clip (client or gateway) encoded with aiortc's own encoder, 20 ms per payload."""
-    key = (codec, clip_role)
+def encoded_clip(codec: str, clip_role: str, opus: OpusSettings | None = None) -> list[bytes]:
+    """The ``clip_role`` clip (client or gateway) encoded for ``codec``, 20 ms per payload; Opus with
+    ``opus`` settings (default: as browsers send it)."""
+    settings = (opus or BROWSER_OPUS) if codec == "opus" else None
+    key = (codec, clip_role, settings)
     if key not in _ENCODED:
-        capability = aiortc_capability(codec)
-        encoder = get_encoder(
-            RTCRtpCodecParameters(
-                mimeType=capability.mimeType,
-                clockRate=capability.clockRate,
-                channels=capability.channels,
-                payloadType=0,
-            )
-        )
-        payloads = []
-        for frame in clip_frames(load_clip(clip_role, CLIP_RATE)):
-            encoded, _ = encoder.encode(frame)
-            payloads.extend(encoded)
-        _ENCODED[key] = payloads
+        if settings is not None:
+            _ENCODED[key] = _opus_payloads(load_clip(clip_role, CLIP_RATE), settings)
+        else:
+            _ENCODED[key] = _aiortc_payloads(codec, clip_role)
     return _ENCODED[key]
+
+
+def _opus_payloads(samples: np.ndarray, settings: OpusSettings) -> list[bytes]:
+    import opuslib_next
+
+    bitrate, fec, expected_loss = settings
+    encoder = opuslib_next.Encoder(CLIP_RATE, 1, "voip")
+    encoder.bitrate = bitrate
+    encoder.inband_fec = int(fec)
+    encoder.packet_loss_perc = expected_loss
+    size = int(CLIP_RATE * FRAME_S)
+    count = -(-len(samples) // size)
+    padded = np.concatenate([samples, samples[: count * size - len(samples)]]).astype(np.int16)
+    return [bytes(encoder.encode(padded[i * size : (i + 1) * size].tobytes(), size)) for i in range(count)]
+
+
+def _aiortc_payloads(codec: str, clip_role: str) -> list[bytes]:
+    capability = aiortc_capability(codec)
+    encoder = get_encoder(
+        RTCRtpCodecParameters(
+            mimeType=capability.mimeType,
+            clockRate=capability.clockRate,
+            channels=capability.channels,
+            payloadType=0,
+        )
+    )
+    payloads = []
+    for frame in clip_frames(load_clip(clip_role, CLIP_RATE)):
+        encoded, _ = encoder.encode(frame)
+        payloads.extend(encoded)
+    return payloads

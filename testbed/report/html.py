@@ -130,7 +130,7 @@ def mos_table(result: RunResult) -> str:
     rows = [
         "<table><tr><th>variant</th><th>call</th><th>direction</th><th>MOS E-model</th><th>MOS PESQ</th>"
         "<th>R</th><th>Ta</th><th>effective loss</th><th>network loss</th><th>p95 delay</th><th>jitter</th>"
-        "<th>setup</th><th>EF on wire</th><th>heard by</th><th>outcome</th></tr>"
+        "<th>setup</th><th>talk</th><th>EF on wire</th><th>heard by</th><th>outcome</th></tr>"
     ]
     for variant in result.variants:
         for call in variant.calls:
@@ -147,6 +147,7 @@ def mos_table(result: RunResult) -> str:
                     f"{_cell(metric(call, s, 'p95_delay'), 1, ' ms')}"
                     f"{_cell(metric(call, s, 'jitter'), 1, ' ms')}"
                     f"{_cell(None if call.setup_s is None else call.setup_s * 1000, 0, ' ms')}"
+                    f"{_cell(call.talk_s, 1, ' s')}"
                     f'<td class="num" title="{_escape(dscp_values(scored.dscp if scored else None))}">'
                     f"{_escape(ef_on_wire(s))}</td>"
                     f"<td>{_escape(listener_name(scored.listener) if scored else '-')}</td>"

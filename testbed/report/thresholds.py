@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from testbed.results import UNITS, CheckResult, metric
 from testbed.results.scores import CallScores, DirectionScores, UnscoredDirection
-from testbed.scenario.model import Threshold
+from testbed.scenario.thresholds import Threshold
 
 Calls = dict[str, list[CallScores]]  # variant name -> its scored calls
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from testbed.results.base import Record, ResultFile
@@ -58,6 +60,11 @@ class NetworkStats(Record):
     reordered: int
     duplicates: int
     per_second: SecondSeries
+    in_flight: int = Field(
+        0,
+        description="packets still on the path when the listener hung up (not arrived, sent later than the "
+        "hang-up minus the highest one-way delay seen): their fate is unknown, so no figure counts them",
+    )
 
 
 class PlayoutStats(Record):
@@ -69,7 +76,10 @@ class PlayoutStats(Record):
     lost: int = Field(description="frames whose packet never arrived")
     late: int = Field(description="frames whose packet arrived after its playout time")
     concealed: int
-    effective_loss: float = Field(description="(lost + late) / frames: the E-model's Ppl")
+    effective_loss: float = Field(description="(lost + late - fec_recovered) / frames: the E-model's Ppl")
+    fec_recovered: int = Field(
+        0, description="lost or late frames rebuilt from the next packet's in-band FEC (Opus), not concealed"
+    )
     burst_ratio: float | None
     buffer: str
     mean_buffer_delay_ms: float | None
@@ -151,6 +161,11 @@ class DirectionScores(Record):
     )
     dscp: DscpOnWire | None = None
     listener: str = Field("model", description="whose playout the headline MOS is of: model | chromium")
+    fec: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Opus in-band FEC: sent (the sender encoded it; null: unknown, a browser), decoded (the "
+        "model used it), recovered (frames)",
+    )
     model: ModelFigures | None = None
     browser: BrowserFigures | None = None
 
@@ -203,6 +218,8 @@ class CallScores(Record):
     outcome: str
     reason: str
     setup_s: float | None
+    talk_s: float | None = Field(None, description="seconds of media: from connected to the first side stopping it")
+    drain_s: float | None = Field(None, description="seconds the path drained between stopping media and hanging up")
     codec: str
     dscp: int
     directions: dict[str, DirectionScores | UnscoredDirection]

@@ -24,11 +24,18 @@ class LegSummary(Record):
     clip_started: float | None = Field(None, description="epoch seconds of the first packet: the clip's origin")
     frames_sent: int = 0
     clip_frames: int = 0
+    clip_offset_frames: int = Field(0, description="the clip frame this side started sending at (count: N groups)")
+    opus: list[Any] = Field(
+        default_factory=list, description="the Opus encoding it sent: [bitrate, in-band FEC, expected loss] (aiortc)"
+    )
     packets_received: int = 0
     packets_sent: int = 0
     connected_at: float | None = None
     setup_s: float | None = None
     media_stopped_at: float | None = Field(None, description="epoch seconds when this side stopped sending")
+    hung_up_at: float | None = Field(
+        None, description="epoch seconds when this side hung up: what had not arrived by then is in flight"
+    )
     sockets_marked: int = 0
     candidate_pair: dict[str, str | None] = Field(
         default_factory=dict,
@@ -69,10 +76,20 @@ class CallRecord(Record):
     dscp: int
     start: float = Field(description="scheduled, seconds into the workload")
     duration: float
+    talk: float | None = Field(
+        default=None, description="asked-for talk time: the call hangs up this long after connecting"
+    )
     setup_timeout: float
     endpoints: dict[str, str] = Field(default_factory=lambda: {"caller": "aiortc", "callee": "aiortc"})
     marking: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per side: the DSCP it sets itself or the networkPriority it asks for"
+    )
+    opus: list[Any] = Field(
+        default_factory=list,
+        description="how aiortc senders encode Opus: [bitrate bit/s, in-band FEC, expected loss %]",
+    )
+    clip_offset: dict[str, float] = Field(
+        default_factory=dict, description="per side: where in the clip it starts, as a fraction of the loop"
     )
     ice: dict[str, Any] = Field(
         default_factory=dict, description="the caller's ICE as asked: turn transports, stun, policy (no credentials)"
@@ -83,6 +100,9 @@ class CallRecord(Record):
     connected_at: float | None = None
     dropped_at: float | None = None
     setup_s: float | None = None
+    drain_s: float | None = Field(
+        default=None, description="seconds between stopping the media and hanging up, while the path drained"
+    )
     sides: dict[str, LegSummary] = Field(default_factory=dict)
 
 

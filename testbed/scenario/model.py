@@ -14,6 +14,8 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from testbed.codecs import CodecName
 from testbed.scenario.edge import EdgeSpec, IceSpec
 from testbed.scenario.endpoints import CallEndpoints
+from testbed.scenario.media import OpusSpec
+from testbed.scenario.thresholds import Threshold
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
 SCHEMA_VERSION = 1
@@ -235,7 +237,16 @@ class CallSpec(Strict):
     codec: Codec = "opus"
     dscp: Dscp = 46
     start: Duration = 0
-    duration: Duration = 10
+    duration: Duration = Field(
+        default=10,
+        description="from placing the call to hanging up: call setup (ICE, DTLS, signalling) comes out of it, "
+        "so the talk time is shorter; see talk",
+    )
+    talk: Duration | None = Field(
+        default=None,
+        description="talk time instead of duration: media flows this long after the call connects, then it "
+        "hangs up (however long setup took)",
+    )
     setup_timeout: Duration = 10
     count: int = Field(default=1, ge=1, le=200)
     endpoint: CallEndpoints = Field(
@@ -243,10 +254,21 @@ class CallSpec(Strict):
         description="call endpoint per side: aiortc (WebRTC in the node's agent) or chromium (the browser), "
         "as a name or {kind, dscp | network_priority}",
     )
+    opus: OpusSpec = Field(
+        default_factory=OpusSpec, description="how aiortc senders encode Opus: bitrate, in-band FEC, expected loss"
+    )
     ice: IceSpec = Field(
         default_factory=IceSpec,
         description="the caller's ICE: TURN transports of the edge's TURN server it may use, STUN, policy all | relay",
     )
+
+    @model_validator(mode="after")
+    def _duration_or_talk(self) -> CallSpec:
+        if self.talk is not None and "duration" in self.model_fields_set:
+            raise ValueError("give duration (placing to hanging up) or talk (connected to hanging up), not both")
+        if self.talk is not None and self.talk <= 0:
+            raise ValueError("talk must be more than 0s")
+        return self
 
     @model_validator(mode="after")
     def _ice_fits_caller(self) -> CallSpec:
@@ -346,28 +368,6 @@ class VariantSpec(Strict):
     tunnels: dict[Name, dict[str, Any]] | None = Field(
         default=None, description="per tunnel of topology.tunnels: the fields this variant changes, e.g. copy_dscp"
     )
-
-
-Metric = Literal["mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter", "setup_time", "marked_ef"]
-
-
-class Threshold(Strict):
-    """A pass/fail rule for CI: a metric's bound, or a variant's required gain over another."""
-
-    metric: Metric
-    min: float | None = None
-    max: float | None = None
-    variant: Label | None = None
-    call: Label | None = None
-    over: Label | None = Field(default=None, description="gain rule: compare 'variant' with this variant")
-
-    @model_validator(mode="after")
-    def _bounded(self) -> Threshold:
-        if self.min is None and self.max is None:
-            raise ValueError("a threshold needs min or max")
-        if self.over is not None and self.variant is None:
-            raise ValueError("a gain rule ('over') needs 'variant'")
-        return self
 
 
 # ---------------------------------------------------------------- the whole file

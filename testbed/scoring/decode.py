@@ -20,7 +20,7 @@ Concealment is what a real phone does, so the scored audio sounds like what a li
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -133,6 +133,15 @@ class OpusFrameDecoder:
             return np.zeros(self.frame_samples, dtype=np.int16)
         return _fit(np.frombuffer(self._decoder.decode(b"", self.frame_samples), dtype=np.int16), self.frame_samples)
 
+    def recover(self, next_payload: bytes) -> Audio:
+        """The lost frame from the in-band FEC (LBRR) of the packet after it, as a receiver does when
+        that packet is in its buffer in time; libopus conceals when the packet carries no FEC."""
+        try:
+            pcm = self._decoder.decode(bytes(next_payload), self.frame_samples, decode_fec=True)
+        except self._error:
+            return self.conceal()
+        return _fit(np.frombuffer(pcm, dtype=np.int16), self.frame_samples)
+
 
 class PitchRepetition:
     """Simplified G.711 Appendix I concealment (see the module docstring), at any sample rate."""
@@ -240,9 +249,23 @@ def make_decoder(name: str, rate: int | None = None, concealment: Concealment = 
 
 
 def decode_frames(
-    name: str, frames: Sequence[bytes | None], rate: int | None = None, concealment: Concealment = "plc"
+    name: str,
+    frames: Sequence[bytes | None],
+    rate: int | None = None,
+    concealment: Concealment = "plc",
+    fec: Mapping[int, bytes] | None = None,
 ) -> Audio:
-    """Decode frames in playout order (``None`` = not there in time, concealed) into one int16 array."""
+    """Decode frames in playout order (``None`` = not there in time, concealed) into one int16 array.
+    ``fec``: frame index -> the next packet's payload, whose in-band FEC recovers that missing frame
+    (Opus only)."""
     decoder = make_decoder(name, rate, concealment)
-    out = [decoder.conceal() if payload is None else decoder.decode(payload) for payload in frames]
+    recover = getattr(decoder, "recover", None) if fec else None
+    out = []
+    for index, payload in enumerate(frames):
+        if payload is not None:
+            out.append(decoder.decode(payload))
+        elif recover is not None and fec is not None and index in fec:
+            out.append(recover(fec[index]))
+        else:
+            out.append(decoder.conceal())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)

@@ -9,7 +9,7 @@ pattern. Echo: T = Ta, Tr = 2 Ta with TELR 65 dB (``emodel.call_inputs``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from testbed.codecs import FRAME_S, emodel_params
 from testbed.codecs import codec as call_codec
 from testbed.scoring import emodel
 from testbed.scoring.browser import BrowserListener, browser_figures, talk_span
-from testbed.scoring.netstats import NetStats, network_stats
+from testbed.scoring.netstats import NetStats, in_flight, network_stats
 from testbed.scoring.pesq import PesqResult, pesq_score
 from testbed.scoring.playout import DEFAULT_BUFFER, JitterBuffer, PlayoutResult, ReceivedPackets, playout
 
@@ -64,6 +64,7 @@ class DirectionScore:
     listener: str = "model"  # whose playout the headline MOS is of: the model's, or a browser's own
     model: dict[str, Any] = field(default_factory=dict)  # the model's figures when a browser is the listener
     browser: dict[str, Any] = field(default_factory=dict)  # the browser's own figures (BrowserFigures)
+    fec: dict[str, Any] = field(default_factory=dict)  # Opus in-band FEC: sent, decoded, recovered
     audio: np.ndarray | None = field(default=None, repr=False)
     audio_rate: int = 0
 
@@ -102,10 +103,14 @@ def score_direction(
     buffer: JitterBuffer = DEFAULT_BUFFER,
     with_pesq: bool = True,
     browser: BrowserListener | None = None,
+    hang_up_ns: int | None = None,
+    fec: bool = False,
 ) -> DirectionScore:
     """``received`` without payloads (a browser listener's packets seen by its tap, with no way to know
     what they carried) still gives the model's schedule, not its audio. With ``browser`` the headline
-    is what the browser played and reported; the model's figures stand beside it."""
+    is what the browser played and reported; the model's figures stand beside it. ``hang_up_ns``: when
+    the listener hung up; packets still in flight then are left out (``netstats.in_flight``). ``fec``:
+    the playout model decodes Opus in-band FEC (as receivers do); off, to see what it is worth."""
     params = emodel_params(codec)
     if len(sent.seq) == 0:
         return DirectionScore(
@@ -123,9 +128,15 @@ def score_direction(
             note="nothing was sent (the call never connected)",
         )
     seq, send_ns, recv_ns, arrival_seq = join_network(sent, tap)
+    unknown = in_flight(send_ns, recv_ns, hang_up_ns) if hang_up_ns is not None else np.zeros(0, bool)
+    if unknown.any():  # score only packets whose fate is known
+        known = ~unknown
+        sent = SentPackets(np.asarray(sent.seq)[known], np.asarray(sent.send_ns)[known], np.asarray(sent.rtp_ts)[known])
+        seq, send_ns, recv_ns, arrival_seq = join_network(sent, tap)
     stats = network_stats(
         seq, send_ns, recv_ns, arrival_seq=arrival_seq, rtp_ts=sent.rtp_ts, clock_rate=call_codec(codec).clock_rate
     )
+    stats = replace(stats, in_flight=int(unknown.sum()))
     if len(received.seq) == 0:
         return DirectionScore(
             codec,
@@ -144,7 +155,7 @@ def score_direction(
         )
     decodable = len(received.payloads) == len(received.seq)
     ends = missing_ends(sent.rtp_ts, received.rtp_ts, call_codec(codec).frame_ticks)
-    heard = playout(received, codec, buffer, decode=decodable, missing_ends=ends)
+    heard = playout(received, codec, buffer, decode=decodable, missing_ends=ends, fec=fec)
     network_ms = stats.delay.mean_ms if np.isfinite(stats.delay.mean_ms) else 0.0
     buffer_ms = heard.mean_buffer_delay_ms if np.isfinite(heard.mean_buffer_delay_ms) else 0.0
     ta = emodel.absolute_delay_ms(network_ms, params, buffer_ms)
@@ -172,6 +183,7 @@ def score_direction(
         else ("" if decodable else "the model has no payloads to decode (a browser sent them)"),
         audio=heard.audio,
         audio_rate=heard.rate,
+        fec={"decoded": fec and call_codec(codec).decoder == "opus", "recovered": heard.fec_recovered},
     )
     if browser is not None:
         browser_headline(score, browser, received, network_ms, burst, clip, clip_rate, clip_frames, with_pesq)

@@ -118,6 +118,16 @@ class NetStats(_AsDict):
     reordered: int
     duplicates: int
     per_second: SecondSeries
+    in_flight: int = 0  # sent, not arrived by hang-up, and too recent to call lost: left out of everything
+
+
+def in_flight(send_ns: npt.ArrayLike, recv_ns: npt.ArrayLike, hang_up_ns: int) -> npt.NDArray[np.bool_]:
+    """Packets whose fate is unknown: not arrived (``recv_ns`` < 0) and sent so late that, at the highest
+    one-way delay any packet of the direction took, they would have arrived after the listener hung up."""
+    send, recv = np.asarray(send_ns, dtype=np.int64), np.asarray(recv_ns, dtype=np.int64)
+    arrived = recv >= 0
+    slowest = int((recv[arrived] - send[arrived]).max()) if arrived.any() else 0
+    return (~arrived) & (send + max(slowest, 0) > hang_up_ns)
 
 
 def loss_runs(lost: npt.ArrayLike) -> IntArray:

@@ -182,12 +182,13 @@ class PlayoutResult:
     played: int
     lost: int  # never arrived
     late: int  # arrived after its playout time
-    concealed: int  # frames the decoder concealed (lost + late, unless concealment="silence")
-    effective_loss: float  # (lost + late) / frames: the E-model's Ppl
+    concealed: int  # frames the decoder concealed (lost + late - recovered, unless concealment="silence")
+    effective_loss: float  # (lost + late - recovered) / frames: the E-model's Ppl
     burst_ratio: float | None  # BurstR of the effective loss pattern
     mean_buffer_delay_ms: float  # mean wait of played packets in the buffer: the jitter buffer's part of Ta
     buffer: str
     frame_status: npt.NDArray[np.int8]
+    fec_recovered: int = 0  # lost or late frames rebuilt from the next packet's in-band FEC (Opus)
 
     def as_dict(self) -> dict[str, Any]:
         """The numbers (not the audio) for result.json."""
@@ -199,6 +200,7 @@ class PlayoutResult:
             "late": self.late,
             "concealed": self.concealed,
             "effective_loss": self.effective_loss,
+            "fec_recovered": self.fec_recovered,
             "burst_ratio": self.burst_ratio,
             "buffer": self.buffer,
             "mean_buffer_delay_ms": None if np.isnan(self.mean_buffer_delay_ms) else self.mean_buffer_delay_ms,
@@ -305,25 +307,32 @@ def playout(
     concealment: Concealment = "plc",
     decode: bool = True,
     missing_ends: tuple[int, int] = (0, 0),
+    fec: bool = False,
 ) -> PlayoutResult:
     """Decode what the listener would have heard through ``buffer``, concealing lost and late frames.
 
     ``rate`` is the output rate for Opus (default 16 kHz); G.711 gives 8 kHz and G.722 16 kHz. Without
     ``decode`` (packets whose payloads are unknown) the result has the schedule's figures and no audio.
     ``missing_ends``: frames the sender sent before the first and after the last that arrived, lost.
+    ``fec``: the sender's packets carry in-band FEC (Opus, provisioned for some loss): recover a missing
+    frame from the next packet's when that packet is there in time (``fec_frames``), as receivers do;
+    the frame then counts as neither lost nor concealed.
     """
     sched = schedule(packets, codec_name, buffer).with_missing_ends(*missing_ends)
+    recoverable = fec_frames(sched, packets) if fec and codec(codec_name).decoder == "opus" else {}
     if decode:
         frames = [
             packets.payloads[p] if s == PLAYED else None
             for s, p in zip(sched.status.tolist(), sched.packet.tolist(), strict=False)
         ]
-        audio = decode_frames(codec_name, frames, rate, concealment)
+        next_payloads = {k: packets.payloads[p] for k, p in recoverable.items()}
+        audio = decode_frames(codec_name, frames, rate, concealment, next_payloads)
     else:
         audio = np.zeros(0, dtype=np.int16)
     out_rate = rate or codec(codec_name).audio_rate
     lost, late = sched.count(LOST), sched.count(LATE)
     missing = sched.status != PLAYED
+    missing[list(recoverable)] = False
     waits = sched.wait_ms[sched.status == PLAYED]
     return PlayoutResult(
         audio=audio,
@@ -332,13 +341,26 @@ def playout(
         played=sched.count(PLAYED),
         lost=lost,
         late=late,
-        concealed=0 if concealment == "silence" else lost + late,
-        effective_loss=(lost + late) / sched.frames if sched.frames else 0.0,
+        concealed=0 if concealment == "silence" else lost + late - len(recoverable),
+        effective_loss=(lost + late - len(recoverable)) / sched.frames if sched.frames else 0.0,
         burst_ratio=burst_ratio(missing),
         mean_buffer_delay_ms=float(waits.mean()) if waits.size else float("nan"),
         buffer=buffer.describe(),
         frame_status=sched.status,
+        fec_recovered=len(recoverable),
     )
+
+
+def fec_frames(sched: Schedule, packets: ReceivedPackets) -> dict[int, int]:
+    """Missing frames (lost or late) whose next frame's packet was in the buffer by their due time: a
+    receiver decodes that packet's in-band FEC for them. Frame -> the next packet's index."""
+    status, packet, due = sched.status, sched.packet, sched.due_ns
+    found = {}
+    for k in np.flatnonzero(status[:-1] != PLAYED).tolist():
+        following = int(packet[k + 1])
+        if following >= 0 and due[k] > 0 and packets.arrival_ns[following] <= due[k]:
+            found[k] = following
+    return found
 
 
 def simulate_arrivals(

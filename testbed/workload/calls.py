@@ -6,6 +6,7 @@ business; this module never knows what an endpoint is made of."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -21,11 +22,15 @@ from testbed.workload.agents import AgentError, Agents
 
 SIDES = ("caller", "callee")
 CLIPS = {"caller": "client", "callee": "gateway"}  # each side sends its own voice, so directions never mix
-# Between stopping a call's media and hanging up: long enough for the last packets of an unloaded path
-# and for each agent to handle what is already in its sockets before it closes them. Paths with standing
-# queues need more; sizing it from the delays seen is still to come (docs/design.md, "The endpoint
-# interface").
+# Between stopping a call's media and hanging up, the path drains: the harness waits until every leg of
+# the batch has heard no RTP for QUIET_S (what was queued or delayed on the path has arrived by then),
+# at least DRAIN_S (each agent handles what is already in its sockets) and at most DRAIN_MAX_S (a path
+# that delays more than that is reported as packets in flight, not as loss; docs/design.md, "The
+# endpoint interface").
 DRAIN_S = 0.2
+QUIET_S = 0.3
+DRAIN_MAX_S = 3.0
+DRAIN_POLL_S = 0.05
 
 
 class Call(CallRecord):
@@ -33,6 +38,18 @@ class Call(CallRecord):
 
     _connected_sides: set[str] = PrivateAttr(default_factory=set)
     _ice_config: dict[str, Any] | None = PrivateAttr(default=None)  # servers and credentials: never recorded
+
+    _ended: bool = PrivateAttr(default=False)
+
+    @property
+    def longest(self) -> float:
+        """The most this call can last from placing it: its duration, or setup timeout plus talk time."""
+        return self.duration if self.talk is None else self.setup_timeout + self.talk
+
+    def take_end(self) -> bool:
+        """True once: whoever ends the call first (its talk time, or the fallback end) ends it."""
+        ended, self._ended = self._ended, True
+        return not ended
 
     def node(self, side: str) -> str:
         return self.caller if side == "caller" else self.callee
@@ -49,6 +66,8 @@ class Call(CallRecord):
             "clip": CLIPS[side],
             "out_dir": str(out_dir),
             "ice": self._ice_config if side == "caller" else None,
+            "clip_offset": self.clip_offset.get(side, 0.0),
+            "opus": list(self.opus),
         }
 
     def use_turn(self, turn: TurnEndpoint | None) -> None:
@@ -68,7 +87,7 @@ class Call(CallRecord):
         return CallRecord.model_validate(self.model_dump())
 
 
-def expand_calls(specs: list[CallSpec]) -> list[Call]:
+def expand_calls(specs: list[CallSpec], configured_loss: float = 0.0) -> list[Call]:
     """One call per placed call: a spec with ``count: N`` gives N calls named ``NAME-1`` ... ``NAME-N``."""
     calls = []
     for index, spec in enumerate(specs, start=1):
@@ -85,9 +104,12 @@ def expand_calls(specs: list[CallSpec]) -> list[Call]:
                     dscp=spec.dscp,
                     start=spec.start,
                     duration=spec.duration,
+                    talk=spec.talk,
                     setup_timeout=spec.setup_timeout,
                     endpoints={"caller": spec.endpoint.from_.kind, "callee": spec.endpoint.to.kind},
                     ice=spec.ice.model_dump() if spec.ice.configured else {},
+                    clip_offset=clip_offsets(call_id) if spec.count > 1 else {},
+                    opus=list(spec.opus.key(configured_loss)),
                     marking={
                         side: dict(zip(("dscp", "network_priority"), endpoint.marking(spec.dscp), strict=True))
                         for side, endpoint in (("caller", spec.endpoint.from_), ("callee", spec.endpoint.to))
@@ -95,6 +117,14 @@ def expand_calls(specs: list[CallSpec]) -> list[Call]:
                 )
             )
     return calls
+
+
+def clip_offsets(call_id: str) -> dict[str, float]:
+    """Where in its clip each side of a call of a ``count: N`` group starts, as a fraction of the loop:
+    seeded by the call's id (the same every run), so the group's calls do not all talk in step and
+    Opus' variable bitrate does not peak in all of them at once."""
+    chooser = random.Random(call_id)
+    return {side: round(chooser.random(), 4) for side in SIDES}
 
 
 def ice_config(asked: dict[str, Any], turn: TurnEndpoint | None) -> dict[str, Any] | None:
@@ -172,18 +202,25 @@ def prepare(agents: Agents, calls: list[Call]) -> None:
     """Let every endpoint load its codec and encode its clip (a browser launch its legs' browsers) before
     the workload's clock starts."""
     trust_lab_ca(agents, calls)
-    needed: Counter[tuple[str, str, str, str]] = Counter()
-    longest: dict[tuple[str, str, str, str], float] = {}
+    Key = tuple[str, str, str, str, tuple[Any, ...]]
+    needed: Counter[Key] = Counter()
+    longest: dict[Key, float] = {}
     for call in calls:
         for side in SIDES:
-            key = (call.node(side), call.endpoints[side], call.codec, CLIPS[side])
+            key = (call.node(side), call.endpoints[side], call.codec, CLIPS[side], tuple(call.opus))
             needed[key] += 1
-            longest[key] = max(longest.get(key, 0.0), call.duration)
+            longest[key] = max(longest.get(key, 0.0), call.longest)
     futures = [
         agents[node].request(
-            "endpoint_prepare", kind=kind, codec=codec, clip=clip, legs=legs, seconds=longest[(node, kind, codec, clip)]
+            "endpoint_prepare",
+            kind=kind,
+            codec=codec,
+            clip=clip,
+            legs=legs,
+            seconds=longest[(node, kind, codec, clip, opus)],
+            opus=list(opus),
         )
-        for (node, kind, codec, clip), legs in needed.items()
+        for (node, kind, codec, clip, opus), legs in needed.items()
     ]
     for future in futures:
         future.result(120)
@@ -237,13 +274,31 @@ def check_setup_timeout(call: Call, now: float) -> None:
         call.reason = f"not connected within the setup timeout of {call.setup_timeout:g}s"
 
 
-def end_calls(agents: Agents, calls: list[Call], drain_s: float = DRAIN_S) -> None:
-    """Stop both sides' media, wait ``drain_s`` for packets still on the path, then hang up both sides and
-    keep each side's summary. A side that is gone is noted, not fatal."""
+def drain(agents: Agents, calls: list[Call], minimum: float = DRAIN_S, maximum: float = DRAIN_MAX_S) -> float:
+    """Wait until every leg of ``calls`` has been quiet for QUIET_S (or ``maximum`` passed); seconds waited."""
+    started = time.monotonic()
+    time.sleep(minimum)
+    while time.monotonic() - started < maximum:
+        quiet = [value for side in SIDES for _, value in _each(agents, calls, side, "endpoint_quiet_for", _ids)]
+        if all(value is None or value >= QUIET_S for value in quiet):
+            break
+        time.sleep(DRAIN_POLL_S)
+    return round(time.monotonic() - started, 3)
+
+
+def _ids(batch: list[Call]) -> dict[str, Any]:
+    return {"calls": [c.id for c in batch]}
+
+
+def end_calls(agents: Agents, calls: list[Call], drain_s: float = DRAIN_S, drain_max_s: float = DRAIN_MAX_S) -> None:
+    """Stop both sides' media, let the path drain (``drain``), then hang up both sides and keep each
+    side's summary. A side that is gone is noted, not fatal."""
     for side in SIDES:
-        _each(agents, calls, side, "endpoint_stop_media", lambda b: {"calls": [c.id for c in b]}, timeout=30)
+        _each(agents, calls, side, "endpoint_stop_media", _ids, timeout=30)
     if drain_s > 0:
-        time.sleep(drain_s)
+        waited = drain(agents, calls, drain_s, max(drain_s, drain_max_s))
+        for call in calls:
+            call.drain_s = waited
     for side in SIDES:
         for (node, kind), batch in _batches(calls, side).items():
             try:

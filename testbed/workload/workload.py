@@ -21,7 +21,7 @@ from testbed.errors import LabError
 from testbed.lab import Lab
 from testbed.lab.queues import QueueSampler
 from testbed.results import TrafficRecord, WorkloadRecord
-from testbed.scenario.model import TimelineEvent, TrafficSpec
+from testbed.scenario.model import Impairment, TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.agents import AgentError, Agents
 from testbed.workload.calls import (
@@ -58,7 +58,7 @@ class Workload:
         self.out_dir = Path(out_dir)
         self.templates = timeline_templates or {}
         self.progress = progress or (lambda message: None)
-        self.calls = expand_calls(self.scenario.calls)
+        self.calls = expand_calls(self.scenario.calls, configured_loss(lab.links))
         for call in self.calls:
             call.use_turn(lab.turn.endpoint if lab.turn is not None else None)
         self.traffic = {spec.name: spec for spec in self.scenario.traffic}
@@ -74,7 +74,7 @@ class Workload:
     # ------------------------------------------------------------ planning
 
     def duration(self) -> float:
-        ends = [c.start + c.duration for c in self.calls]
+        ends = [c.start + c.longest for c in self.calls]
         ends += [t.stop for t in self.scenario.traffic if t.stop is not None]
         ends += [e.at for e in self.scenario.timeline]
         return max(ends, default=0.0)
@@ -86,7 +86,8 @@ class Workload:
     def _plan(self, end: float) -> None:
         for at, calls in _by_time(self.calls, lambda c: c.start).items():
             self._at(at, f"{_names(calls)} start", functools.partial(self._submit, self._place, calls))
-        for at, calls in _by_time(self.calls, lambda c: c.start + c.duration).items():
+        # calls with a talk time end that long after they connect (_handle_events); this is their fallback
+        for at, calls in _by_time(self.calls, lambda c: c.start + c.longest).items():
             self._at(at, f"{_names(calls)} end", functools.partial(self._submit, self._end, calls))
         for spec in self.scenario.traffic:
             self._at(spec.start, f"traffic {spec.name} starts", functools.partial(self._start_traffic, spec))
@@ -180,6 +181,13 @@ class Workload:
                 on_call_event(call, node, message)
                 if call.outcome != before:
                     self._log(round(message["time"] - self.t0, 3), f"call {call.id} {call.outcome}", reason=call.reason)
+                    if call.outcome == "connected" and call.talk is not None:
+                        at = (call.connected_at or time.time()) - self.t0 + call.talk
+                        self._at(
+                            at,
+                            f"{call.id} end (talk {call.talk:g}s)",
+                            functools.partial(self._submit, self._end, [call]),
+                        )
                     self.progress(
                         f"call {call.id}: {call.outcome}"
                         + (f" in {call.setup_s * 1000:.0f} ms" if call.setup_s else "")
@@ -189,6 +197,9 @@ class Workload:
         place_calls(self.agents, calls, self.out_dir / "calls")
 
     def _end(self, calls: list[Call]) -> None:
+        calls = [call for call in calls if call.take_end()]
+        if not calls:
+            return
         for call in calls:
             if call.outcome == "pending":
                 check_setup_timeout(call, float("inf"))
@@ -286,6 +297,23 @@ class Workload:
         for link, ends in self.lab.links.items():
             targets |= {(node, link) for node in ends}
         return [(node, self.lab.node(node).netns_path, link) for node, link in sorted(targets)]
+
+
+def configured_loss(links: dict[str, dict[str, Impairment]]) -> float:
+    """The highest random loss (percent, a Gilbert-Elliott model's mean) configured on a link end: what
+    ``opus: {expected_loss: auto}`` provisions FEC for."""
+    worst = 0.0
+    for ends in links.values():
+        for impairment in ends.values():
+            loss = impairment.loss
+            if loss is None:
+                continue
+            if loss.model == "random" and loss.rate is not None:
+                worst = max(worst, loss.rate)
+            elif loss.model == "gilbert_elliott" and loss.p is not None and loss.r is not None and loss.p + loss.r > 0:
+                bad = loss.p / (loss.p + loss.r)
+                worst = max(worst, bad * loss.loss_bad + (1 - bad) * loss.loss_good)
+    return worst
 
 
 def _by_time(calls: list[Call], when: Callable[[Call], float]) -> dict[float, list[Call]]:

@@ -14,7 +14,7 @@ from testbed.report.console import browser_table, print_summary, summary_table
 from testbed.report.figures import browser_listeners, browser_versions, candidate_pair, dscp_values, ef_on_wire, percent
 from testbed.results import METRICS, UNITS, CallScores, DirectionScores, RunResult, metric
 from testbed.results.scores import BrowserFigures, UnscoredDirection
-from testbed.scenario.model import Metric
+from testbed.scenario.thresholds import Metric
 from tests.helpers.scores import environment, network_stats
 
 VERSION = "Chromium 156.0.8078.129 built on Debian GNU/Linux 12 (bookworm)"

@@ -10,7 +10,7 @@ import pytest
 from testbed.report import html, junit
 from testbed.report.thresholds import evaluate
 from testbed.results import CallScores, CheckResult, DirectionScores, RunResult
-from testbed.scenario.model import Threshold
+from testbed.scenario.thresholds import Threshold
 from tests.helpers.cli import run_cli
 from tests.helpers.scores import environment, network_stats
 

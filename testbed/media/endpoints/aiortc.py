@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import Packet
 
 from testbed.codecs import FRAME_S
-from testbed.media.encoded_clip import CLIP_RATE, aiortc_capability, encoded_clip
+from testbed.media.encoded_clip import BROWSER_OPUS, CLIP_RATE, OpusSettings, aiortc_capability, encoded_clip
 from testbed.media.endpoints.aiortc_hooks import (
     mark_media_sockets,
     record_received_packets,
@@ -44,9 +44,10 @@ class EncodedClipTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, payloads: list[bytes]):
+    def __init__(self, payloads: list[bytes], offset: int = 0):
         super().__init__()
         self.payloads = payloads
+        self.offset = offset % len(payloads) if payloads else 0  # the first frame sent
         self.frame_samples = int(CLIP_RATE * FRAME_S)
         self.sent = 0
         self.started: float | None = None  # time.time() of the first packet: the clip's origin
@@ -70,7 +71,7 @@ class EncodedClipTrack(MediaStreamTrack):
             if wait > 0:
                 await asyncio.sleep(wait)
             self.lateness_ms.append(max(0.0, (time.monotonic() - due) * 1000))
-        packet = Packet(self.payloads[self.sent % len(self.payloads)])
+        packet = Packet(self.payloads[(self.offset + self.sent) % len(self.payloads)])
         packet.pts = self.sent * self.frame_samples
         packet.time_base = fractions.Fraction(1, CLIP_RATE)
         self.sent += 1
@@ -86,6 +87,14 @@ class EncodedClipTrack(MediaStreamTrack):
             "max_ms": round(float(late.max()), 3),
             "late_over_1ms": int((late > 1.0).sum()),
         }
+
+
+def opus_settings(value: Any) -> OpusSettings | None:
+    """The leg's Opus settings as the encoder takes them (None: the browser-like default)."""
+    if not value:
+        return None
+    bitrate, fec, loss = value
+    return int(bitrate), bool(fec), int(loss)
 
 
 def configuration(ice: dict[str, Any] | None) -> RTCConfiguration:
@@ -107,7 +116,8 @@ class AiortcLeg:
         self.leg = leg
         self.emit = emit
         self.pc = RTCPeerConnection(configuration(leg.ice))
-        self.track = EncodedClipTrack(encoded_clip(leg.codec, leg.clip))
+        payloads = encoded_clip(leg.codec, leg.clip, opus_settings(leg.opus))
+        self.track = EncodedClipTrack(payloads, int(leg.clip_offset * len(payloads)))
         self.received = PacketRecord()
         self.sent = SentRecord()
         self.sink = MediaBlackhole()
@@ -119,6 +129,7 @@ class AiortcLeg:
         self.timings: dict[str, float] = {}
         self.ice_connected_at: float | None = None
         self.relay_tcp: dict[str, int] = {}
+        self.hung_up_at: float | None = None
         self.pc.on("connectionstatechange", self._state_changed)
         self.pc.on("iceconnectionstatechange", self._ice_state_changed)
         self.pc.on("track", self._track)
@@ -152,6 +163,11 @@ class AiortcLeg:
     async def stop_media(self) -> float | None:
         self.track.stop_media()
         return self.track.stopped_at
+
+    async def quiet_for(self) -> float | None:
+        if not self.received.arrival_ns:
+            return None
+        return (time.time_ns() - self.received.arrival_ns[-1]) / 1e9
 
     # ------------------------------------------------------------ media and state
 
@@ -187,6 +203,7 @@ class AiortcLeg:
     async def hang_up(self) -> dict[str, Any]:
         """End the call, write both packet records, and summarise this side."""
         self.track.stop_media()
+        self.hung_up_at = time.time()  # what arrives after this is not recorded
         self.relay_tcp = relay_tcp_info(self.pc)  # before close: the relay's socket goes with it
         await self.sink.stop()
         await self.pc.close()
@@ -205,11 +222,14 @@ class AiortcLeg:
             "clip_started": self.track.started,
             "frames_sent": self.track.sent,
             "clip_frames": len(self.track.payloads),
+            "clip_offset_frames": self.track.offset,
+            "opus": list(opus_settings(self.leg.opus) or BROWSER_OPUS) if self.leg.codec == "opus" else [],
             "packets_received": len(self.received.seq),
             "packets_sent": len(self.sent.seq),
             "connected_at": self.connected_at,
             "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
             "media_stopped_at": self.track.stopped_at,
+            "hung_up_at": self.hung_up_at,
             "sockets_marked": self.marked,
             "candidate_pair": self.pair,
             "timings": self.timings,
@@ -229,8 +249,10 @@ class AiortcEndpoint(LegBatches[AiortcLeg]):
         super().__init__()
         self.emit = emit
 
-    async def prepare(self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0) -> None:
-        encoded_clip(codec, clip)
+    async def prepare(
+        self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0, opus: list[Any] | None = None
+    ) -> None:
+        encoded_clip(codec, clip, opus_settings(opus))
 
     def new_leg(self, leg: LegSpec) -> AiortcLeg:
         return AiortcLeg(leg, self.emit)

@@ -2,8 +2,9 @@
 RTP sender). The interface is not WebRTC's: a leg is one side of one call, and the harness relays two
 opaque descriptions between the sides (an SDP for WebRTC endpoints, a transport address for endpoints
 without signalling). One endpoint object serves every leg of its kind in one node, so ``count: N``
-calls are one batch for one process. A call ends in three steps: stop the media, let the path drain,
-hang up (only then are the records written), so packets in flight at hang-up are not lost packets.
+calls are one batch for one process. A call ends in three steps: stop the media, let the path drain
+(until every leg has heard nothing for a while, bounded), hang up (only then are the records written),
+so packets in flight at hang-up are not lost packets.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class LegSpec:
     network_priority: str = "unset"  # what a browser's audio sender asks for (RTCRtpEncodingParameters)
     # the caller's ICE: {"servers": [{"urls", "username", "credential"}], "policy": all|relay, ...}
     ice: dict[str, Any] | None = None
+    clip_offset: float = 0.0  # where in the clip to start, as a fraction of its loop (aiortc)
+    opus: tuple[int, bool, int] | list[Any] | None = None  # aiortc's Opus: bitrate, in-band FEC, expected loss
 
 
 class Endpoint(Protocol):
@@ -38,9 +41,12 @@ class Endpoint(Protocol):
 
     kind: ClassVar[str]
 
-    async def prepare(self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0) -> None:
-        """Load what sending needs (codec, encoded clip; a browser per leg) before the workload's clock
-        starts; ``legs`` of this codec and clip will follow, the longest lasting ``seconds``."""
+    async def prepare(
+        self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0, opus: list[Any] | None = None
+    ) -> None:
+        """Load what sending needs (codec, encoded clip with ``opus`` settings; a browser per leg) before
+        the workload's clock starts; ``legs`` of this codec and clip will follow, the longest lasting
+        ``seconds``."""
 
     async def open(self, legs: list[LegSpec]) -> list[Description]:
         """Callers: create the legs and describe them (the offers)."""
@@ -53,6 +59,11 @@ class Endpoint(Protocol):
 
     async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
         """Stop sending (the leg still receives); each result says when (``stopped_at``, epoch s)."""
+
+    async def quiet_for(self, calls: list[str]) -> list[Any]:
+        """Per leg: seconds since its last RTP packet arrived (None: none arrived). Between stopping the
+        media and hanging up the harness waits until every leg has been quiet a while: what was still
+        on the path has arrived by then, and is not lost."""
 
     async def hang_up(self, calls: list[str]) -> list[dict[str, Any]]:
         """End the legs, write their records and return each one's summary (``results.LegSummary``)."""

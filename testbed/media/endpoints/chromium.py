@@ -81,6 +81,7 @@ class ChromiumLeg:
         self.created = time.time()
         self.connected_at: float | None = None
         self.stopped_at: float | None = None
+        self.hung_up_at: float | None = None
         self.ended = False
         self.crashed = ""
 
@@ -141,10 +142,17 @@ class ChromiumLeg:
                 self.stopped_at = await self.page.evaluate("() => stopMedia()")
         return self.stopped_at
 
+    async def quiet_for(self) -> float | None:
+        if self.ended or self.page is None:
+            return None
+        value = await self.page.evaluate("() => quietFor()")
+        return None if value is None else float(value)
+
     async def hang_up(self) -> dict[str, Any]:
         """End the call, write what the browser played and its statistics, close the browser, and
         summarise this side."""
         result: dict[str, Any] = {}
+        self.hung_up_at = time.time()
         error = self.crashed or None
         try:
             if self.page is not None and not self.crashed:
@@ -175,6 +183,7 @@ class ChromiumLeg:
             "setup_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
             "launch_s": None if self.browser is None else self.browser.launch_s,
             "media_stopped_at": self.stopped_at,
+            "hung_up_at": self.hung_up_at,
             "candidate_pair": candidate_pair(last.get("pair", {})),
             "timings": result.get("timings", {}),
             "browser": {"version": chromium_version(), "user_agent": result.get("userAgent", "")},
@@ -234,7 +243,9 @@ class ChromiumEndpoint(LegBatches[ChromiumLeg]):
         assert self.dir is not None
         return microphone_file(self.dir, codec, clip, longest)
 
-    async def prepare(self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0) -> None:
+    async def prepare(
+        self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0, opus: list[Any] | None = None
+    ) -> None:
         """Launch a browser for each of the ``legs`` to come (the longest sending ``seconds``), before the
         workload's clock starts. A browser that cannot start fails its calls (with the reason), not the
         run, so other calls go on."""

@@ -24,6 +24,10 @@ class Leg(Protocol):
         """Stop sending; when it stopped (epoch s)."""
         ...
 
+    async def quiet_for(self) -> float | None:
+        """Seconds since the last RTP packet arrived (None: none yet): the drain watches it."""
+        ...
+
     async def hang_up(self) -> dict[str, Any]:
         """End the leg, write its records, return its summary (``results.LegSummary``)."""
         ...
@@ -91,6 +95,12 @@ class LegBatches(Generic[L]):
     async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
         async def one(call: str) -> dict[str, Any]:
             return {"stopped_at": await self._leg(call).stop_media()}
+
+        return await each_leg([one(call) for call in calls])
+
+    async def quiet_for(self, calls: list[str]) -> list[Any]:
+        async def one(call: str) -> float | None:
+            return await self._leg(call).quiet_for()
 
         return await each_leg([one(call) for call in calls])
 

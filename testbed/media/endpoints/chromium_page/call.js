@@ -183,6 +183,18 @@ async function stopMedia() {
   return stopped;
 }
 
+async function quietFor() {
+  // seconds since the last RTP packet arrived (null: none yet), from the inbound-rtp statistics
+  if (!call.pc) return null;
+  const report = await call.pc.getStats();
+  for (const stats of report.values()) {
+    if (stats.type === "inbound-rtp" && stats.kind === "audio" && stats.lastPacketReceivedTimestamp) {
+      return Math.max(0, (stats.timestamp - stats.lastPacketReceivedTimestamp) / 1000);
+    }
+  }
+  return null;
+}
+
 function toBase64(int16) {
   const bytes = new Uint8Array(int16.buffer);
   let text = "";

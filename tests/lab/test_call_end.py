@@ -1,0 +1,36 @@
+"""The end of a call for real: over a lossless path with 600 ms one way, the harness stops the media,
+waits until the path has drained, then hangs up; nothing that was on the path counts as lost, and a
+call asked for its talk time talks that long whatever its setup took."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers.lab import run_testbed
+
+SLOW = """name: slow
+links:
+  wan:
+    router: {delay: 600ms}
+    gateway: {delay: 600ms}
+calls:
+  - {name: rep, from: client, to: gateway, %s}
+"""
+
+
+def test_a_slow_lossless_path_drains_before_hang_up(registry, no_leftovers, tmp_path):
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(SLOW % "talk: 6s")
+    out = tmp_path / "out"
+    result = run_testbed("run", str(scenario), "--out", str(out), "--json", timeout=180)
+    assert result.stdout, result.stderr
+    call = json.loads(result.stdout)["variants"][0]["calls"][0]
+    assert call["outcome"] == "connected", call["reason"]
+    assert call["drain_s"] >= 0.6, call["drain_s"]  # the last packets took 600 ms to arrive
+    assert 5.9 <= call["talk_s"] <= 6.5, call["talk_s"]  # setup took seconds; talk is what was asked
+    assert call["setup_s"] > 1.2  # ICE and DTLS round trips over 1.2 s of RTT
+    for label, direction in call["directions"].items():
+        network = direction["network"]
+        assert network["loss"]["lost"] == 0, (label, network["loss"])
+        assert network["in_flight"] == 0, (label, network["in_flight"])
+        assert network["loss"]["sent"] >= 290, (label, network["loss"])
