@@ -21,8 +21,7 @@ calls:
   - {name: rep, from: client, to: gateway, talk: 8s}
 """
 
-# RTP 12 + SRTP auth tag 10 + UDP 8 + IPv4 20 bytes around each payload
-OVERHEAD = 12 + 10 + 8 + 20
+SRTP_TAG = 10  # AES_CM_128_HMAC_SHA1_80's authentication tag after each payload
 
 
 def test_fec_recovers_frames_and_pesq_does_not_drop(registry, no_leftovers, tmp_path):
@@ -65,14 +64,18 @@ def test_a_call_group_sends_the_codecs_bitrate_plus_overhead(registry, no_leftov
     offsets = {call["sides"]["caller"]["clip_offset_frames"] for call in workload["calls"]}
     assert len(offsets) >= 8  # each call starts at its own point in the clip
     payloads = encoded_clip("opus", "client")
-    expected_bits = (np.mean([len(p) for p in payloads]) + OVERHEAD) * 8 * 50  # per call, 50 packets/s
+    clip_payload = float(np.mean([len(p) for p in payloads]))
     records = load_records(out / "default" / "taps" / "client-lan")
-    ssrcs = [call["sides"]["caller"]["sent_ssrc"] for call in workload["calls"]]
-    rates = []
-    for ssrc in ssrcs:
-        stream = records.stream(ssrc)
+    rates, payload, header = [], [], []
+    for call in workload["calls"]:
+        stream = records.stream(call["sides"]["caller"]["sent_ssrc"])
         seconds = (stream.time_ns[-1] - stream.time_ns[0]) / 1e9
         rates.append(float(np.sum(stream.size) * 8 / seconds))
-    # each call over its own span of the clip: the group's mean is the clip's mean rate
-    assert abs(np.mean(rates) - expected_bits) / expected_bits < 0.1, (np.mean(rates), expected_bits)
-    assert 35_000 < expected_bits < 60_000  # about 32 kbit/s of Opus with FEC, plus headers
+        payload.append(float(np.mean(stream.payload)) - SRTP_TAG)  # the tap counts the tag as payload
+        header.append(float(np.mean(stream.size - stream.payload)) - 28)  # RTP with its extensions
+    # each call over its own span of the clip: the group's mean payload is the clip's mean payload
+    assert abs(np.mean(payload) - clip_payload) / clip_payload < 0.08, (np.mean(payload), clip_payload)
+    expected_bits = (clip_payload + SRTP_TAG + np.mean(header) + 8 + 20) * 8 * 50  # 50 packets/s
+    assert abs(np.mean(rates) - expected_bits) / expected_bits < 0.05, (np.mean(rates), expected_bits)
+    assert 12 <= np.mean(header) <= 40  # the fixed header and aiortc's header extensions
+    assert 35_000 < np.mean(rates) < 60_000  # about 32 kbit/s of Opus, plus headers
