@@ -88,6 +88,11 @@ class CallRecord(Record):
         default_factory=list,
         description="how aiortc senders encode Opus: [bitrate bit/s, in-band FEC, expected loss %]",
     )
+    clips: dict[str, str] = Field(
+        default_factory=lambda: {"caller": "client", "callee": "gateway"},
+        description="per side: the shipped clip it sends, or the prefix of a user's reference prepared for the run",
+    )
+    speech: dict[str, str] = Field(default_factory=dict, description="per side: the user's reference WAV, if any")
     clip_offset: dict[str, float] = Field(
         default_factory=dict, description="per side: where in the clip it starts, as a fraction of the loop"
     )

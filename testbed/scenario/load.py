@@ -20,6 +20,8 @@ from testbed.scenario.addressing import plan_addresses
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.references import check_references
 from testbed.scenario.router_template import RouterTemplate
+from testbed.scenario.speech import SpeechError
+from testbed.scenario.speech import check as check_speech
 from testbed.scenario.trace import TraceError, load_trace
 from testbed.scenario.yamlsource import YamlDocument, format_loc, load_yaml
 
@@ -168,7 +170,8 @@ def _check_plan(scenario: Scenario, path: Path, variant: str) -> None:
 def with_trace_paths(
     scenario: Scenario, scenario_file: Path, lines: dict[tuple[str | int, ...], int] | None = None
 ) -> Scenario:
-    """Link traces named relative to the scenario file become absolute, and each must load cleanly."""
+    """Link traces and speech references named relative to the scenario file become absolute, and each
+    must load cleanly (a reference WAV must be usable speech: ``scenario.speech``)."""
     problems = []
 
     def resolve(impairment: Impairment, loc: tuple[str | int, ...]) -> Impairment:
@@ -201,9 +204,34 @@ def with_trace_paths(
         else event
         for index, event in enumerate(scenario.timeline)
     ]
+    calls = []
+    for index, call in enumerate(scenario.calls):
+        speech = {}
+        for side, alias in (("from_", "from"), ("to", "to")):
+            name = getattr(call.speech, side)
+            if name is None:
+                continue
+            wav = Path(name) if Path(name).is_absolute() else (scenario_file.parent / name).resolve()
+            try:
+                check_speech(wav)
+            except SpeechError as exc:
+                loc = ("calls", index, "speech", alias)
+                line = (lines or {}).get(loc)
+                where = f"{scenario_file}:{line}" if line else str(scenario_file)
+                problems.append(f"{where}: {'.'.join(map(str, loc))}: {wav}: {exc}")
+            speech[alias] = str(wav)
+        calls.append(
+            call.model_copy(
+                update={
+                    "speech": call.speech.model_copy(
+                        update={"from_": speech.get("from", call.speech.from_), "to": speech.get("to", call.speech.to)}
+                    )
+                }
+            )
+        )
     if problems:
         raise ScenarioError(problems)
-    return scenario.model_copy(update={"links": links, "timeline": timeline})
+    return scenario.model_copy(update={"links": links, "timeline": timeline, "calls": calls})
 
 
 def _existing(template: str, scenario_file: Path) -> Path:

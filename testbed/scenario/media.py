@@ -14,7 +14,7 @@ from pydantic import Field
 
 from testbed.scenario.types import Percent, Rate, Strict
 
-__all__ = ["OpusSpec"]
+__all__ = ["OpusSpec", "SpeechSpec"]
 
 
 class OpusSpec(Strict):
@@ -33,3 +33,15 @@ class OpusSpec(Strict):
         stands for ``auto``."""
         loss = configured_loss if self.expected_loss == "auto" else self.expected_loss
         return self.bitrate, self.fec, min(100, int(round(loss)))
+
+
+class SpeechSpec(Strict):
+    """Reference speech per side instead of the shipped clips: 16-bit PCM WAV files you own (relative to
+    the scenario file), checked at validation (``scenario.speech``) and sent by every endpoint kind."""
+
+    from_: str | None = Field(default=None, alias="from", description="what the caller says (a WAV file)")
+    to: str | None = Field(default=None, description="what the callee says (a WAV file)")
+
+    def paths(self) -> dict[str, str]:
+        """{"caller": PATH, "callee": PATH} for the sides given."""
+        return {side: path for side, path in (("caller", self.from_), ("callee", self.to)) if path}

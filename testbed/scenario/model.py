@@ -14,7 +14,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from testbed.codecs import CodecName
 from testbed.scenario.edge import EdgeSpec, IceSpec
 from testbed.scenario.endpoints import CallEndpoints
-from testbed.scenario.media import OpusSpec
+from testbed.scenario.media import OpusSpec, SpeechSpec
 from testbed.scenario.thresholds import Threshold
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
@@ -254,9 +254,8 @@ class CallSpec(Strict):
         description="call endpoint per side: aiortc (WebRTC in the node's agent) or chromium (the browser), "
         "as a name or {kind, dscp | network_priority}",
     )
-    opus: OpusSpec = Field(
-        default_factory=OpusSpec, description="how aiortc senders encode Opus: bitrate, in-band FEC, expected loss"
-    )
+    opus: OpusSpec = Field(default_factory=OpusSpec, description="aiortc's Opus: bitrate, in-band FEC, expected loss")
+    speech: SpeechSpec = Field(default_factory=SpeechSpec, description="your own WAV references per side")
     ice: IceSpec = Field(
         default_factory=IceSpec,
         description="the caller's ICE: TURN transports of the edge's TURN server it may use, STUN, policy all | relay",

@@ -18,6 +18,8 @@ from pydantic import PrivateAttr
 from testbed.lab.turn import TurnEndpoint
 from testbed.results import CallRecord, LegSummary
 from testbed.scenario.model import CallSpec
+from testbed.scenario.speech import check as check_speech
+from testbed.scenario.speech import write_rates
 from testbed.workload.agents import AgentError, Agents
 
 SIDES = ("caller", "callee")
@@ -46,6 +48,10 @@ class Call(CallRecord):
         """The most this call can last from placing it: its duration, or setup timeout plus talk time."""
         return self.duration if self.talk is None else self.setup_timeout + self.talk
 
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
     def take_end(self) -> bool:
         """True once: whoever ends the call first (its talk time, or the fallback end) ends it."""
         ended, self._ended = self._ended, True
@@ -63,7 +69,7 @@ class Call(CallRecord):
             "codec": self.codec,
             "dscp": marking.get("dscp", self.dscp),
             "network_priority": marking.get("network_priority", "unset"),
-            "clip": CLIPS[side],
+            "clip": self.clips.get(side, CLIPS[side]),
             "out_dir": str(out_dir),
             "ice": self._ice_config if side == "caller" else None,
             "clip_offset": self.clip_offset.get(side, 0.0),
@@ -110,6 +116,7 @@ def expand_calls(specs: list[CallSpec], configured_loss: float = 0.0) -> list[Ca
                     ice=spec.ice.model_dump() if spec.ice.configured else {},
                     clip_offset=clip_offsets(call_id) if spec.count > 1 else {},
                     opus=list(spec.opus.key(configured_loss)),
+                    speech=spec.speech.paths(),
                     marking={
                         side: dict(zip(("dscp", "network_priority"), endpoint.marking(spec.dscp), strict=True))
                         for side, endpoint in (("caller", spec.endpoint.from_), ("callee", spec.endpoint.to))
@@ -117,6 +124,20 @@ def expand_calls(specs: list[CallSpec], configured_loss: float = 0.0) -> list[Ca
                 )
             )
     return calls
+
+
+def prepare_speech(calls: list[Call], directory: Path) -> None:
+    """Convert each user's reference WAV once to the rates the testbed sends and scores at, in the run's
+    directory (so it stays with the run for rescoring, and containers see it), and point the calls'
+    sides at it."""
+    prepared: dict[str, str] = {}
+    for call in calls:
+        for side, wav in call.speech.items():
+            if wav not in prepared:
+                prefix = directory / f"{len(prepared) + 1}-{Path(wav).stem}"
+                write_rates(check_speech(Path(wav)), prefix)
+                prepared[wav] = str(prefix)
+            call.clips[side] = prepared[wav]
 
 
 def clip_offsets(call_id: str) -> dict[str, float]:
@@ -207,7 +228,7 @@ def prepare(agents: Agents, calls: list[Call]) -> None:
     longest: dict[Key, float] = {}
     for call in calls:
         for side in SIDES:
-            key = (call.node(side), call.endpoints[side], call.codec, CLIPS[side], tuple(call.opus))
+            key = (call.node(side), call.endpoints[side], call.codec, call.clips[side], tuple(call.opus))
             needed[key] += 1
             longest[key] = max(longest.get(key, 0.0), call.longest)
     futures = [
@@ -313,7 +334,7 @@ def end_calls(agents: Agents, calls: list[Call], drain_s: float = DRAIN_S, drain
                         "endpoint": kind,
                         "codec": call.codec,
                         "dscp": call.dscp,
-                        "clip": CLIPS[side],
+                        "clip": call.clips[side],
                         "error": summary.get("error") or "no summary",
                     }
                 call.sides[side] = LegSummary.model_validate(summary)

@@ -33,6 +33,7 @@ from testbed.workload.calls import (
     on_call_event,
     place_calls,
     prepare,
+    prepare_speech,
     signal_through_lab,
 )
 
@@ -66,6 +67,9 @@ class Workload:
         self.log: list[dict[str, Any]] = []
         self.t0 = 0.0
         self._actions: list[tuple[float, int, str, Callable[[], None]]] = []
+        # what only bounds calls with a talk time (their fallback end, traffic that stops at the end):
+        # once every call has ended, these run at once instead of at their bound
+        self._bounds: set[int] = set()
         self._order = 0
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="workload")
         self._futures: list[Future[None]] = []
@@ -79,20 +83,32 @@ class Workload:
         ends += [e.at for e in self.scenario.timeline]
         return max(ends, default=0.0)
 
-    def _at(self, t: float, what: str, action: Callable[[], None]) -> None:
+    def _at(self, t: float, what: str, action: Callable[[], None], bound: bool = False) -> None:
         self._order += 1
         heapq.heappush(self._actions, (t, self._order, what, action))
+        if bound:
+            self._bounds.add(self._order)
 
     def _plan(self, end: float) -> None:
         for at, calls in _by_time(self.calls, lambda c: c.start).items():
             self._at(at, f"{_names(calls)} start", functools.partial(self._submit, self._place, calls))
         # calls with a talk time end that long after they connect (_handle_events); this is their fallback
         for at, calls in _by_time(self.calls, lambda c: c.start + c.longest).items():
-            self._at(at, f"{_names(calls)} end", functools.partial(self._submit, self._end, calls))
+            self._at(
+                at,
+                f"{_names(calls)} end",
+                functools.partial(self._submit, self._end, calls),
+                bound=all(c.talk is not None for c in calls),
+            )
         for spec in self.scenario.traffic:
             self._at(spec.start, f"traffic {spec.name} starts", functools.partial(self._start_traffic, spec))
             stop = spec.stop if spec.stop is not None else end
-            self._at(stop, f"traffic {spec.name} stops", functools.partial(self._stop_traffic, spec.name))
+            self._at(
+                stop,
+                f"traffic {spec.name} stops",
+                functools.partial(self._stop_traffic, spec.name),
+                bound=spec.stop is None and any(c.talk is not None for c in self.calls),
+            )
         for event in self.scenario.timeline:
             self._at(event.at, f"{event.action} at {event.at:g}s", functools.partial(self._timeline, event))
 
@@ -104,6 +120,7 @@ class Workload:
         (self.out_dir / "calls").mkdir(exist_ok=True)
         (self.out_dir / "taps").mkdir(exist_ok=True)
         sampler_targets = self._queue_targets()
+        prepare_speech(self.calls, self.out_dir / "speech")
         with Agents(self.lab.nodes) as self.agents:
             service = self.lab.services.signalling
             if service is not None and self.calls:
@@ -149,6 +166,13 @@ class Workload:
     def _loop(self) -> None:
         while True:
             now = time.time() - self.t0
+            if self._bounds and self.calls and all(call.ended for call in self.calls):
+                self._actions = [
+                    (now, order, what, action) if order in self._bounds else (at, order, what, action)
+                    for at, order, what, action in self._actions
+                ]
+                heapq.heapify(self._actions)
+                self._bounds.clear()
             while self._actions and self._actions[0][0] <= now:
                 at, _, what, action = heapq.heappop(self._actions)
                 action()

@@ -34,3 +34,35 @@ def test_a_slow_lossless_path_drains_before_hang_up(registry, no_leftovers, tmp_
         assert network["loss"]["lost"] == 0, (label, network["loss"])
         assert network["in_flight"] == 0, (label, network["in_flight"])
         assert network["loss"]["sent"] >= 290, (label, network["loss"])
+
+
+def test_a_call_with_the_users_own_speech(registry, no_leftovers, tmp_path):
+    """References the user owns (here: the shipped clips as 48 kHz stereo WAVs, as a recording would
+    come) are converted into the run directory, sent by both sides and scored against themselves."""
+    import wave
+
+    import numpy as np
+
+    from testbed.media.clips import load_clip
+
+    for role in ("client", "gateway"):
+        clip = load_clip(role, 16000).astype(np.float64)
+        upsampled = np.interp(np.arange(0, clip.size, 1 / 3), np.arange(clip.size), clip)
+        with wave.open(str(tmp_path / f"{role}-talk.wav"), "wb") as w:
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(48000)
+            w.writeframes(np.repeat(upsampled, 2).astype("<i2").tobytes())
+    scenario = tmp_path / "mine.yaml"
+    scenario.write_text(
+        "name: mine\ncalls:\n  - {name: rep, talk: 6s, speech: {from: client-talk.wav, to: gateway-talk.wav}}\n"
+    )
+    out = tmp_path / "out"
+    result = run_testbed("run", str(scenario), "--out", str(out), "--json", timeout=180)
+    assert result.stdout, result.stderr
+    call = json.loads(result.stdout)["variants"][0]["calls"][0]
+    for label, direction in call["directions"].items():
+        assert direction["mos_pesq"] > 3.5, (label, direction["mos_pesq"])
+    workload = json.loads((out / "default" / "workload.json").read_text())["calls"][0]
+    assert workload["sides"]["caller"]["clip"].startswith(str(out / "default" / "speech"))
+    assert (out / "default" / "speech" / "1-client-talk-16k.wav").exists()

@@ -52,8 +52,14 @@ def clip_path(role: str, rate: int) -> Path:
 
 
 def load_clip(role: str, rate: int) -> npt.NDArray[np.int16]:
-    """Samples of the ``role`` clip at ``rate`` Hz: mono int16 (native byte order)."""
-    path = clip_path(role, rate)
+    """Samples of the ``role`` clip at ``rate`` Hz: mono int16 (native byte order). A ``role`` that is a
+    path prefix names a user's reference prepared for the run (``PREFIX-8k.wav``, ``PREFIX-16k.wav``)."""
+    if "/" in role:
+        if rate not in RATES:
+            raise ValueError(f"no clip at {rate!r} Hz: expected one of {list(RATES)}")
+        path = Path(f"{role}-{rate // 1000}k.wav")
+    else:
+        path = clip_path(role, rate)
     with wave.open(str(path), "rb") as w:
         if (w.getnchannels(), w.getsampwidth(), w.getframerate()) != (1, 2, rate):
             raise ValueError(f"{path.name}: expected mono 16-bit {rate} Hz, got {w.getparams()}")

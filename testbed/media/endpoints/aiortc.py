@@ -208,8 +208,9 @@ class AiortcLeg:
         await self.sink.stop()
         await self.pc.close()
         out_dir = Path(self.leg.out_dir)
-        received_path = out_dir / f"{self.leg.call}-{self.leg.clip}-received.npz"
-        sent_path = out_dir / f"{self.leg.call}-{self.leg.clip}-sent.npz"
+        label = Path(self.leg.clip).name  # a user's reference is a path prefix
+        received_path = out_dir / f"{self.leg.call}-{label}-received.npz"
+        sent_path = out_dir / f"{self.leg.call}-{label}-sent.npz"
         self.received.save(received_path)
         self.sent.save(sent_path)
         return {

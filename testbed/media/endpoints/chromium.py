@@ -162,7 +162,7 @@ class ChromiumLeg:
         finally:
             await self.close()
         out_dir = Path(self.leg.out_dir)
-        prefix = out_dir / f"{self.leg.call}-{self.leg.clip}"
+        prefix = out_dir / f"{self.leg.call}-{Path(self.leg.clip).name}"  # a user's reference is a path prefix
         stats = result.get("stats", [])
         last = stats[-1] if stats else {}
         outbound, inbound = last.get("outbound", {}), last.get("inbound", {})
