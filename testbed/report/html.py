@@ -129,6 +129,7 @@ def _markers(variant: VariantResult) -> list[tuple[float, str]]:
 def mos_table(result: RunResult) -> str:
     rows = [
         "<table><tr><th>variant</th><th>call</th><th>direction</th><th>MOS E-model</th><th>MOS PESQ</th>"
+        "<th>ViSQOL</th>"
         "<th>R</th><th>Ta</th><th>effective loss</th><th>network loss</th><th>p95 delay</th><th>jitter</th>"
         "<th>setup</th><th>talk</th><th>EF on wire</th><th>heard by</th><th>outcome</th></tr>"
     ]
@@ -141,6 +142,7 @@ def mos_table(result: RunResult) -> str:
                     f"<tr><td>{_escape(variant.name)}</td><td>{_escape(call.id)}</td><td>{_escape(direction)}</td>"
                     f'<td class="num {_mos_class(mos_e)}">{_fmt(mos_e)}</td>'
                     f'<td class="num {_mos_class(mos_p)}">{_fmt(mos_p)}</td>'
+                    f"{_cell(scored.mos_visqol if scored else None, 2)}"
                     f"{_cell(scored.r if scored else None, 1)}{_cell(scored.ta_ms if scored else None, 0, ' ms')}"
                     f"{_cell(scored.ppl_percent if scored else None, 2, '%')}"
                     f"{_cell(metric(call, s, 'loss'), 2, '%')}"

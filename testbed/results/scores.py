@@ -148,6 +148,9 @@ class DirectionScores(Record):
     ppl_percent: float | None = None
     burst_ratio: float | None = None
     r: float | None = None
+    mos_visqol: float | None = Field(
+        None, description="ViSQOL (speech mode, visqol-python) of the same audio as PESQ: a second perceptual MOS"
+    )
     mos_emodel: float | None = None
     mos_pesq: float | None = None
     pesq_mode: str | None = None

@@ -22,6 +22,7 @@ from testbed.scoring.browser import BrowserListener, browser_figures, talk_span
 from testbed.scoring.netstats import NetStats, in_flight, network_stats
 from testbed.scoring.pesq import PesqResult, pesq_score
 from testbed.scoring.playout import DEFAULT_BUFFER, JitterBuffer, PlayoutResult, ReceivedPackets, playout
+from testbed.scoring.visqol import visqol_score
 
 WINDOW_S = 3.0  # the per-second MOS looks at this much audio around each second
 
@@ -65,6 +66,7 @@ class DirectionScore:
     model: dict[str, Any] = field(default_factory=dict)  # the model's figures when a browser is the listener
     browser: dict[str, Any] = field(default_factory=dict)  # the browser's own figures (BrowserFigures)
     fec: dict[str, Any] = field(default_factory=dict)  # Opus in-band FEC: sent, decoded, recovered
+    mos_visqol: float | None = None  # ViSQOL speech MOS-LQO of the same audio (scoring.visqol)
     audio: np.ndarray | None = field(default=None, repr=False)
     audio_rate: int = 0
 
@@ -163,8 +165,10 @@ def score_direction(
     burst = heard.burst_ratio if heard.burst_ratio and heard.burst_ratio > 0 else 1.0
     result = emodel.rating(emodel.call_inputs(ta, ppl, burst, params))
     pesq: PesqResult | None = None
+    visqol: float | None = None
     if with_pesq and decodable:
         pesq = pesq_score(heard.audio, heard.rate, clip, clip_rate, loop_frames=clip_frames)
+        visqol = visqol_score(heard.audio, heard.rate, clip, clip_rate, loop_frames=clip_frames)
     score = DirectionScore(
         codec=codec,
         wideband=params.wideband,
@@ -184,6 +188,7 @@ def score_direction(
         audio=heard.audio,
         audio_rate=heard.rate,
         fec={"decoded": fec and call_codec(codec).decoder == "opus", "recovered": heard.fec_recovered},
+        mos_visqol=None if visqol is None else round(visqol, 3),
     )
     if browser is not None:
         browser_headline(score, browser, received, network_ms, burst, clip, clip_rate, clip_frames, with_pesq)
