@@ -27,6 +27,15 @@ from testbed.proc import AGENT, STOP_SIGNALS, STOP_TIMEOUT, next_event, set_real
 CHILD_STOP_TIMEOUT = STOP_TIMEOUT
 
 
+def _failed(descriptions: list[Any]) -> bool:
+    return any(isinstance(d, dict) and "error" in d for d in descriptions)
+
+
+def _batch_failure(descriptions: list[Any], others: str) -> list[dict[str, Any]]:
+    """Each leg's own error where its signalling failed; ``others`` for the legs held back with them."""
+    return [d if isinstance(d, dict) and "error" in d else {"error": others} for d in descriptions]
+
+
 class Agent:
     def __init__(self, node: str):
         self.node = node
@@ -142,25 +151,15 @@ class Agent:
     ) -> dict[str, Any]:
         calls = [leg["call"] for leg in legs]
         offers = await self._fetched(calls, remotes)
-        failed = {i: o for i, o in enumerate(offers) if isinstance(o, dict) and "error" in o}
-        if failed:  # no leg without its offer: answer what arrived, report the rest
-            return {
-                "legs": [
-                    failed.get(i, {"error": "not answered: the batch's signalling failed"}) for i in range(len(legs))
-                ]
-            }
+        if _failed(offers):  # no leg without its offer: report which failed, and the rest as not answered
+            return {"legs": _batch_failure(offers, "not answered: the batch's signalling failed")}
         answers = await self._endpoint(kind).answer(self._legs(legs), offers)
         return {"legs": await self._signalled(calls, "answer", answers)}
 
     async def cmd_endpoint_accept(self, kind: str, calls: list[str], remotes: list[dict[str, Any]]) -> dict[str, Any]:
         answers = await self._fetched(calls, remotes)
-        failed = {i: a for i, a in enumerate(answers) if isinstance(a, dict) and "error" in a}
-        if failed:
-            return {
-                "legs": [
-                    failed.get(i, {"error": "not accepted: the batch's signalling failed"}) for i in range(len(calls))
-                ]
-            }
+        if _failed(answers):
+            return {"legs": _batch_failure(answers, "not accepted: the batch's signalling failed")}
         return {"legs": await self._endpoint(kind).accept(calls, answers)}
 
     async def cmd_endpoint_stop_media(self, kind: str, calls: list[str]) -> dict[str, Any]:
