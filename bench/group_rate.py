@@ -1,5 +1,6 @@
-"""Benchmark: what a group of calls sends per second, with each call's clip at its own offset (the default)
-and with every call playing its clip in step (as before offsets existed).
+"""Benchmark: what a group of calls sends per second, with each call's clip at its own offset (the default),
+with every call playing its clip in step (as before offsets existed), and talking in turns (ITU-T P.59
+conversations: ``speech: {pattern: conversation}``).
 
 Runs --calls aiortc calls (``count: N``) for --talk seconds on an idle link, twice, and prints from the
 client's tap the group's rate per second (client -> gateway, all calls together): mean, standard
@@ -52,13 +53,18 @@ def main() -> None:
     scenario = {"name": "group-rate", "calls": [{"name": "rep", "count": args.calls, "talk": f"{args.talk:g}s"}]}
     payload = float(np.mean([len(p) for p in encoded_clip("opus", "client")]))
     print(f"{args.calls} Opus calls, {args.talk:g} s of talk; the clip's mean payload {payload:.1f} bytes")
-    for label, in_step in (("own offsets", False), ("in step", True)):
+    talking_in_turns = {**scenario, "calls": [{**scenario["calls"][0], "speech": {"pattern": "conversation"}}]}
+    for label, in_step, asked in (
+        ("own offsets", False, scenario),
+        ("in step", True, scenario),
+        ("in turns", False, talking_in_turns),
+    ):
         with tempfile.TemporaryDirectory(prefix="group-rate-") as work:
             path = Path(work) / "scenario.yaml"
-            path.write_text(yaml.safe_dump(scenario))
+            path.write_text(yaml.safe_dump(asked))
             every_call_at_zero = mock.patch.object(workload_calls, "clip_offsets", return_value={})
             with every_call_at_zero if in_step else contextlib.nullcontext():
-                testbed.load(path).run(out_dir=Path(work) / "out", with_pesq=False)
+                testbed.load(path).run(out_dir=Path(work) / "out", scoring=testbed.ScoringOptions(pesq=False))
             rates = group_rates(Path(work) / "out") / 1000
         print(
             f"  {label:12} group kbit/s per second: mean {rates.mean():7.1f}  sd {rates.std():6.1f}  "

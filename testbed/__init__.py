@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from testbed.api import Experiment, load, score
 
-__all__ = ["Experiment", "__version__", "load", "score"]
+__all__ = ["Experiment", "ScoringOptions", "__version__", "load", "score"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from testbed import api
 
         return getattr(api, name)
+    if name == "ScoringOptions":
+        from testbed.scoring.options import ScoringOptions
+
+        return ScoringOptions
     raise AttributeError(f"module 'testbed' has no attribute {name!r}")

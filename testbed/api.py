@@ -28,6 +28,7 @@ from testbed.runner import Progress, default_out_dir, finish, run_scenario, writ
 from testbed.scenario import LoadedScenario, load_scenario
 from testbed.scenario.load import find_template, load_template
 from testbed.scenario.model import Impairment, Scenario
+from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
 from testbed.workload import Workload
 
 
@@ -84,7 +85,7 @@ class Experiment:
         *,
         variants: list[str] | None = None,
         repeat: int = 1,
-        with_pesq: bool = True,
+        scoring: ScoringOptions = DEFAULT_SCORING,
         backend: str | None = None,
         impairment_engine: str | None = None,
     ) -> RunResult:
@@ -98,7 +99,7 @@ class Experiment:
             backend=backend,
             impairment_engine=impairment_engine,
         )
-        return finish(self.loaded, directory, with_pesq=with_pesq)
+        return finish(self.loaded, directory, options=scoring)
 
 
 class LabSession:
@@ -191,15 +192,15 @@ def load(path: str | Path) -> Experiment:
     return Experiment(load_scenario(path))
 
 
-def score(run: RunDir | str | Path, *, with_pesq: bool = True, with_fec: bool = True) -> RunResult:
+def score(run: RunDir | str | Path, *, scoring: ScoringOptions = DEFAULT_SCORING) -> RunResult:
     """Score a run directory, check the scenario's thresholds, write result.json and the reports."""
     if isinstance(run, RunDir):
-        return finish(run.experiment.loaded, run.path, with_pesq=with_pesq, with_fec=with_fec)
-    return score_run_dir(Path(run), with_pesq=with_pesq, with_fec=with_fec)
+        return finish(run.experiment.loaded, run.path, options=scoring)
+    return score_run_dir(Path(run), scoring=scoring)
 
 
 def score_run_dir(
-    run_dir: Path, *, with_pesq: bool = True, progress: Progress | None = None, with_fec: bool = True
+    run_dir: Path, *, scoring: ScoringOptions = DEFAULT_SCORING, progress: Progress | None = None
 ) -> RunResult:
     """Score a stored run directory with the scenario file it names (thresholds come from there)."""
     run_file = run_dir / RUN_FILE
@@ -208,9 +209,7 @@ def score_run_dir(
     scenario_file = Path(RunInfo.load(run_file).scenario_file)
     if not scenario_file.exists():
         raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
-    return finish(
-        load_scenario(scenario_file), run_dir, with_pesq=with_pesq, progress=progress or _quiet, with_fec=with_fec
-    )
+    return finish(load_scenario(scenario_file), run_dir, options=scoring, progress=progress or _quiet)
 
 
 def _quiet(message: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import wave
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from testbed.results import (
 from testbed.results.scores import CallPath, UnscoredDirection
 from testbed.scoring.browser import BrowserListener, uniform_rate
 from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, score_direction
+from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
 from testbed.scoring.playout import ReceivedPackets
 
 
@@ -167,7 +169,7 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
 
 
 def score_call(
-    call: CallRecord, taps: TapFiles, variant_dir: Path, with_pesq: bool = True, with_fec: bool = True
+    call: CallRecord, taps: TapFiles, variant_dir: Path, options: ScoringOptions = DEFAULT_SCORING
 ) -> CallScores:
     """Both directions of one call; a side without records (a call that never connected) is said so."""
     directions: dict[str, DirectionScores | UnscoredDirection] = {}
@@ -220,10 +222,9 @@ def score_call(
             _reference(sender, clip_rate),
             clip_rate,
             sender.clip_frames or None,
-            with_pesq=with_pesq,
+            options=replace(options, fec=options.fec and fec_sent(sender) is True),
             browser=_browser_listener(receiver),
             hang_up_ns=int(receiver.hung_up_at * 1e9) if receiver.hung_up_at else None,
-            fec=with_fec and fec_sent(sender) is True,
         )
         if score.fec:
             score.fec["sent"] = fec_sent(sender)
@@ -278,9 +279,8 @@ def call_path(call: CallRecord) -> CallPath | None:
 def score_variant(
     variant_dir: Path,
     workload: WorkloadRecord | None = None,
-    with_pesq: bool = True,
+    options: ScoringOptions = DEFAULT_SCORING,
     progress: Callable[[str], None] = lambda message: None,
-    with_fec: bool = True,
 ) -> VariantScores:
     """Score every call of one variant directory and write its scores.json (``workload``: its
     workload.json, when the caller has read it already)."""
@@ -293,7 +293,7 @@ def score_variant(
     taps = TapFiles(workload.taps)
     for call in workload.calls:
         progress(f"scoring {variant_dir.name}: {call.id}")
-        calls.append(score_call(call, taps, variant_dir, with_pesq, with_fec))
+        calls.append(score_call(call, taps, variant_dir, options))
     scores = VariantScores(variant=variant_dir.name, calls=calls)
     scores.save(variant_dir / SCORES_FILE)
     return scores

@@ -34,6 +34,7 @@ from testbed.results.run import VariantRunEntry
 from testbed.results.scores import CallScores
 from testbed.scenario.load import LoadedScenario
 from testbed.scenario.model import Scenario
+from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
 from testbed.workload import Workload
 
 RESULTS = Path("results")
@@ -181,14 +182,14 @@ def software_versions() -> dict[str, str]:
 
 
 def score_run(
-    run_dir: Path, info: RunInfo, *, with_pesq: bool = True, progress: Progress = _quiet, with_fec: bool = True
+    run_dir: Path, info: RunInfo, *, options: ScoringOptions = DEFAULT_SCORING, progress: Progress = _quiet
 ) -> list[result_file.ScoredVariant]:
     """Score every variant run of a run directory from its files (writes each variant's scores.json)."""
     scored = []
     for entry in info.runs:
         variant_dir = run_dir / entry.name
         workload = WorkloadRecord.load(variant_dir / WORKLOAD_FILE)
-        scores = score_variant(variant_dir, workload, with_pesq=with_pesq, progress=progress, with_fec=with_fec)
+        scores = score_variant(variant_dir, workload, options=options, progress=progress)
         scored.append(
             result_file.ScoredVariant(
                 entry.name,
@@ -207,15 +208,14 @@ def finish(
     out_dir: Path,
     *,
     junit: Path | None = None,
-    with_pesq: bool = True,
+    options: ScoringOptions = DEFAULT_SCORING,
     progress: Progress = _quiet,
-    with_fec: bool = True,
 ) -> RunResult:
     """Score every variant of a run directory, check the thresholds, and write result.json, junit.xml and
-    report.html. Works on a fresh run and on a stored one (``testbed score``); ``with_fec`` off scores
-    as a receiver that ignores Opus' in-band FEC."""
+    report.html. Works on a fresh run and on a stored one (``testbed score``); ``options`` say what
+    scoring computes (``ScoringOptions``)."""
     info = RunInfo.load(out_dir / RUN_FILE)
-    scored = score_run(out_dir, info, with_pesq=with_pesq, progress=progress, with_fec=with_fec)
+    scored = score_run(out_dir, info, options=options, progress=progress)
     by_variant: dict[str, list[CallScores]] = {}
     for variant in scored:  # repetitions of a variant are checked together, each call as its own
         suffix = "" if variant.repetition == 1 else f"#{variant.repetition}"

@@ -41,6 +41,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print result.json instead of the table")] = False,
     impairment_engine: EngineOption = None,
     backend: BackendOption = None,
+    visqol: Annotated[
+        bool, typer.Option("--visqol", help="ViSQOL beside PESQ (about 0.5 s of CPU per second of audio)")
+    ] = False,
 ) -> None:
     """Run a scenario: every variant's lab, calls, traffic and timeline; score, check thresholds, report.
 
@@ -50,6 +53,7 @@ def run(
     require_root()
     from testbed.runner import default_out_dir, finish, run_scenario
     from testbed.scenario import load_scenario
+    from testbed.scoring.options import ScoringOptions
 
     loaded = load_scenario(scenario)
     variants = check_variants(scenario, variant, loaded.variant_names)
@@ -65,7 +69,9 @@ def run(
         progress=progress,
     )
     progress("scoring")
-    _report(finish(loaded, out_dir, junit=junit, progress=progress), out_dir, as_json)
+    _report(
+        finish(loaded, out_dir, junit=junit, progress=progress, options=ScoringOptions(visqol=visqol)), out_dir, as_json
+    )
 
 
 def _report(result: RunResult, out_dir: Path, as_json: bool) -> None:
@@ -155,6 +161,9 @@ def score(
     no_fec: Annotated[
         bool, typer.Option("--no-fec", help="run directory: a receiver that ignores Opus' in-band FEC")
     ] = False,
+    visqol: Annotated[
+        bool, typer.Option("--visqol", help="run directory: ViSQOL beside PESQ (about 0.5 s of CPU per s of audio)")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """`testbed score emodel --ta-ms TA --loss-pct PPL ...` prints R and MOS; `testbed score RUN_DIR`
@@ -163,12 +172,12 @@ def score(
         _score_emodel(ta_ms, loss_pct, burst_ratio, codec, ie, bpl, wideband, as_json)
         return
     from testbed.api import score_run_dir
+    from testbed.scoring.options import ScoringOptions
 
     run_dir = Path(target)
     result = score_run_dir(
         run_dir,
-        with_pesq=not no_pesq,
-        with_fec=not no_fec,
+        scoring=ScoringOptions(pesq=not no_pesq, fec=not no_fec, visqol=visqol),
         progress=lambda message: err.print(message, highlight=False),
     )
     _report(result, run_dir, as_json)

@@ -58,13 +58,13 @@ def encoded_clip(codec: str, clip_role: str, opus: OpusSettings | None = None) -
     key = (codec, clip_role, settings)
     if key not in _ENCODED:
         if settings is not None:
-            _ENCODED[key] = _opus_payloads(load_clip(clip_role, CLIP_RATE), settings)
+            _ENCODED[key] = opus_payloads(load_clip(clip_role, CLIP_RATE), settings)
         else:
             _ENCODED[key] = _aiortc_payloads(codec, clip_role)
     return _ENCODED[key]
 
 
-def _opus_payloads(samples: np.ndarray, settings: OpusSettings) -> list[bytes]:
+def opus_payloads(samples: np.ndarray, settings: OpusSettings) -> list[bytes]:
     import opuslib_next
 
     bitrate, fec, expected_loss = settings

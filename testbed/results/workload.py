@@ -93,6 +93,11 @@ class CallRecord(Record):
         description="per side: the shipped clip it sends, or the prefix of a user's reference prepared for the run",
     )
     speech: dict[str, str] = Field(default_factory=dict, description="per side: the user's reference WAV, if any")
+    pattern: str = Field("continuous", description="continuous, or conversation (ITU-T P.59 talk spurts)")
+    activity: dict[str, float] = Field(
+        default_factory=dict,
+        description="conversation: each side's share of talking time, double talk and mutual silence",
+    )
     clip_offset: dict[str, float] = Field(
         default_factory=dict, description="per side: where in the clip it starts, as a fraction of the loop"
     )

@@ -36,11 +36,18 @@ class OpusSpec(Strict):
 
 
 class SpeechSpec(Strict):
-    """Reference speech per side instead of the shipped clips: 16-bit PCM WAV files you own (relative to
-    the scenario file), checked at validation (``scenario.speech``) and sent by every endpoint kind."""
+    """What each side says: the shipped clips, or 16-bit PCM WAV files you own (relative to the scenario
+    file), checked at validation (``scenario.speech``) and sent by every endpoint kind; talking all the
+    time, or in turns as people do (``testbed.media.conversation``)."""
 
     from_: str | None = Field(default=None, alias="from", description="what the caller says (a WAV file)")
     to: str | None = Field(default=None, description="what the callee says (a WAV file)")
+    pattern: Literal["continuous", "conversation"] = Field(
+        default="continuous",
+        description="continuous: both sides talk all the time (the best test of the path); conversation: "
+        "ITU-T P.59's talk spurts and pauses (about 40% activity per side, mostly one at a time; silence "
+        "sent as the codec sends it), for bandwidth and capacity questions",
+    )
 
     def paths(self) -> dict[str, str]:
         """{"caller": PATH, "callee": PATH} for the sides given."""

@@ -124,11 +124,17 @@ def resample(samples: npt.NDArray[np.float64], rate: int, to: int) -> npt.NDArra
 
 def write_rates(speech: Speech, prefix: Path) -> None:
     """``PREFIX-8k.wav`` and ``PREFIX-16k.wav``: what the senders send and scoring compares against."""
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     for rate in RATES:
-        samples = resample(speech.samples, speech.rate, rate)
-        with wave.open(str(prefix.parent / f"{prefix.name}-{rate // 1000}k.wav"), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(rate)
-            w.writeframes(samples.astype("<i2").tobytes())
+        write_wav(
+            prefix.parent / f"{prefix.name}-{rate // 1000}k.wav", resample(speech.samples, speech.rate, rate), rate
+        )
+
+
+def write_wav(path: Path, samples: npt.NDArray[np.int16], rate: int) -> None:
+    """Mono 16-bit PCM WAV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())

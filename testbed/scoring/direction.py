@@ -20,6 +20,7 @@ from testbed.codecs import codec as call_codec
 from testbed.scoring import emodel
 from testbed.scoring.browser import BrowserListener, browser_figures, talk_span
 from testbed.scoring.netstats import NetStats, in_flight, network_stats
+from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
 from testbed.scoring.pesq import PesqResult, pesq_score
 from testbed.scoring.playout import DEFAULT_BUFFER, JitterBuffer, PlayoutResult, ReceivedPackets, playout
 from testbed.scoring.visqol import visqol_score
@@ -103,16 +104,16 @@ def score_direction(
     clip_rate: int,
     clip_frames: int | None,
     buffer: JitterBuffer = DEFAULT_BUFFER,
-    with_pesq: bool = True,
+    options: ScoringOptions = DEFAULT_SCORING,
     browser: BrowserListener | None = None,
     hang_up_ns: int | None = None,
-    fec: bool = False,
 ) -> DirectionScore:
     """``received`` without payloads (a browser listener's packets seen by its tap, with no way to know
     what they carried) still gives the model's schedule, not its audio. With ``browser`` the headline
     is what the browser played and reported; the model's figures stand beside it. ``hang_up_ns``: when
-    the listener hung up; packets still in flight then are left out (``netstats.in_flight``). ``fec``:
-    the playout model decodes Opus in-band FEC (as receivers do); off, to see what it is worth."""
+    the listener hung up; packets still in flight then are left out (``netstats.in_flight``).
+    ``options.fec``: the playout model decodes Opus in-band FEC (as receivers do; the caller turns it off
+    when the sender sent none)."""
     params = emodel_params(codec)
     if len(sent.seq) == 0:
         return DirectionScore(
@@ -157,6 +158,7 @@ def score_direction(
         )
     decodable = len(received.payloads) == len(received.seq)
     ends = missing_ends(sent.rtp_ts, received.rtp_ts, call_codec(codec).frame_ticks)
+    fec = options.fec
     heard = playout(received, codec, buffer, decode=decodable, missing_ends=ends, fec=fec)
     network_ms = stats.delay.mean_ms if np.isfinite(stats.delay.mean_ms) else 0.0
     buffer_ms = heard.mean_buffer_delay_ms if np.isfinite(heard.mean_buffer_delay_ms) else 0.0
@@ -166,8 +168,9 @@ def score_direction(
     result = emodel.rating(emodel.call_inputs(ta, ppl, burst, params))
     pesq: PesqResult | None = None
     visqol: float | None = None
-    if with_pesq and decodable:
+    if options.pesq and decodable:
         pesq = pesq_score(heard.audio, heard.rate, clip, clip_rate, loop_frames=clip_frames)
+    if options.visqol and decodable:
         visqol = visqol_score(heard.audio, heard.rate, clip, clip_rate, loop_frames=clip_frames)
     score = DirectionScore(
         codec=codec,
@@ -191,7 +194,7 @@ def score_direction(
         mos_visqol=None if visqol is None else round(visqol, 3),
     )
     if browser is not None:
-        browser_headline(score, browser, received, network_ms, burst, clip, clip_rate, clip_frames, with_pesq)
+        browser_headline(score, browser, received, network_ms, burst, clip, clip_rate, clip_frames, options.pesq)
     return score
 
 

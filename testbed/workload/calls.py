@@ -16,10 +16,12 @@ from typing import Any
 from pydantic import PrivateAttr
 
 from testbed.lab.turn import TurnEndpoint
+from testbed.media.clips import load_clip
+from testbed.media.conversation import conversation, speak
 from testbed.results import CallRecord, LegSummary
 from testbed.scenario.model import CallSpec
+from testbed.scenario.speech import RATES, write_rates, write_wav
 from testbed.scenario.speech import check as check_speech
-from testbed.scenario.speech import write_rates
 from testbed.workload.agents import AgentError, Agents
 
 SIDES = ("caller", "callee")
@@ -117,6 +119,7 @@ def expand_calls(specs: list[CallSpec], configured_loss: float = 0.0) -> list[Ca
                     clip_offset=clip_offsets(call_id) if spec.count > 1 else {},
                     opus=list(spec.opus.key(configured_loss)),
                     speech=spec.speech.paths(),
+                    pattern=spec.speech.pattern,
                     marking={
                         side: dict(zip(("dscp", "network_priority"), endpoint.marking(spec.dscp), strict=True))
                         for side, endpoint in (("caller", spec.endpoint.from_), ("callee", spec.endpoint.to))
@@ -138,6 +141,29 @@ def prepare_speech(calls: list[Call], directory: Path) -> None:
                 write_rates(check_speech(Path(wav)), prefix)
                 prepared[wav] = str(prefix)
             call.clips[side] = prepared[wav]
+    for call in calls:
+        if call.pattern == "conversation":
+            converse(call, directory)
+
+
+CONVERSATION_MAX_S = 120.0  # a longer call loops its conversation
+
+
+def converse(call: Call, directory: Path) -> None:
+    """Give the call its own P.59 conversation (seeded by its id): each side's speech, gated by who talks
+    when, written beside the user's references and sent and scored in place of the plain clips."""
+    planned = call.talk if call.talk is not None else call.duration
+    talks = conversation(min(planned + 2.0, CONVERSATION_MAX_S), call.id)
+    for side in SIDES:
+        prefix = directory / f"{call.id}-{side}"
+        for rate in RATES:
+            write_wav(
+                prefix.parent / f"{prefix.name}-{rate // 1000}k.wav",
+                speak(load_clip(call.clips[side], rate), rate, getattr(talks, side)),
+                rate,
+            )
+        call.clips[side] = str(prefix)
+    call.activity = talks.activity()
 
 
 def clip_offsets(call_id: str) -> dict[str, float]:

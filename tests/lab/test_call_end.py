@@ -66,3 +66,28 @@ def test_a_call_with_the_users_own_speech(registry, no_leftovers, tmp_path):
     workload = json.loads((out / "default" / "workload.json").read_text())["calls"][0]
     assert workload["sides"]["caller"]["clip"].startswith(str(out / "default" / "speech"))
     assert (out / "default" / "speech" / "1-client-talk-16k.wav").exists()
+
+
+def test_calls_that_talk_in_turns(registry, no_leftovers, tmp_path):
+    """ITU-T P.59 conversations: each call of the group has its own pattern; silence goes on the wire as
+    Opus' small frames, so a side sends far less than a continuous talker, and PESQ scores what was said."""
+    import numpy as np
+
+    scenario = tmp_path / "turns.yaml"
+    scenario.write_text("name: turns\ncalls:\n  - {name: rep, count: 2, talk: 8s, speech: {pattern: conversation}}\n")
+    out = tmp_path / "out"
+    result = run_testbed("run", str(scenario), "--out", str(out), "--json", timeout=180)
+    assert result.stdout, result.stderr
+    calls = json.loads(result.stdout)["variants"][0]["calls"]
+    records = json.loads((out / "default" / "workload.json").read_text())["calls"]
+    assert records[0]["activity"] != records[1]["activity"]  # each call its own conversation
+    for call, record in zip(calls, records, strict=True):
+        assert call["outcome"] == "connected", call["reason"]
+        assert record["pattern"] == "conversation"
+        assert 0.15 < record["activity"]["caller"] < 0.8 and 0.15 < record["activity"]["callee"] < 0.8, record
+        for label, direction in call["directions"].items():
+            assert direction["mos_pesq"] > 3.0, (label, direction["mos_pesq"])
+        sizes = np.load(record["sides"]["callee"]["received_file"])["payload_sizes"]
+        quiet = float((sizes < 10).mean())  # Opus frames of silence are a few bytes
+        assert 0.15 < quiet < 0.85, quiet
+        assert sizes.mean() < 50, sizes.mean()  # a continuous talker: about 60-66 bytes

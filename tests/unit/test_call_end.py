@@ -12,6 +12,7 @@ from testbed.errors import ScenarioError
 from testbed.scenario import load_scenario
 from testbed.scoring.direction import SentPackets, TapArrivals, score_direction
 from testbed.scoring.netstats import in_flight
+from testbed.scoring.options import ScoringOptions
 from testbed.scoring.playout import ReceivedPackets
 
 MS = 1_000_000
@@ -36,7 +37,7 @@ def direction(delays_ms, lost, hang_up_ns=None):
         np.zeros(8000),
         8000,
         None,
-        with_pesq=False,
+        options=ScoringOptions(pesq=False),
         hang_up_ns=hang_up_ns,
     )
 

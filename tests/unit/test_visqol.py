@@ -8,6 +8,9 @@ import numpy as np
 from testbed.media.clips import load_clip
 from testbed.media.encoded_clip import encoded_clip
 from testbed.scoring.decode import decode_frames
+from testbed.scoring.direction import SentPackets, TapArrivals, score_direction
+from testbed.scoring.options import ScoringOptions
+from testbed.scoring.playout import ReceivedPackets
 from testbed.scoring.visqol import visqol_score
 
 
@@ -30,3 +33,25 @@ def test_narrow_band_audio_is_scored_at_16_khz():
     audio = decode_frames("pcmu", payloads)
     score = visqol_score(audio, 8000, clip, 8000, len(payloads))
     assert score is not None and score > 3.5
+
+
+def test_visqol_is_scored_only_when_asked():
+    """It costs about 0.5 s of CPU per second of audio, so a run asks for it (``--visqol``)."""
+    payloads = encoded_clip("pcmu", "client")
+    n = len(payloads)
+    seq = np.arange(n, dtype=np.int64)
+    sent_ns = seq * 20_000_000
+    ts = seq * 160
+    arrival = sent_ns + 30_000_000
+    received = ReceivedPackets(arrival, seq, ts, tuple(payloads))
+    clip = load_clip("client", 8000)
+
+    def scored(options: ScoringOptions) -> tuple[float | None, float | None]:
+        score = score_direction(
+            "pcmu", SentPackets(seq, sent_ns, ts), TapArrivals(seq, arrival), received, clip, 8000, n, options=options
+        )
+        return score.mos_pesq, score.mos_visqol
+
+    assert scored(ScoringOptions())[1] is None and scored(ScoringOptions())[0] is not None
+    pesq, visqol = scored(ScoringOptions(visqol=True))
+    assert pesq is not None and visqol is not None and visqol > 3.5
