@@ -80,6 +80,11 @@ class PlayoutStats(Record):
     fec_recovered: int = Field(
         0, description="lost or late frames rebuilt from the next packet's in-band FEC (Opus), not concealed"
     )
+    expanded: int = Field(
+        0,
+        description="20 ms frames concealed while the buffer ran dry waiting for a late packet (NetEq's expand); "
+        "the wait is then accelerated away",
+    )
     burst_ratio: float | None
     buffer: str
     mean_buffer_delay_ms: float | None

@@ -4,26 +4,23 @@ conceals the rest, and the result is the audio a listener would have heard.
 Input is what the listener's device received (RTP packets with arrival times, recorded before aiortc's
 own jitter buffer, which is not a model of a real phone: docs/design.md, "Why NetEq, not aiortc's
 buffer"). Output audio keeps the sender's timeline: output sample ``k`` is RTP time ``k`` after the
-earliest received packet, so it lines up with the reference clip by one constant lag. Buffer-delay
-changes therefore never insert or remove audio in the output; they are modelled as if done by
-inaudible time-scaling, as WebRTC's NetEq does.
+earliest received packet, so it lines up with the reference clip by one constant lag. Target-driven
+buffer-delay changes never insert or remove audio in the output (modelled as inaudible time-scaling);
+a buffer that ran dry does, for a while (below).
 
 Two buffers:
 
 - ``FixedBuffer(depth_ms)``: a desk phone's static buffer. Frame ``f`` is due at
   ``a0 + depth + (f - f0) * 20 ms``, where ``a0`` is the arrival of the first packet to arrive and ``f0``
   its frame. A packet arriving after its due time is late: lost to the listener.
-- ``AdaptiveBuffer`` (the default): WebRTC's NetEq delay manager, with its default parameters, since
-  the calls are WebRTC calls. Each packet's relative delay is its transit time (arrival minus its RTP
-  time) minus the fastest transit of the packets in the last 2 s of RTP time (PacketArrivalHistory).
-  Every 500 ms the largest relative delay of that interval goes into a histogram of 20 ms buckets with
-  forgetting factor 0.983 (faster at the start: start_forget_weight 2); the target delay is
-  ``(1 + bucket of the 95 % quantile) * 20 ms``, 80 ms until the first update (UnderrunOptimizer,
-  DelayManager). Frame ``f`` is due at ``fastest transit + f * 20 ms + target``, using what had arrived
-  before the frame's nominal playout time. The delay grows at once (NetEq expands when it runs dry) and
-  shrinks at most ``max_decrease_ms_per_s`` (50 ms/s: our assumption for NetEq's accelerate, which
-  removes at most a pitch period per 30 ms block). Bounds 20 ms (one bucket) to 2000 ms (the
-  histogram's range). NetEq's reorder optimizer and the buffer-level filter's hysteresis are left out.
+- ``AdaptiveBuffer`` (the default): WebRTC's NetEq, with its default parameters, since the calls are
+  WebRTC calls (``testbed.scoring.neteq``): the delay manager's target from the 95th percentile of
+  recent delay variation, 80 ms until its first update, 20 ms to 2 s; the delay grows at once and
+  shrinks at most 50 ms/s. A packet that is not there at its turn while nothing later is either (the
+  buffer ran dry: a queue held it and everything behind it) is waited for as NetEq does: concealment
+  plays until it comes (``expanded`` frames), it plays, and accelerate cuts the wait out of the
+  following audio. A packet overtaken by later ones is late: concealed and skipped. NetEq's reorder
+  optimizer and the buffer-level filter's hysteresis are left out.
 
 Why adaptive by default: browsers, Android/iOS WebRTC apps and most softphones run NetEq, which keeps
 the buffer near the 95th percentile of recent delay variation. A fixed depth would either call moderate
@@ -31,10 +28,6 @@ jitter harmless (deep buffer, but then Ta is overstated on clean networks) or co
 would absorb (shallow buffer). NetEq aims at the 95th percentile of 500 ms *maxima*, so in steady
 jitter almost nothing is late and the cost shows up as delay (Ta), as it does in a real WebRTC call.
 Fixed buffers stay available to model desk phones and for what-ifs.
-
-A late packet is counted late and concealed; NetEq would often stretch instead and play it a little
-later, so for delay spikes this model is slightly pessimistic (the concealed frame stands in for the
-audible stretch).
 """
 
 from __future__ import annotations
@@ -49,6 +42,7 @@ import numpy.typing as npt
 from testbed.codecs import FRAME_S, codec
 from testbed.rtp import extended_sequence, extended_timestamp, first_copies
 from testbed.scoring.decode import Concealment, decode_frames
+from testbed.scoring.neteq import AdaptiveBuffer, adaptive_due, take_back
 from testbed.scoring.netstats import burst_ratio
 
 __all__ = [
@@ -122,25 +116,6 @@ class FixedBuffer:
         return f"fixed {self.depth_ms:g} ms"
 
 
-@dataclass(frozen=True)
-class AdaptiveBuffer:
-    """NetEq's delay manager (WebRTC's audio jitter buffer), defaults as in WebRTC (see module docstring)."""
-
-    min_ms: float = 20.0
-    max_ms: float = 2000.0
-    start_ms: float = 80.0  # NetEq kStartDelayMs
-    quantile: float = 0.95  # DelayManager::Config quantile
-    forget_factor: float = 0.983  # per histogram update
-    start_forget_weight: float = 2.0
-    interval_s: float = 0.5  # resample_interval_ms: the histogram gets each interval's maximum
-    window_s: float = 2.0  # PacketArrivalHistory: relative delay against the fastest packet of 2 s
-    bucket_ms: float = 20.0
-    max_decrease_ms_per_s: float = 50.0  # our assumption for how fast accelerate brings the delay down
-
-    def describe(self) -> str:
-        return f"adaptive (NetEq-like) {self.min_ms:g}-{self.max_ms:g} ms"
-
-
 JitterBuffer = FixedBuffer | AdaptiveBuffer
 DEFAULT_BUFFER: JitterBuffer = AdaptiveBuffer()
 
@@ -153,6 +128,8 @@ class Schedule:
     packet: IntArray  # index into the ReceivedPackets of the frame's packet, -1 if none arrived
     due_ns: IntArray  # when the frame was due for playout
     wait_ms: npt.NDArray[np.float64]  # due minus arrival for arrived frames (negative: late), NaN if lost
+    expand: IntArray | None = None  # per frame: 20 ms frames concealed before it while a dry buffer waited
+    catch_up_ns: IntArray | None = None  # per frame: how much of such a wait is accelerated away at it
 
     @property
     def frames(self) -> int:
@@ -168,7 +145,14 @@ class Schedule:
         def pad(values: npt.NDArray[Any], fill: Any) -> npt.NDArray[Any]:
             return np.concatenate([np.full(lead, fill, values.dtype), values, np.full(tail, fill, values.dtype)])
 
-        return Schedule(pad(self.status, LOST), pad(self.packet, -1), pad(self.due_ns, 0), pad(self.wait_ms, np.nan))
+        return Schedule(
+            pad(self.status, LOST),
+            pad(self.packet, -1),
+            pad(self.due_ns, 0),
+            pad(self.wait_ms, np.nan),
+            None if self.expand is None else pad(self.expand, 0),
+            None if self.catch_up_ns is None else pad(self.catch_up_ns, 0),
+        )
 
     def count(self, status: int) -> int:
         return int((self.status == status).sum())
@@ -189,6 +173,7 @@ class PlayoutResult:
     buffer: str
     frame_status: npt.NDArray[np.int8]
     fec_recovered: int = 0  # lost or late frames rebuilt from the next packet's in-band FEC (Opus)
+    expanded: int = 0  # 20 ms frames concealed while a dry buffer waited for a late packet (neteq)
 
     def as_dict(self) -> dict[str, Any]:
         """The numbers (not the audio) for result.json."""
@@ -201,6 +186,7 @@ class PlayoutResult:
             "concealed": self.concealed,
             "effective_loss": self.effective_loss,
             "fec_recovered": self.fec_recovered,
+            "expanded": self.expanded,
             "burst_ratio": self.burst_ratio,
             "buffer": self.buffer,
             "mean_buffer_delay_ms": None if np.isnan(self.mean_buffer_delay_ms) else self.mean_buffer_delay_ms,
@@ -234,68 +220,20 @@ def schedule(packets: ReceivedPackets, codec_name: str, buffer: JitterBuffer = D
     for i in range(frame.size - 1, -1, -1):  # first arrival wins for a frame sent twice
         per_frame[frame[i]] = i
     transit = arrival - frame * FRAME_NS
+    expand = catch_up = None
     if isinstance(buffer, FixedBuffer):
         due = transit[0] + int(buffer.depth_ms * 1e6) + np.arange(n, dtype=np.int64) * FRAME_NS
     else:
-        due = _adaptive_due(frame, arrival, transit, n, buffer)
+        frame_arrival = np.where(per_frame >= 0, arrival[np.maximum(per_frame, 0)], -1)
+        neteq = adaptive_due(frame, arrival, transit, frame_arrival, buffer)
+        due, expand, catch_up = neteq.due_ns, neteq.expand, neteq.catch_up_ns
     status = np.full(n, LOST, dtype=np.int8)
     wait = np.full(n, np.nan)
     got = per_frame >= 0
     wait[got] = (due[got] - arrival[per_frame[got]]) / 1e6
     status[got] = np.where(wait[got] >= 0, PLAYED, LATE)
     packet = np.where(got, index[np.maximum(per_frame, 0)], -1)
-    return Schedule(status, packet, due, wait)
-
-
-def _neteq_targets(
-    frame: IntArray, arrival: IntArray, transit: IntArray, b: AdaptiveBuffer
-) -> tuple[IntArray, IntArray]:
-    """Per packet (arrival order): the fastest transit of the 2 s history and NetEq's target delay (ns)
-    after that packet, following UnderrunOptimizer + Histogram + PacketArrivalHistory."""
-    n = frame.size
-    window_frames = b.window_s / FRAME_S
-    buckets = int(round(2000 / b.bucket_ms))  # NetEq: 100 buckets of 20 ms, delays up to 2 s
-    hist = 0.5 ** (np.arange(buckets) + 1.0)
-    hist /= hist.sum()
-    forget, adds = 0.0, 0
-    fastest = np.empty(n, dtype=np.int64)
-    target = np.empty(n, dtype=np.int64)
-    current = int(b.start_ms * 1e6)
-    front, newest = 0, frame[0]
-    interval_start, interval_max = arrival[0], 0
-    for i in range(n):
-        newest = max(newest, frame[i])
-        while frame[front] + window_frames < newest:
-            front += 1
-        fastest[i] = transit[front : i + 1].min()
-        if arrival[i] - interval_start > b.interval_s * 1e9:
-            index = int(interval_max // (b.bucket_ms * 1e6))
-            if index < buckets:
-                hist *= forget
-                hist[index] += 1.0 - forget
-            adds += 1
-            forget = min(b.forget_factor, max(0.0, 1.0 - b.start_forget_weight / (adds + 1)))
-            quantile_bucket = int(np.searchsorted(np.cumsum(hist), b.quantile - 1e-12))
-            current = int((quantile_bucket + 1) * b.bucket_ms * 1e6)
-            interval_start, interval_max = arrival[i], 0
-        interval_max = max(interval_max, int(transit[i] - fastest[i]))
-        target[i] = int(np.clip(current, b.min_ms * 1e6, b.max_ms * 1e6))
-    return fastest, target
-
-
-def _adaptive_due(frame: IntArray, arrival: IntArray, transit: IntArray, n: int, b: AdaptiveBuffer) -> IntArray:
-    """Due time of each frame: fastest recent transit + frame time + NetEq target, as known just before
-    the frame's nominal playout time (causal); the delay grows at once and shrinks at a limited rate."""
-    fastest, target = _neteq_targets(frame, arrival, transit, b)
-    due = np.empty(n, dtype=np.int64)
-    due[0] = transit[0] + int(b.start_ms * 1e6)
-    max_step = int(round(b.max_decrease_ms_per_s * 1e6 * FRAME_S))
-    for f in range(1, n):
-        nominal = int(due[f - 1]) + FRAME_NS
-        known = max(int(np.searchsorted(arrival, nominal, side="right")) - 1, 0)
-        desired = int(fastest[known]) + f * FRAME_NS + int(target[known])
-        due[f] = desired if desired >= nominal else max(desired, nominal - max_step)
-    return due
+    return Schedule(status, packet, due, wait, expand, catch_up)
 
 
 def playout(
@@ -326,13 +264,16 @@ def playout(
             for s, p in zip(sched.status.tolist(), sched.packet.tolist(), strict=False)
         ]
         next_payloads = {k: packets.payloads[p] for k, p in recoverable.items()}
-        audio = decode_frames(codec_name, frames, rate, concealment, next_payloads)
+        audio = _heard(codec_name, frames, rate or codec(codec_name).audio_rate, concealment, next_payloads, sched)
     else:
         audio = np.zeros(0, dtype=np.int16)
     out_rate = rate or codec(codec_name).audio_rate
     lost, late = sched.count(LOST), sched.count(LATE)
+    expand = sched.expand if sched.expand is not None else np.zeros(sched.frames, dtype=np.int64)
+    expanded = int(expand.sum())
     missing = sched.status != PLAYED
     missing[list(recoverable)] = False
+    missing |= expand > 0
     waits = sched.wait_ms[sched.status == PLAYED]
     return PlayoutResult(
         audio=audio,
@@ -341,14 +282,45 @@ def playout(
         played=sched.count(PLAYED),
         lost=lost,
         late=late,
-        concealed=0 if concealment == "silence" else lost + late - len(recoverable),
-        effective_loss=(lost + late - len(recoverable)) / sched.frames if sched.frames else 0.0,
+        concealed=0 if concealment == "silence" else lost + late - len(recoverable) + expanded,
+        effective_loss=(lost + late - len(recoverable) + expanded) / sched.frames if sched.frames else 0.0,
         burst_ratio=burst_ratio(missing),
         mean_buffer_delay_ms=float(waits.mean()) if waits.size else float("nan"),
         buffer=buffer.describe(),
         frame_status=sched.status,
         fec_recovered=len(recoverable),
+        expanded=expanded,
     )
+
+
+def _heard(
+    codec_name: str,
+    frames: list[bytes | None],
+    rate: int,
+    concealment: Concealment,
+    next_payloads: dict[int, bytes],
+    sched: Schedule,
+) -> npt.NDArray[np.int16]:
+    """Decode the played frames; where a dry buffer waited for a late packet, its concealment goes in
+    front of that frame and the catch-up cuts as much out of what follows (``neteq.take_back``), so the
+    audio ends on the sender's timeline again."""
+    expand = sched.expand
+    if expand is None or not expand.any():
+        return decode_frames(codec_name, frames, rate, concealment, next_payloads)
+    position = np.arange(len(frames)) + np.cumsum(expand)  # where each frame lands among the inserted ones
+    stretched: list[bytes | None] = []
+    for waited, payload in zip(expand.tolist(), frames, strict=True):
+        stretched.extend([None] * waited)
+        stretched.append(payload)
+    audio = decode_frames(
+        codec_name, stretched, rate, concealment, {int(position[k]): p for k, p in next_payloads.items()}
+    )
+    size = int(round(rate * FRAME_S))
+    catch_up = sched.catch_up_ns if sched.catch_up_ns is not None else np.zeros(len(frames), dtype=np.int64)
+    owed = np.flatnonzero(catch_up)
+    audio = take_back(audio, rate, position[owed] * size, catch_up[owed] * rate // 1_000_000_000)
+    length = len(frames) * size
+    return audio[:length] if audio.size >= length else np.concatenate([audio, np.zeros(length - audio.size, np.int16)])
 
 
 def fec_frames(sched: Schedule, packets: ReceivedPackets) -> dict[int, int]:

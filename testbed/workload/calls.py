@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -250,12 +250,12 @@ def prepare(agents: Agents, calls: list[Call]) -> None:
     the workload's clock starts."""
     trust_lab_ca(agents, calls)
     Key = tuple[str, str, str, str, tuple[Any, ...]]
-    needed: Counter[Key] = Counter()
+    needed: dict[Key, list[float]] = defaultdict(list)  # each leg's clip offset
     longest: dict[Key, float] = {}
     for call in calls:
         for side in SIDES:
             key = (call.node(side), call.endpoints[side], call.codec, call.clips[side], tuple(call.opus))
-            needed[key] += 1
+            needed[key].append(call.clip_offset.get(side, 0.0))
             longest[key] = max(longest.get(key, 0.0), call.longest)
     futures = [
         agents[node].request(
@@ -263,11 +263,12 @@ def prepare(agents: Agents, calls: list[Call]) -> None:
             kind=kind,
             codec=codec,
             clip=clip,
-            legs=legs,
+            legs=len(offsets),
             seconds=longest[(node, kind, codec, clip, opus)],
             opus=list(opus),
+            offsets=offsets,
         )
-        for (node, kind, codec, clip, opus), legs in needed.items()
+        for (node, kind, codec, clip, opus), offsets in needed.items()
     ]
     for future in futures:
         future.result(120)

@@ -193,3 +193,17 @@ def test_the_microphone_file_never_loops_during_a_call(tmp_path):
     lead = int(LEAD_S * rate)
     assert not samples[:lead].any() and np.array_equal(samples[lead : lead + clip.size], clip)
     assert np.array_equal(samples[:period], samples[-period:])
+
+
+def test_a_group_call_starts_its_microphone_at_its_own_offset(tmp_path):
+    """Calls of a ``count: N`` group start their clips at their own points, browsers as aiortc senders:
+    the file is the same period rotated by whole frames, so PESQ's looped reference still fits."""
+    path, frames = microphone_file(tmp_path, "opus", "client", seconds=10)
+    moved, moved_frames = microphone_file(tmp_path, "opus", "client", seconds=10, offset=0.5)
+    read = []
+    for file in (path, moved):
+        with wave.open(str(file)) as mic:
+            read.append(np.frombuffer(mic.readframes(mic.getnframes()), "<i2"))
+    start = (frames // 2) * 320
+    assert moved != path and moved_frames == frames
+    assert np.array_equal(read[1][: frames * 320], np.roll(read[0][: frames * 320], -start))

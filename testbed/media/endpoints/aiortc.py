@@ -251,7 +251,13 @@ class AiortcEndpoint(LegBatches[AiortcLeg]):
         self.emit = emit
 
     async def prepare(
-        self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0, opus: list[Any] | None = None
+        self,
+        codec: str,
+        clip: str,
+        legs: int = 1,
+        seconds: float = 0.0,
+        opus: list[Any] | None = None,
+        offsets: list[float] | None = None,
     ) -> None:
         encoded_clip(codec, clip, opus_settings(opus))
 

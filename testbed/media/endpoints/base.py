@@ -42,11 +42,18 @@ class Endpoint(Protocol):
     kind: ClassVar[str]
 
     async def prepare(
-        self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0, opus: list[Any] | None = None
+        self,
+        codec: str,
+        clip: str,
+        legs: int = 1,
+        seconds: float = 0.0,
+        opus: list[Any] | None = None,
+        offsets: list[float] | None = None,
     ) -> None:
         """Load what sending needs (codec, encoded clip with ``opus`` settings; a browser per leg) before
         the workload's clock starts; ``legs`` of this codec and clip will follow, the longest lasting
-        ``seconds``."""
+        ``seconds``, each starting its clip at its ``offsets`` entry (a fraction of the loop; endpoints
+        that start the clip per leg ignore them)."""
 
     async def open(self, legs: list[LegSpec]) -> list[Description]:
         """Callers: create the legs and describe them (the offers)."""

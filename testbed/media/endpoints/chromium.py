@@ -101,7 +101,7 @@ class ChromiumLeg:
         return config
 
     async def launch(self) -> None:
-        self.browser = await self.endpoint.browser(self.leg.codec, self.leg.clip)
+        self.browser = await self.endpoint.browser(self.leg.codec, self.leg.clip, self.leg.clip_offset)
         self.browser.leg = self
 
     def _page_event(self, message: dict[str, Any]) -> None:
@@ -164,6 +164,7 @@ class ChromiumLeg:
         out_dir = Path(self.leg.out_dir)
         prefix = out_dir / f"{self.leg.call}-{Path(self.leg.clip).name}"  # a user's reference is a path prefix
         stats = result.get("stats", [])
+        frames = self.endpoint.microphone(self.leg.codec, self.leg.clip, offset=self.leg.clip_offset)[1]
         last = stats[-1] if stats else {}
         outbound, inbound = last.get("outbound", {}), last.get("inbound", {})
         summary: dict[str, Any] = {
@@ -175,7 +176,8 @@ class ChromiumLeg:
             "clip": self.leg.clip,
             "sent_ssrc": outbound.get("ssrc"),
             "clip_lead_s": LEAD_S,
-            "clip_frames": self.endpoint.microphone(self.leg.codec, self.leg.clip)[1],  # one period
+            "clip_frames": frames,  # one period
+            "clip_offset_frames": int(self.leg.clip_offset * frames),
             "packets_received": int(inbound.get("packetsReceived", 0)),
             "packets_sent": int(outbound.get("packetsSent", 0)),
             "frames_sent": int(outbound.get("packetsSent", 0)),
@@ -219,7 +221,7 @@ class ChromiumEndpoint(LegBatches[ChromiumLeg]):
         self.playwright: Any = None
         self.server: PageServer | None = None
         self.dir: Path | None = None
-        self._mic_seconds: dict[tuple[str, str], float] = {}  # the longest call each file must cover
+        self._mic_seconds: dict[tuple[str, str, float], float] = {}  # the longest call each file must cover
         self.warm: dict[Path, list[Browser]] = {}  # launched browsers waiting for a leg, per microphone
 
     async def ready(self) -> None:
@@ -235,16 +237,22 @@ class ChromiumEndpoint(LegBatches[ChromiumLeg]):
         self.playwright = await async_playwright().start()
         chromium_version()
 
-    def microphone(self, codec: str, clip: str, seconds: float = 0.0) -> tuple[Path, int]:
-        """The fake microphone file for ``clip`` covering at least ``seconds`` (and every length asked
-        for before), and one loop period's frames."""
-        key = (str(codec_registry(codec).clip_rate), clip)  # one file per clip and rate
+    def microphone(self, codec: str, clip: str, seconds: float = 0.0, offset: float = 0.0) -> tuple[Path, int]:
+        """The fake microphone file for ``clip`` from ``offset`` covering at least ``seconds`` (and every
+        length asked for before), and one loop period's frames."""
+        key = (str(codec_registry(codec).clip_rate), clip, offset)  # one file per clip, rate and offset
         longest = self._mic_seconds[key] = max(seconds, self._mic_seconds.get(key, 0.0))
         assert self.dir is not None
-        return microphone_file(self.dir, codec, clip, longest)
+        return microphone_file(self.dir, codec, clip, longest, offset)
 
     async def prepare(
-        self, codec: str, clip: str, legs: int = 1, seconds: float = 0.0, opus: list[Any] | None = None
+        self,
+        codec: str,
+        clip: str,
+        legs: int = 1,
+        seconds: float = 0.0,
+        opus: list[Any] | None = None,
+        offsets: list[float] | None = None,
     ) -> None:
         """Launch a browser for each of the ``legs`` to come (the longest sending ``seconds``), before the
         workload's clock starts. A browser that cannot start fails its calls (with the reason), not the
@@ -253,18 +261,22 @@ class ChromiumEndpoint(LegBatches[ChromiumLeg]):
             await self.ready()
         except Exception:
             return
-        mic, _ = self.microphone(codec, clip, seconds)
-        launched = await asyncio.gather(*(self._browser(mic).launch() for _ in range(legs)), return_exceptions=True)
-        self.warm.setdefault(mic, []).extend(b for b in launched if isinstance(b, Browser))
+        starts = offsets or [0.0] * legs
+        mics = [self.microphone(codec, clip, seconds, offset)[0] for offset in starts]
+        launched = await asyncio.gather(*(self._browser(mic).launch() for mic in mics), return_exceptions=True)
+        for mic, browser in zip(mics, launched, strict=True):
+            if isinstance(browser, Browser):
+                self.warm.setdefault(mic, []).append(browser)
 
     def _browser(self, mic: Path) -> Browser:
         assert self.server is not None
         return Browser(self.playwright, self.server.url, mic)
 
-    async def browser(self, codec: str, clip: str) -> Browser:
-        """A launched browser whose microphone plays ``clip``: a warm one, else one launched now."""
+    async def browser(self, codec: str, clip: str, offset: float = 0.0) -> Browser:
+        """A launched browser whose microphone plays ``clip`` from ``offset``: a warm one, else one
+        launched now."""
         await self.ready()
-        mic, _ = self.microphone(codec, clip)
+        mic, _ = self.microphone(codec, clip, offset=offset)
         if self.warm.get(mic):
             return self.warm[mic].pop()
         return await self._browser(mic).launch()

@@ -76,16 +76,19 @@ def chromium_version() -> str:
     return out.strip().splitlines()[-1] if out.strip() else "unknown"
 
 
-def microphone_file(directory: Path, codec: str, clip: str, seconds: float) -> tuple[Path, int]:
+def microphone_file(directory: Path, codec: str, clip: str, seconds: float, offset: float = 0.0) -> tuple[Path, int]:
     """Write the fake microphone's WAV: one period (``LEAD_S`` of silence, the clip, silence to whole
-    20 ms frames) repeated to cover ``seconds`` and ``MARGIN_S`` more, at the codec's reference
+    20 ms frames) from ``offset`` (a fraction of the period, whole frames; the calls of a group do not
+    talk in step) repeated to cover ``seconds`` and ``MARGIN_S`` more, at the codec's reference
     rate. Returns the file and one period's length in 20 ms frames (what PESQ's reference loops)."""
     rate = codec_registry(codec).clip_rate
     period = np.concatenate([np.zeros(int(LEAD_S * rate), np.int16), load_clip(clip, rate)])
     frame = int(rate * FRAME_S)
     period = np.concatenate([period, np.zeros(-len(period) % frame, np.int16)])  # whole 20 ms frames
+    start = int(offset * (len(period) // frame)) * frame
+    period = np.roll(period, -start)
     repeats = max(1, math.ceil((seconds + MARGIN_S) * rate / len(period)))
-    path = directory / f"mic-{clip}-{rate}-x{repeats}.wav"
+    path = directory / f"mic-{Path(clip).name}-{rate}-at{start}-x{repeats}.wav"
     if not path.exists():
         with wave.open(str(path), "wb") as out:
             out.setnchannels(1)
