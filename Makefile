@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := iproute2 iptables nftables libopus0 chromium coturn
+DEBS := iproute2 iptables nftables libopus0 chromium coturn iperf3
 # only where the kernel lacks sch_netem: the stock-kernel VM that runs the netem tests (testbed/lab/netemvm.py)
 VM_DEBS := qemu-system-x86 linux-image-amd64 busybox-static file
 

@@ -48,8 +48,24 @@ _NEEDS: dict[str, tuple[str, str]] = {
         "kernel delay/jitter/loss (the userspace engine or the netem VM stand in)",
         f"sch_netem from {KERNEL_EXTRA}",
     ),
-    "prio": ("tc-script templates that use prio", f"sch_prio from {KERNEL_EXTRA}"),
-    "fq_codel": ("tc-script templates that use fq_codel", f"sch_fq_codel from {KERNEL_EXTRA}"),
+    "prio": ("sqm templates with qdisc prio (sqm-prio), tc-scripts that use prio", f"sch_prio from {KERNEL_EXTRA}"),
+    "fq_codel": (
+        "sqm templates with qdisc fq_codel, classes with leaf: fq_codel (sqm-fq-codel, simple-qos)",
+        f"sch_fq_codel from {KERNEL_EXTRA}",
+    ),
+    "cake": ("sqm templates with qdisc cake (sqm-cake)", f"sch_cake from {KERNEL_EXTRA}"),
+    "police": (
+        "nothing: policed classes use iptables' hashlimit (tc's police action is only reported)",
+        f"act_police from {KERNEL_EXTRA}",
+    ),
+    "hashlimit": (
+        "policed priority classes (police: true, llq-policed)",
+        "apt-get install iptables; the xt_hashlimit module",
+    ),
+    "classify": (
+        "classes that match LAN sources behind NAT (from: on a WAN with nat)",
+        "apt-get install iptables; the xt_CLASSIFY module",
+    ),
     "u32": ("DSCP and port classification in router templates", f"cls_u32 from {KERNEL_EXTRA}"),
     "ingress": ("ingress DSCP handling (bleach/remark) via tc", f"sch_ingress from {KERNEL_EXTRA}"),
     "ifb": ("ingress shaping", f"the ifb module from {KERNEL_EXTRA}"),
@@ -105,6 +121,7 @@ _KERNEL_CHECKS: dict[str, Callable[[IPRoute, int], None]] = {
     "tbf": _tc_qdisc("tbf", rate=1_000_000, burst=16_000, latency=50_000),
     "netem": impair.try_netem,
     "fq_codel": _tc_qdisc("fq_codel"),
+    "cake": _tc_qdisc("cake"),
     "u32": _u32,
     "ingress": _ingress,
     "ifb": _link_kind("ifb"),
@@ -158,6 +175,12 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
                     )
         ok, out = _run(["tc", "qdisc", "add", "dev", "probe0", "root", "handle", "1:", "prio"], path)
         results.append(_capability("prio", ok, "works" if ok else f"tc says: {out}"))
+        _run(["tc", "qdisc", "del", "dev", "probe0", "root"], path)
+        ok, out = _run(["tc", "qdisc", "add", "dev", "probe0", "ingress"], path)
+        police = ["tc", "filter", "add", "dev", "probe0", "parent", "ffff:", "protocol", "ip", "u32"]
+        police += ["match", "u32", "0", "0", "action", "police"]
+        ok, out = _run([*police, "rate", "1mbit", "burst", "10k", "drop"], path) if ok else (ok, out)
+        results.append(_capability("police", ok, "works" if ok else f"tc says: {out}"))
         if shutil.which(iptables.IPTABLES):
             ok, out = _run(
                 [
@@ -196,6 +219,13 @@ def _kernel_capabilities(registry: Registry) -> list[Capability]:
                 path,
             )
             results.append(_capability("nfqueue", ok, "NFQUEUE target works" if ok else out))
+            limit = ["-m", "hashlimit", "--hashlimit-above", "1000b/s", "--hashlimit-name", "probe", "-j", "DROP"]
+            ok, out = _run([iptables.IPTABLES, "-t", "mangle", "-A", "POSTROUTING", *limit], path)
+            results.append(_capability("hashlimit", ok, "hashlimit (byte mode) works" if ok else out))
+            ok, out = _run(
+                [iptables.IPTABLES, "-t", "mangle", "-A", "POSTROUTING", "-j", "CLASSIFY", "--set-class", "1:10"], path
+            )
+            results.append(_capability("classify", ok, "CLASSIFY target works" if ok else out))
         else:
             results.append(_capability("iptables-dscp", False, f"no {iptables.IPTABLES} command"))
             results.append(_capability("nfqueue", False, f"no {iptables.IPTABLES} command"))

@@ -23,14 +23,14 @@ the router's namespace and disappears with it.
 from __future__ import annotations
 
 import ipaddress
-import shlex
+import itertools
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
 from testbed import units
-from testbed.errors import InputError, LabError
-from testbed.lab import impair, iptables
+from testbed.errors import InputError
+from testbed.lab import impair, iptables, qos_rules, sqm, tc_script
 from testbed.lab.backends.base import Node
 from testbed.lab.edge import install_edge
 from testbed.lab.tools import run_tool
@@ -39,8 +39,8 @@ from testbed.scenario.router_template import (
     EgressPolicy,
     RouterTemplate,
     TrafficClass,
+    resolve_prefixes,
     resolve_share,
-    script_commands,
 )
 
 ETH_P_IP = 0x0800
@@ -61,6 +61,8 @@ ICMPV6 = "0x3a/0xff+6"  # IPv6 next header 58
 MATCH_ALL = "0x0/0x0+0"
 SOURCE_PORT_OFFSET = 20
 DESTINATION_PORT_OFFSET = 22
+SOURCE_ADDRESS_OFFSET = 12
+DESTINATION_ADDRESS_OFFSET = 16
 
 
 def dscp_key(dscp: int) -> str:
@@ -83,6 +85,10 @@ def port_blocks(low: int, high: int) -> list[tuple[int, int]]:
     return blocks
 
 
+def prefix_key(prefix: ipaddress.IPv4Network, offset: int) -> str:
+    return f"0x{int(prefix.network_address):08x}/0x{int(prefix.netmask):08x}+{offset}"
+
+
 def _port_range(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     return int(low), int(high or low)
@@ -97,6 +103,7 @@ class ClassPlan:
     ceil: int
     priority: int
     queue_limit: int
+    queue: str = "pfifo"  # or fq_codel
 
 
 @dataclass(frozen=True)
@@ -122,9 +129,14 @@ class EgressPlan:
         return names
 
 
-def _class_filters(traffic_class: TrafficClass, classid: int, prio: int) -> list[FilterPlan]:
+def _class_filters(
+    traffic_class: TrafficClass, classid: int, prio: int, media: ipaddress.IPv4Network | None = None
+) -> list[FilterPlan]:
     filters = []
     for match in traffic_class.match:
+        where = f"router class {traffic_class.name!r}"
+        destinations = [[prefix_key(p, DESTINATION_ADDRESS_OFFSET)] for p in resolve_prefixes(match.to, media, where)]
+        sources = [[prefix_key(p, SOURCE_ADDRESS_OFFSET)] for p in resolve_prefixes(match.from_, media, where)]
         base = [protocol_key(match.protocol)] if match.protocol else []
         port_keys: list[list[str]] = [[]]
         if match.ports:
@@ -135,17 +147,11 @@ def _class_filters(traffic_class: TrafficClass, classid: int, prio: int) -> list
                 for offset in (SOURCE_PORT_OFFSET, DESTINATION_PORT_OFFSET)
             ]
         dscp_keys: list[list[str]] = [[dscp_key(d)] for d in match.dscp] or [[]]
-        for dscp in dscp_keys:
-            for ports in port_keys:
-                filters.append(
-                    FilterPlan(
-                        prio,
-                        ETH_P_IP,
-                        tuple(dscp + base + ports),
-                        classid,
-                        f"{traffic_class.name}: {match.model_dump(exclude_defaults=True)}",
-                    )
-                )
+        what = f"{traffic_class.name}: {match.model_dump(exclude_defaults=True, by_alias=True, mode='json')}"
+        for dscp, ports, source, destination in itertools.product(
+            dscp_keys, port_keys, sources or [[]], destinations or [[]]
+        ):
+            filters.append(FilterPlan(prio, ETH_P_IP, tuple(dscp + base + source + destination + ports), classid, what))
         prio += 1
     return filters
 
@@ -159,16 +165,23 @@ def control_class_name(template: RouterTemplate, policy: EgressPolicy) -> str | 
 
 
 def plan_egress(
-    template: RouterTemplate, policy: EgressPolicy, link_rate: int, link_queue_limit: int | None = None
+    template: RouterTemplate,
+    policy: EgressPolicy,
+    link_rate: int,
+    link_queue_limit: int | None = None,
+    media: ipaddress.IPv4Network | None = None,
+    before_nat: bool = False,
 ) -> EgressPlan:
-    """The HTB tree and filters for one router side (pure; unit-tested)."""
+    """The HTB tree and filters for one router side (pure; unit-tested). ``before_nat``: the side's IP
+    classification is iptables' (``qos_rules``: it sees LAN sources before NAT), so no u32 IP filters.
+    A policed class is served first up to the link rate; its policer holds it to its rate."""
     classes: list[ClassPlan] = []
     filters: list[FilterPlan] = []
     prio = FIRST_CLASS_FILTER_PRIO
     for offset, traffic_class in enumerate(policy.classes):
         minor = FIRST_MINOR + offset
         rate = resolve_share(traffic_class.rate, link_rate)
-        ceil = min(resolve_share(traffic_class.ceil, link_rate), link_rate)
+        ceil = link_rate if traffic_class.police else min(resolve_share(traffic_class.ceil, link_rate), link_rate)
         if rate > link_rate:
             raise InputError(
                 f"router class {traffic_class.name!r}: rate {units.format_rate(rate)} is above the "
@@ -176,11 +189,18 @@ def plan_egress(
             )
         limit = traffic_class.queue_limit or policy.queue_limit or link_queue_limit or impair.DEFAULT_QUEUE_LIMIT
         plan = ClassPlan(
-            traffic_class.name, ROOT | minor, minor << 16, rate, max(ceil, rate), traffic_class.priority, limit
+            traffic_class.name,
+            ROOT | minor,
+            minor << 16,
+            rate,
+            max(ceil, rate),
+            traffic_class.priority,
+            limit,
+            traffic_class.leaf,
         )
         classes.append(plan)
-        class_filters = _class_filters(traffic_class, plan.classid, prio)
-        filters += class_filters
+        class_filters = _class_filters(traffic_class, plan.classid, prio, media)
+        filters += [] if before_nat else class_filters
         prio = max([prio - 1, *(f.prio for f in class_filters)]) + 1
     guaranteed = sum(c.rate for c in classes)
     if guaranteed > link_rate * 1.001:
@@ -233,9 +253,12 @@ def install_egress(
             cburst=class_burst,
             prio=traffic_class.priority,
         )
-        impair.install_leaf(
-            ipr, node, ifname, traffic_class.classid, traffic_class.leaf, impairment, traffic_class.queue_limit
-        )
+        if traffic_class.queue == "fq_codel":
+            sqm.install_fq_codel_leaf(ipr, ifname, traffic_class.classid, traffic_class.leaf, impairment)
+        else:
+            impair.install_leaf(
+                ipr, node, ifname, traffic_class.classid, traffic_class.leaf, impairment, traffic_class.queue_limit
+            )
     for rule in plan.filters:
         ipr.tc(
             "add-filter",
@@ -275,33 +298,6 @@ def install_ingress_dscp(node: Node, template: RouterTemplate, interfaces: list[
         run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
 
 
-# ---------------------------------------------------------------- tc-script
-
-
-def expand_script(template: RouterTemplate, placeholders: dict[str, str | None]) -> list[tuple[int, list[str]]]:
-    """The script's commands with {wan}, {lan}, {wan_rate}, {lan_rate} filled in, split into argv."""
-    commands = []
-    for number, text in script_commands(template.script or ""):
-        for name, value in placeholders.items():
-            if "{" + name + "}" in text:
-                if value is None:
-                    raise InputError(
-                        f"tc-script line {number} uses {{{name}}}, but the scenario gives the "
-                        f"router's end of that link no rate"
-                    )
-                text = text.replace("{" + name + "}", value)
-        commands.append((number, shlex.split(text)))
-    return commands
-
-
-def run_script(node: Node, template: RouterTemplate, placeholders: dict[str, str | None]) -> None:
-    for number, argv in expand_script(template, placeholders):
-        try:
-            run_tool(node, argv)
-        except LabError as exc:
-            raise LabError(f"tc-script line {number}: {exc}") from None
-
-
 # ---------------------------------------------------------------- the whole router
 
 
@@ -335,29 +331,52 @@ def apply_router(
     own link settings per interface. Returns interface -> {tc handle: class name}."""
     names: dict[str, dict[str, str]] = {}
     interfaces = list(router.sides.values())
-    if template.kind == "tc-script":
+    if template.kind in ("tc-script", "sqm"):
         for ifname in router.sides.values():
             if impairments.get(ifname, Impairment()).needs_netem():
                 raise InputError(
-                    f"with a tc-script template the router's egress on {ifname} is the script's: "
-                    f"put delay/loss on the other end of link {ifname!r}, or into the script"
+                    f"with a {template.kind} template the router's egress on {ifname} is the template's: "
+                    f"put delay/loss on the other end of link {ifname!r}"
+                    + (", or into the script" if template.kind == "tc-script" else "")
                 )
             impair.clear_root(ipr, ifname)
+    if template.kind == "sqm" and template.sqm is not None:
+        shaped = {i: impairments[i] for i in router.sides.values() if i in impairments and impairments[i].rate}
+        if not shaped:
+            raise InputError(
+                f"the router template's sqm ({template.sqm.qdisc}) shapes to the router's link rates, but no "
+                f"end of the router's links ({', '.join(router.sides.values())}) has a rate: give the WAN one"
+            )
+        for ifname in router.sides.values():
+            if ifname in shaped:
+                names[ifname] = sqm.install_sqm(ipr, router.node, ifname, template.sqm, shaped[ifname].rate)
+            else:
+                impair.apply(ipr, router.node, ifname, impairments.get(ifname, Impairment()))
+    elif template.kind == "tc-script":
         rates = {
             f"{side}_rate": (f"{impairments[i].rate}bit" if i in impairments and impairments[i].rate else None)
             for side, i in router.sides.items()
         }
-        run_script(router.node, template, {**router.sides, **rates})
-    else:
+        tc_script.run_script(router.node, template, {**router.sides, **rates})
+    classids: dict[str, list[str]] = {}
+    link_rates: dict[str, int] = {}
+    if template.kind == "classes":
         for side, ifname in router.sides.items():
             impairment = impairments.get(ifname, Impairment())
             policy: EgressPolicy | None = getattr(template, side)
             if policy is None:
                 impair.apply(ipr, router.node, ifname, impairment)
                 continue
-            plan = plan_egress(template, policy, impairment.rate or impair.LINE_RATE, impairment.queue_limit)
+            link_rates[ifname] = impairment.rate or impair.LINE_RATE
+            before_nat = qos_rules.needs_prenat_classes(template, side, policy)
+            plan = plan_egress(
+                template, policy, link_rates[ifname], impairment.queue_limit, router.media_prefix, before_nat
+            )
             install_egress(ipr, router.node, ifname, plan, impairment, template.burst or impairment.burst)
             names[ifname] = plan.class_names()
+            classids[ifname] = [impair.handle_text(c.classid) for c in plan.classes]
+    rules = qos_rules.qos_rules(template, router.sides, classids, link_rates, router.media_prefix)
+    qos_rules.install_qos_rules(router.node, rules)  # refilled empty for a template without such classes
     install_ingress_dscp(router.node, template, interfaces)
     install_edge(router.node, template, router.sides, router.media_prefix)
     return names

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from testbed import units
+from testbed.errors import InputError
 from testbed.scenario.types import Dscp, Name, Size, Strict
 
+MEDIA = "media"  # a rule's name for the vendor's media prefix (the scenario's edge.media_prefix)
 _PORTS = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 
 
@@ -44,6 +47,24 @@ def parse_share(value: object) -> str:
     return text
 
 
+def resolve_prefixes(
+    prefixes: Sequence[ipaddress.IPv4Network | str], media: ipaddress.IPv4Network | None, where: str
+) -> list[ipaddress.IPv4Network]:
+    """A match's prefixes with ``media`` replaced by the scenario's edge.media_prefix."""
+    resolved = []
+    for prefix in prefixes:
+        if isinstance(prefix, ipaddress.IPv4Network):
+            resolved.append(prefix)
+        elif media is None:
+            raise InputError(
+                f"{where} says 'media', but the scenario names no edge.media_prefix "
+                "(e.g. edge: {media_prefix: 203.0.113.0/24})"
+            )
+        else:
+            resolved.append(media)
+    return resolved
+
+
 def resolve_share(text: str, link_rate: int) -> int:
     """``30%`` of a 10 Mbit link -> 3_000_000 bit/s; an absolute rate is returned as it is."""
     if text.endswith("%"):
@@ -51,29 +72,53 @@ def resolve_share(text: str, link_rate: int) -> int:
     return units.parse_rate(text)
 
 
+Prefix = ipaddress.IPv4Network | Literal["media"]
+
+
 class ClassMatch(Strict):
-    """Packets that belong to a class: any listed DSCP, and the protocol and ports when given."""
+    """Packets that belong to a class: every field given must hold (any listed DSCP, the protocol, any
+    listed port as source or destination, any listed source and destination prefix)."""
 
     dscp: list[Dscp] = Field(default_factory=list)
     protocol: Literal["udp", "tcp", "icmp"] | None = None
     ports: list[str] = Field(default_factory=list, description="source or destination port, e.g. 443, 10000-60000")
+    to: list[Prefix] = Field(
+        default_factory=list,
+        description="destination prefixes, e.g. the vendor's media range 203.0.113.0/24; 'media' is the "
+        "scenario's edge.media_prefix",
+    )
+    from_: list[Prefix] = Field(
+        default_factory=list,
+        alias="from",
+        description="source prefixes (a LAN's, behind NAT, are matched before the translation)",
+    )
 
     @field_validator("ports", mode="before")
     @classmethod
     def _ports(cls, value: Any) -> Any:
         return parse_ports(value)
 
+    @field_validator("to", "from_", mode="before")
+    @classmethod
+    def _prefixes(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else [value]
+
     @model_validator(mode="after")
     def _ports_need_protocol(self) -> ClassMatch:
         if self.ports and self.protocol not in ("udp", "tcp"):
             raise ValueError("a port match needs protocol: udp or tcp")
-        if not self.dscp and self.protocol is None:
-            raise ValueError("a match needs dscp, protocol or ports")
+        if not self.dscp and self.protocol is None and not self.to and not self.from_:
+            raise ValueError("a match needs dscp, protocol, ports or prefixes (to, from)")
         return self
+
+    def uses_media(self) -> bool:
+        return MEDIA in self.to or MEDIA in self.from_
 
 
 class TrafficClass(Strict):
-    """One HTB class: guaranteed ``rate``, borrowing up to ``ceil``; lower ``priority`` is served first."""
+    """One HTB class: guaranteed ``rate``, borrowing up to ``ceil``; lower ``priority`` is served first.
+    ``police``: a low-latency-queuing priority class (Cisco's ``priority percent N``): what goes above
+    its rate is dropped, never borrowed, so it cannot starve the others."""
 
     name: Name
     match: list[ClassMatch] = Field(default_factory=list, description="any of these matches")
@@ -82,11 +127,32 @@ class TrafficClass(Strict):
     ceil: str = "100%"
     queue_limit: int | None = Field(default=None, ge=1, le=100_000, description="packets")
     default: bool = False
+    police: bool = Field(default=False, description="drop what exceeds rate (a policed priority queue); no ceil")
+    leaf: Literal["pfifo", "fq_codel"] = Field(
+        default="pfifo",
+        description="the class's queue: pfifo (queue_limit packets) or fq_codel (flow queues with CoDel, as "
+        "OpenWrt's simple.qos; the kernel must have sch_fq_codel)",
+    )
 
     @field_validator("rate", "ceil", mode="before")
     @classmethod
     def _share(cls, value: object) -> str:
         return parse_share(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policed_ceil(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("police") is True and "ceil" not in data:
+            return {**data, "ceil": data.get("rate", "10%")}  # a policed class never borrows
+        return data
+
+    @model_validator(mode="after")
+    def _policed_never_borrows(self) -> TrafficClass:
+        if self.police and self.ceil != self.rate:
+            raise ValueError(f"class {self.name!r} is policed at its rate {self.rate}: it takes no ceil")
+        if self.police and self.default:
+            raise ValueError(f"class {self.name!r}: the default class cannot be policed")
+        return self
 
 
 class EgressPolicy(Strict):
@@ -117,6 +183,26 @@ class EgressPolicy(Strict):
         return self
 
 
+class SqmSpec(Strict):
+    """A home or small-office router's smart queue (OpenWrt SQM, Ubiquiti smart queues) on each router
+    side, shaped to the rate of the router's end of that link."""
+
+    qdisc: Literal["cake", "fq_codel", "prio"] = Field(
+        description="cake (its own shaper, diffserv tins); fq_codel or prio under an HTB shaper"
+    )
+    diffserv: Literal["besteffort", "diffserv3", "diffserv4", "diffserv8"] = Field(
+        default="diffserv4", description="cake: the tins DSCP sorts into (diffserv4: bulk, best effort, video, voice)"
+    )
+    nat: bool = Field(default=False, description="cake: flow isolation by the addresses before NAT (cake's nat)")
+    queue_limit: int | None = Field(default=None, ge=1, le=100_000, description="prio: packets per band")
+
+    @model_validator(mode="after")
+    def _cake_options(self) -> SqmSpec:
+        if self.qdisc != "cake" and ("diffserv" in self.model_fields_set or self.nat):
+            raise ValueError(f"diffserv and nat are cake's options, not {self.qdisc}'s")
+        return self
+
+
 class DscpRemark(Strict):
     from_: Dscp = Field(alias="from")
     to: Dscp
@@ -134,9 +220,6 @@ def script_commands(script: str) -> list[tuple[int, str]]:
         if text and not text.startswith("#"):
             commands.append((number, text))
     return commands
-
-
-MEDIA = "media"  # a firewall rule's name for the vendor's media prefix (the scenario's edge.media_prefix)
 
 
 class FirewallRule(Strict):
@@ -185,7 +268,7 @@ class RouterTemplate(Strict):
     """A whole router template file."""
 
     description: str = ""
-    kind: Literal["classes", "tc-script"] = "classes"
+    kind: Literal["classes", "tc-script", "sqm"] = "classes"
     ingress_dscp: Literal["trust", "bleach", "remark"] = Field(
         default="trust", description="what the router does to DSCP of packets it receives (on WAN and LAN)"
     )
@@ -197,6 +280,7 @@ class RouterTemplate(Strict):
         description="class for ARP and IPv6 neighbour discovery; default: the highest-priority "
         "class; 'none' leaves them in the default class (they can then starve behind bulk traffic)",
     )
+    sqm: SqmSpec | None = Field(default=None, description="kind sqm: the smart queue on both router sides")
     script: str | None = Field(
         default=None, description="tc-script: tc commands with {wan} {lan} {wan_rate} {lan_rate}, one per line"
     )
@@ -219,6 +303,10 @@ class RouterTemplate(Strict):
             _check_script(self.script)
         if self.kind == "classes" and self.script:
             raise ValueError("'script' belongs to kind tc-script")
+        if (self.kind == "sqm") != (self.sqm is not None):
+            raise ValueError("kind sqm needs 'sqm: {qdisc: ...}', and 'sqm' needs kind: sqm")
+        if self.kind == "sqm" and (self.wan or self.lan or self.script):
+            raise ValueError("kind sqm takes its egress from 'sqm'; remove 'wan'/'lan'/'script'")
         if self.ingress_dscp == "remark" and not self.remark:
             raise ValueError("ingress_dscp remark needs a 'remark' list of {from, to}")
         if self.ingress_dscp != "remark" and self.remark:

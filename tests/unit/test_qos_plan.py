@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from testbed.errors import InputError
-from testbed.lab import qos
+from testbed.lab import qos, qos_rules, sqm, tc_script
 from testbed.scenario.load import load_template
 from testbed.scenario.router_template import RouterTemplate
 from tests.helpers import REPO
 
 ROUTERS = REPO / "scenarios" / "routers"
 SHIPPED = sorted(p.stem for p in ROUTERS.glob("*.yaml"))
+MEDIA = ipaddress.IPv4Network("203.0.113.0/24")  # what shipped scenarios use as edge.media_prefix
 
 
 @given(st.integers(1, 65535), st.integers(1, 65535))
@@ -138,7 +141,7 @@ def test_script_expansion_and_checks():
             "script": ("# upstream\n\ntc qdisc add dev {wan} root tbf rate {wan_rate} burst 10kb latency 50ms\n"),
         }
     )
-    assert qos.expand_script(template, {"wan": "wan", "wan_rate": "10000000bit"}) == [
+    assert tc_script.expand_script(template, {"wan": "wan", "wan_rate": "10000000bit"}) == [
         (
             3,
             [
@@ -159,7 +162,7 @@ def test_script_expansion_and_checks():
         )
     ]
     with pytest.raises(InputError, match="line 3 uses {wan_rate}"):
-        qos.expand_script(template, {"wan": "wan", "wan_rate": None})
+        tc_script.expand_script(template, {"wan": "wan", "wan_rate": None})
     for script, message in [
         ("ip link set wan down", "only tc commands"),
         ("tc qdisc add dev {eth0} root pfifo", "unknown placeholder {eth0}"),
@@ -174,8 +177,13 @@ def test_shipped_templates_protect_neighbour_discovery(name):
     if template.kind == "tc-script":
         assert "protocol arp" in template.script
         return
+    if template.kind == "sqm":  # cake and fq_codel give ARP its own flow queue; prio files it first
+        assert template.sqm is not None
+        if template.sqm.qdisc == "prio":
+            assert any("arp" in argv and argv[-1] == "10:1" for argv in sqm.prio_commands("wan", 100))
+        return
     for policy in (template.wan, template.lan):
-        plan = qos.plan_egress(template, policy, 10_000_000)
+        plan = qos.plan_egress(template, policy, 10_000_000, media=MEDIA)
         arp = [f for f in plan.filters if f.protocol == qos.ETH_P_ARP]
         assert len(arp) == 1
         target = next(c for c in plan.classes if c.classid == arp[0].target)
@@ -184,3 +192,83 @@ def test_shipped_templates_protect_neighbour_discovery(name):
 
 def test_shipped_library_has_the_required_templates():
     assert {"fifo", "ef-priority", "ef-priority-shallow", "dscp-bleach", "multi-class"} <= set(SHIPPED)
+
+
+def test_a_match_with_prefix_and_ports_needs_all_of_them():
+    template = load_template(ROUTERS / "media-prefix.yaml")
+    plan = qos.plan_egress(template, template.wan, 10_000_000, media=MEDIA)
+    voice = plan.classes[1].classid
+    by_prefix = [f for f in plan.filters if f.target == voice and qos.prefix_key(MEDIA, 16) in f.keys]
+    assert by_prefix and all(qos.protocol_key("udp") in f.keys for f in by_prefix)
+    assert all(any(k.endswith("+20") or k.endswith("+22") for k in f.keys) for f in by_prefix)  # and a port
+    assert qos.prefix_key(MEDIA, 16) == "0xcb007100/0xffffff00+16"
+    down = qos.plan_egress(template, template.lan, 10_000_000, media=MEDIA)
+    assert any(qos.prefix_key(MEDIA, 12) in f.keys for f in down.filters)  # from the media prefix
+
+
+def test_media_needs_the_scenarios_media_prefix():
+    template = load_template(ROUTERS / "media-prefix.yaml")
+    with pytest.raises(InputError, match="edge.media_prefix"):
+        qos.plan_egress(template, template.wan, 10_000_000)
+
+
+def test_lan_sources_behind_nat_are_classified_before_the_translation():
+    template = _template(
+        [
+            {"name": "voice", "match": [{"dscp": ["EF"]}, {"from": "192.168.1.0/28"}], "priority": 0, "rate": "40%"},
+            {"name": "video", "match": [{"dscp": ["AF41"]}], "rate": "20%"},
+            {"name": "bulk", "default": True, "rate": "40%"},
+        ],
+        nat="masquerade",
+    )
+    assert qos_rules.needs_prenat_classes(template, "wan", template.wan)
+    plan = qos.plan_egress(template, template.wan, 10_000_000, before_nat=True)
+    assert {f.protocol for f in plan.filters} == {qos.ETH_P_ARP, qos.ETH_P_IPV6}  # IP is iptables' job
+    rules = qos_rules.qos_rules(template, {"wan": "wan"}, {"wan": ["1:10", "1:11", "1:12"]}, {"wan": 10**7}, None)
+    classify = [line for line in rules.splitlines() if "CLASSIFY" in line]
+    assert classify == [  # the first class is written last, so it wins
+        "-A vtb-qos -o wan -m dscp --dscp 34 -j CLASSIFY --set-class 1:11",
+        "-A vtb-qos -o wan -m dscp --dscp 46 -j CLASSIFY --set-class 1:10",
+        "-A vtb-qos -o wan -s 192.168.1.0/28 -j CLASSIFY --set-class 1:10",
+    ]
+    assert not qos_rules.needs_prenat_classes(template.model_copy(update={"nat": "none"}), "wan", template.wan)
+
+
+def test_a_policed_class_drops_above_its_rate_and_leaves_earlier_classes_alone():
+    template = load_template(ROUTERS / "llq-policed.yaml")
+    plan = qos.plan_egress(template, template.wan, 2_000_000)
+    voice = plan.classes[1]
+    assert voice.rate == 600_000 and voice.ceil == 2_000_000  # served first; the policer holds it to its rate
+    rules = qos_rules.qos_rules(template, {"wan": "wan"}, {"wan": ["1:10", "1:11", "1:12"]}, {"wan": 2_000_000}, None)
+    lines = [line for line in rules.splitlines() if line.startswith("-A")]
+    assert lines[0] == "-A vtb-qos -o wan -m dscp --dscp 48 -j RETURN"  # control is not voice's
+    assert lines[2] == (
+        "-A vtb-qos -o wan -m dscp --dscp 46 -m hashlimit --hashlimit-above 75000b/s "
+        "--hashlimit-burst 77250b --hashlimit-name vtb-wan-1 -j DROP"
+    )
+    assert lines[3] == "-A vtb-qos -o wan -m dscp --dscp 46 -j RETURN"
+    assert not any("bulk" in line for line in lines) and len(lines) == 4
+
+
+def test_a_policed_class_takes_no_ceil_and_is_never_the_default():
+    with pytest.raises(ValidationError, match="takes no ceil"):
+        _template([{"name": "v", "match": [{"dscp": ["EF"]}], "rate": "30%", "ceil": "50%", "police": True}])
+    with pytest.raises(ValidationError, match="cannot be policed"):
+        _template([{"name": "v", "rate": "30%", "police": True, "default": True}])
+
+
+def test_prio_bands_by_dscp():
+    commands = sqm.prio_commands("wan", 200)
+    assert commands[0][:10] == ["tc", "qdisc", "add", "dev", "wan", "parent", "1:1", "handle", "10:", "prio"]
+    assert commands[0][-16:] == ["1"] * 16  # unclassified traffic: the middle band
+    ef = next(argv for argv in commands if "0xb8" in argv)
+    cs1 = next(argv for argv in commands if "0x20" in argv)
+    assert ef[-1] == "10:1" and cs1[-1] == "10:3"
+    assert sum("pfifo" in argv for argv in commands) == 3
+
+
+def test_sqm_templates_check_their_options():
+    with pytest.raises(ValidationError, match="cake's options"):
+        RouterTemplate.model_validate({"kind": "sqm", "sqm": {"qdisc": "fq_codel", "nat": True}})
+    with pytest.raises(ValidationError, match="kind sqm"):
+        RouterTemplate.model_validate({"kind": "sqm", "wan": {"classes": [{"name": "b", "default": True}]}})
