@@ -14,6 +14,7 @@ from testbed.lab import Lab, iptables
 from testbed.lab.measure import probe_stream
 from testbed.scenario.addressing import plan_addresses
 from testbed.scenario.model import Scenario
+from testbed.scenario.router_template import RouterTemplate
 from tests.helpers import REPO
 from tests.helpers.qos import class_packets, shipped
 
@@ -111,3 +112,28 @@ def test_a_smart_queue_the_kernel_lacks_stops_the_run_with_exit_3(registry, no_l
         return
     assert result.returncode == 3, (result.returncode, result.stderr)
     assert "sch_cake" in result.stderr and "testbed doctor" in result.stderr, result.stderr
+
+
+def test_lan_sources_behind_nat_are_classified_before_the_translation(registry, no_leftovers, tmp_path):
+    """A WAN class that matches the client's LAN address still gets its packets when the router
+    masquerades them (their source on the WAN is the router's address): iptables classifies them before
+    the translation. The same class on the LAN side of an un-NATed router is u32's, for contrast."""
+    client = plan_addresses(bottleneck().topology).address("client")
+    policy = {
+        "classes": [
+            {"name": "control", "match": [{"dscp": ["CS6"]}], "priority": 0, "rate": "5%"},
+            {"name": "voice", "match": [{"from": f"{client}/32", "protocol": "udp"}], "priority": 1, "rate": "40%"},
+            {"name": "bulk", "rate": "55%", "default": True},
+        ]
+    }
+    template = RouterTemplate.model_validate({"nat": "masquerade", "wan": policy})
+    with Lab(bottleneck(), registry=registry, router_template=template) as lab:
+        gateway = str(lab.plan.address("gateway"))
+        before = class_packets(lab)
+        stream = probe_stream(lab.node("client"), lab.node("gateway"), gateway, tmp_path, pps=500, count=200, dscp=0)
+        after = class_packets(lab)
+        rules = lab.node("router").run([iptables.IPTABLES, "-t", "mangle", "-S", "vtb-qos"]).stdout
+    print(f"behind NAT: {after['voice'] - before['voice']} of 200 in voice; rules: {rules.strip()}")
+    assert stream.loss_rate == 0
+    assert 200 <= after["voice"] - before["voice"] <= 210, (before, after)  # the probe and its warm-up
+    assert f"-s {client}/32" in rules and "CLASSIFY" in rules
