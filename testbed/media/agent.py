@@ -106,19 +106,12 @@ class Agent:
 
         return [LegSpec(**leg) for leg in legs]
 
-    async def cmd_endpoint_prepare(
-        self,
-        kind: str,
-        codec: str,
-        clip: str,
-        legs: int = 1,
-        seconds: float = 0.0,
-        opus: list[Any] | None = None,
-        offsets: list[float] | None = None,
-    ) -> dict[str, Any]:
+    async def cmd_endpoint_prepare(self, kind: str, **ahead: Any) -> dict[str, Any]:
         """Load the endpoint and encode the clip (launch the browsers) now, so none of that counts as a
-        call's setup time."""
-        await self._endpoint(kind).prepare(codec, clip, legs, seconds, opus, offsets)
+        call's setup time (``ahead``: a ``Preparation``'s fields)."""
+        from testbed.media.endpoints import Preparation
+
+        await self._endpoint(kind).prepare(Preparation(**ahead))
         return {}
 
     async def cmd_signalling(self, url: str, ca_file: str, wait_s: float) -> dict[str, Any]:

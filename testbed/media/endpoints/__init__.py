@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from testbed.media.endpoints.base import Description, EmitEvent, Endpoint, LegSpec
+from testbed.media.endpoints.base import Description, EmitEvent, Endpoint, LegSpec, Preparation
 
 # kind -> "module:class"; a new endpoint kind is one line here and one module
 KINDS = {
@@ -27,4 +27,4 @@ def create(kind: str, emit: EmitEvent) -> Endpoint:
     return endpoint
 
 
-__all__ = ["KINDS", "Description", "EmitEvent", "Endpoint", "LegSpec", "create"]
+__all__ = ["KINDS", "Description", "EmitEvent", "Endpoint", "LegSpec", "Preparation", "create"]

@@ -32,7 +32,7 @@ from testbed.media.endpoints.aiortc_hooks import (
     relay_tcp_info,
     selected_pair,
 )
-from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
+from testbed.media.endpoints.base import Description, EmitEvent, LegSpec, Preparation
 from testbed.media.endpoints.legs import LegBatches
 from testbed.media.records import PacketRecord, SentRecord
 
@@ -250,16 +250,8 @@ class AiortcEndpoint(LegBatches[AiortcLeg]):
         super().__init__()
         self.emit = emit
 
-    async def prepare(
-        self,
-        codec: str,
-        clip: str,
-        legs: int = 1,
-        seconds: float = 0.0,
-        opus: list[Any] | None = None,
-        offsets: list[float] | None = None,
-    ) -> None:
-        encoded_clip(codec, clip, opus_settings(opus))
+    async def prepare(self, ahead: Preparation) -> None:
+        encoded_clip(ahead.codec, ahead.clip, opus_settings(ahead.opus))
 
     def new_leg(self, leg: LegSpec) -> AiortcLeg:
         return AiortcLeg(leg, self.emit)

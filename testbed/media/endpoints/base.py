@@ -34,6 +34,20 @@ class LegSpec:
     opus: tuple[int, bool, int] | list[Any] | None = None  # aiortc's Opus: bitrate, in-band FEC, expected loss
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """What an endpoint loads before the workload's clock starts: ``legs`` legs of this codec and clip
+    will follow, the longest sending ``seconds``, Opus encoded with ``opus``, each starting its clip at
+    its ``offsets`` entry (a fraction of the loop; endpoints that start the clip per leg ignore them)."""
+
+    codec: str
+    clip: str
+    legs: int = 1
+    seconds: float = 0.0
+    opus: list[Any] | None = None
+    offsets: list[float] | None = None
+
+
 class Endpoint(Protocol):
     """One kind of call endpoint inside one node. Call state changes are reported through ``emit`` as
     ``{"event": "call", "call": ID, "state": connected|failed|dropped, "time": EPOCH}``. Batch methods
@@ -41,19 +55,9 @@ class Endpoint(Protocol):
 
     kind: ClassVar[str]
 
-    async def prepare(
-        self,
-        codec: str,
-        clip: str,
-        legs: int = 1,
-        seconds: float = 0.0,
-        opus: list[Any] | None = None,
-        offsets: list[float] | None = None,
-    ) -> None:
-        """Load what sending needs (codec, encoded clip with ``opus`` settings; a browser per leg) before
-        the workload's clock starts; ``legs`` of this codec and clip will follow, the longest lasting
-        ``seconds``, each starting its clip at its ``offsets`` entry (a fraction of the loop; endpoints
-        that start the clip per leg ignore them)."""
+    async def prepare(self, ahead: Preparation) -> None:
+        """Load what sending needs (the encoded clip; a browser per leg) so that none of it counts as a
+        call's setup time."""
 
     async def open(self, legs: list[LegSpec]) -> list[Description]:
         """Callers: create the legs and describe them (the offers)."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from testbed import scratch
 from testbed.codecs import codec as codec_registry
-from testbed.media.endpoints.base import Description, EmitEvent, LegSpec
+from testbed.media.endpoints.base import Description, EmitEvent, LegSpec, Preparation
 from testbed.media.endpoints.chromium_browser import (
     CHROMIUM,
     LEAD_S,
@@ -245,15 +245,7 @@ class ChromiumEndpoint(LegBatches[ChromiumLeg]):
         assert self.dir is not None
         return microphone_file(self.dir, codec, clip, longest, offset)
 
-    async def prepare(
-        self,
-        codec: str,
-        clip: str,
-        legs: int = 1,
-        seconds: float = 0.0,
-        opus: list[Any] | None = None,
-        offsets: list[float] | None = None,
-    ) -> None:
+    async def prepare(self, ahead: Preparation) -> None:
         """Launch a browser for each of the ``legs`` to come (the longest sending ``seconds``), before the
         workload's clock starts. A browser that cannot start fails its calls (with the reason), not the
         run, so other calls go on."""
@@ -261,8 +253,8 @@ class ChromiumEndpoint(LegBatches[ChromiumLeg]):
             await self.ready()
         except Exception:
             return
-        starts = offsets or [0.0] * legs
-        mics = [self.microphone(codec, clip, seconds, offset)[0] for offset in starts]
+        starts = ahead.offsets or [0.0] * ahead.legs
+        mics = [self.microphone(ahead.codec, ahead.clip, ahead.seconds, offset)[0] for offset in starts]
         launched = await asyncio.gather(*(self._browser(mic).launch() for mic in mics), return_exceptions=True)
         for mic, browser in zip(mics, launched, strict=True):
             if isinstance(browser, Browser):
