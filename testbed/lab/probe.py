@@ -55,11 +55,11 @@ _NEEDS: dict[str, tuple[str, str]] = {
     ),
     "cake": ("sqm templates with qdisc cake (sqm-cake)", f"sch_cake from {KERNEL_EXTRA}"),
     "police": (
-        "nothing: policed classes use iptables' hashlimit (tc's police action is only reported)",
+        "tc's policer for policed classes (police: true): iptables' hashlimit stands in, with a 1 s burst",
         f"act_police from {KERNEL_EXTRA}",
     ),
     "hashlimit": (
-        "policed priority classes (police: true, llq-policed)",
+        "policed priority classes (police: true) where tc's police action is missing too",
         "apt-get install iptables; the xt_hashlimit module",
     ),
     "classify": (

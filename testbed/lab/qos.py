@@ -30,10 +30,9 @@ from pyroute2 import IPRoute
 
 from testbed import units
 from testbed.errors import InputError
-from testbed.lab import impair, iptables, qos_rules, sqm, tc_script
+from testbed.lab import impair, police, qos_rules, sqm, tc_script
 from testbed.lab.backends.base import Node
 from testbed.lab.edge import install_edge
-from testbed.lab.tools import run_tool
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scenario.router_template import (
     EgressPolicy,
@@ -50,7 +49,6 @@ PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17}
 ROOT = 0x10000  # 1:
 PARENT = 0x10001  # 1:1
 FIRST_MINOR = 0x10
-DSCP_CHAIN = "vtb-dscp"
 ARP_FILTER_PRIO = 1  # one protocol per filter priority: the kernel refuses to mix them
 ICMPV6_FILTER_PRIO = 2
 FIRST_CLASS_FILTER_PRIO = 10
@@ -104,6 +102,7 @@ class ClassPlan:
     priority: int
     queue_limit: int
     queue: str = "pfifo"  # or fq_codel
+    police_rate: int | None = None  # a policed class: what goes above this (bit/s) is dropped
 
 
 @dataclass(frozen=True)
@@ -197,6 +196,7 @@ def plan_egress(
             traffic_class.priority,
             limit,
             traffic_class.leaf,
+            rate if traffic_class.police else None,
         )
         classes.append(plan)
         class_filters = _class_filters(traffic_class, plan.classid, prio, media)
@@ -221,9 +221,16 @@ def plan_egress(
 
 
 def install_egress(
-    ipr: IPRoute, node: Node, ifname: str, plan: EgressPlan, impairment: Impairment, burst: int | None = None
+    ipr: IPRoute,
+    node: Node,
+    ifname: str,
+    plan: EgressPlan,
+    impairment: Impairment,
+    burst: int | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> None:
-    """Replace the interface's egress with the planned tree; the link's netem settings go in every leaf."""
+    """Replace the interface's egress with the planned tree; the link's netem settings go in every leaf.
+    Filters into the ``skip`` classes are left to the caller (tc's policer)."""
     index = ipr.link_lookup(ifname=ifname)[0]
     impair.clear_root(ipr, ifname)
     ipr.tc("add", "htb", index, ROOT, default=plan.default_minor)
@@ -259,7 +266,11 @@ def install_egress(
             impair.install_leaf(
                 ipr, node, ifname, traffic_class.classid, traffic_class.leaf, impairment, traffic_class.queue_limit
             )
-    for rule in plan.filters:
+    install_filters(ipr, index, [rule for rule in plan.filters if rule.target not in skip])
+
+
+def install_filters(ipr: IPRoute, index: int, filters: list[FilterPlan]) -> None:
+    for rule in filters:
         ipr.tc(
             "add-filter",
             "u32",
@@ -272,30 +283,20 @@ def install_egress(
         )
 
 
-# ---------------------------------------------------------------- ingress DSCP
-
-
-def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
-    """An iptables-restore input that (re)fills the router's DSCP chain (pure; unit-tested)."""
-    lines = ["*mangle", f":{DSCP_CHAIN} - [0:0]"]
-    for ifname in interfaces:
-        if template.ingress_dscp == "bleach":
-            lines.append(f"-A {DSCP_CHAIN} -i {ifname} -j DSCP --set-dscp 0")
-        elif template.ingress_dscp == "remark":
-            lines += [
-                f"-A {DSCP_CHAIN} -i {ifname} -m dscp --dscp {r.from_} -j DSCP --set-dscp {r.to}"
-                f" -m comment --comment remark"
-                for r in template.remark
-            ]
-    return "\n".join(lines + ["COMMIT", ""])
-
-
-def install_ingress_dscp(node: Node, template: RouterTemplate, interfaces: list[str]) -> None:
-    """Bleach or remark DSCP of packets arriving on the router's WAN and LAN; trust leaves them alone."""
-    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], dscp_rules(template, interfaces))
-    rules = run_tool(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
-    if f"-A PREROUTING -j {DSCP_CHAIN}" not in rules:
-        run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
+def install_policers(ipr: IPRoute, node: Node, ifname: str, plan: EgressPlan, side_number: int) -> bool:
+    """Policed classes' filters with tc's police action; where the kernel has none, plain filters and
+    False (iptables' hashlimit polices instead)."""
+    policed = [c for c in plan.classes if c.police_rate]
+    targets = {c.classid for c in policed}
+    commands = []
+    for c in policed:
+        filters = [f for f in plan.filters if f.target == c.classid]
+        index = side_number * 256 + (c.classid & 0xFF)  # one shared action per class and side
+        commands += police.police_filter_commands(ifname, filters, c.police_rate or 0, index)
+    if not commands or police.install_tc_policers(node, commands):
+        return True
+    install_filters(ipr, ipr.link_lookup(ifname=ifname)[0], [f for f in plan.filters if f.target in targets])
+    return False
 
 
 # ---------------------------------------------------------------- the whole router
@@ -360,6 +361,7 @@ def apply_router(
         tc_script.run_script(router.node, template, {**router.sides, **rates})
     classids: dict[str, list[str]] = {}
     link_rates: dict[str, int] = {}
+    hashlimit_sides: set[str] = set()  # interfaces whose policed classes iptables polices
     if template.kind == "classes":
         for side, ifname in router.sides.items():
             impairment = impairments.get(ifname, Impairment())
@@ -372,11 +374,15 @@ def apply_router(
             plan = plan_egress(
                 template, policy, link_rates[ifname], impairment.queue_limit, router.media_prefix, before_nat
             )
-            install_egress(ipr, router.node, ifname, plan, impairment, template.burst or impairment.burst)
+            policed = frozenset(c.classid for c in plan.classes if c.police_rate and not before_nat)
+            burst = template.burst or impairment.burst
+            install_egress(ipr, router.node, ifname, plan, impairment, burst, policed)
+            if before_nat or not install_policers(ipr, router.node, ifname, plan, len(classids) + 1):
+                hashlimit_sides.add(ifname)
             names[ifname] = plan.class_names()
             classids[ifname] = [impair.handle_text(c.classid) for c in plan.classes]
-    rules = qos_rules.qos_rules(template, router.sides, classids, link_rates, router.media_prefix)
+    rules = qos_rules.qos_rules(template, router.sides, classids, link_rates, router.media_prefix, hashlimit_sides)
     qos_rules.install_qos_rules(router.node, rules)  # refilled empty for a template without such classes
-    install_ingress_dscp(router.node, template, interfaces)
+    qos_rules.install_ingress_dscp(router.node, template, interfaces)
     install_edge(router.node, template, router.sides, router.media_prefix)
     return names

@@ -1,17 +1,19 @@
-"""The parts of a router template that tc cannot do on every kernel, done in iptables' mangle table
-before the packet reaches the egress qdisc (POSTROUTING, which runs before NAT's source translation):
+"""The parts of a router template done in iptables' mangle table. Ingress DSCP handling (bleach or
+remark in PREROUTING, chain ``vtb-dscp``), and what tc cannot do on every kernel, before the packet
+reaches the egress qdisc (POSTROUTING, which runs before NAT's source translation; chain ``vtb-qos``):
 
 - **Classification by LAN source behind NAT.** The WAN queue sees packets after masquerading, when
   every LAN source is the router's WAN address, so a class that matches ``from:`` a LAN prefix would
   never match there. On such a side every IP class match becomes a ``CLASSIFY`` rule (HTB takes a
   packet whose priority names one of its classes before any filter), written in reverse template
   order so the first matching class is the last to set it: first match wins, as with the u32 filters.
-- **Policed priority classes** (``police: true``; Cisco's ``priority percent N``): what a class sends
-  above its rate is dropped before it is queued. tc's ``police`` action (act_police) is missing from
-  some kernels (this CI's among them), so the policer is iptables' ``hashlimit`` in byte mode, which
-  every kernel with netfilter has. Its burst cannot be below one second of its rate (hashlimit's own
-  floor), where Cisco's default is 200 ms. Packets that an earlier class claims are left alone, so the
-  policer sees exactly its class's traffic.
+- **Policed priority classes** (``police: true``; Cisco's ``priority percent N``) where the kernel has
+  no tc ``police`` action (act_police: missing from this CI's kernel; ``testbed.lab.police`` uses it
+  where it is there) or the side is classified before NAT: what a class sends above its rate is
+  dropped before it is queued, by iptables' ``hashlimit`` in byte mode, which every kernel with
+  netfilter has. Its burst cannot be below one second of its rate (hashlimit's own floor), where
+  Cisco's default is 200 ms. Packets that an earlier class claims are left alone, so the policer sees
+  exactly its class's traffic.
 
 Pure rule generation (unit-tested) and one install through the lab's iptables.
 """
@@ -26,9 +28,18 @@ from testbed.lab.backends.base import Node
 from testbed.lab.tools import run_tool
 from testbed.scenario.router_template import ClassMatch, EgressPolicy, RouterTemplate, resolve_prefixes, resolve_share
 
-__all__ = ["QOS_CHAIN", "install_qos_rules", "needs_prenat_classes", "qos_rules"]
+__all__ = [
+    "DSCP_CHAIN",
+    "QOS_CHAIN",
+    "dscp_rules",
+    "install_ingress_dscp",
+    "install_qos_rules",
+    "needs_prenat_classes",
+    "qos_rules",
+]
 
 QOS_CHAIN = "vtb-qos"
+DSCP_CHAIN = "vtb-dscp"
 
 
 def needs_prenat_classes(template: RouterTemplate, side: str, policy: EgressPolicy) -> bool:
@@ -57,10 +68,12 @@ def qos_rules(
     classids: dict[str, list[str]],
     link_rates: dict[str, int],
     media: ipaddress.IPv4Network | None,
+    police_here: set[str] | None = None,
 ) -> str:
     """An iptables-restore input that (re)fills the router's QoS chain: classification before NAT and
     policers, per egress interface (``sides``: wan/lan -> interface; per interface the tc class ids of
-    the template's classes in order, and the link rate)."""
+    the template's classes in order, and the link rate; ``police_here``: the interfaces whose policed
+    classes iptables polices, where tc's policer is missing; default all)."""
     lines = ["*mangle", f":{QOS_CHAIN} - [0:0]"]
     for side, ifname in sides.items():
         policy: EgressPolicy | None = getattr(template, side, None)
@@ -74,7 +87,8 @@ def qos_rules(
                     for args in match_arguments(match, media):
                         rule = out + args + ["-j", "CLASSIFY", "--set-class", classids[ifname][offset]]
                         lines.append(" ".join(["-A", QOS_CHAIN, *rule]))
-        last_policed = max((i for i, c in classes if c.police), default=-1)
+        policing = police_here is None or ifname in police_here
+        last_policed = max((i for i, c in classes if c.police), default=-1) if policing else -1
         for offset, traffic_class in classes[: last_policed + 1]:
             for match in traffic_class.match:
                 for args in match_arguments(match, media):
@@ -95,8 +109,35 @@ def _police_bytes(rate: str, link_rate: int) -> int:
 
 
 def install_qos_rules(node: Node, rules: str) -> None:
-    """Fill the chain and hook it into mangle POSTROUTING once (a template change refills it)."""
+    """Fill the chain and hook it into mangle POSTROUTING once (a template change refills it). A template
+    without such rules writes none; one that follows a template with them empties the chain."""
+    if "\n-A " not in rules:
+        node.run([iptables.IPTABLES, "-t", "mangle", "-F", QOS_CHAIN])  # fails harmlessly where there is none
+        return
     run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], rules)
     current = run_tool(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
     if f"-A POSTROUTING -j {QOS_CHAIN}" not in current:
         run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", "POSTROUTING", "-j", QOS_CHAIN])
+
+
+def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
+    """An iptables-restore input that (re)fills the router's DSCP chain (pure; unit-tested)."""
+    lines = ["*mangle", f":{DSCP_CHAIN} - [0:0]"]
+    for ifname in interfaces:
+        if template.ingress_dscp == "bleach":
+            lines.append(f"-A {DSCP_CHAIN} -i {ifname} -j DSCP --set-dscp 0")
+        elif template.ingress_dscp == "remark":
+            lines += [
+                f"-A {DSCP_CHAIN} -i {ifname} -m dscp --dscp {r.from_} -j DSCP --set-dscp {r.to}"
+                f" -m comment --comment remark"
+                for r in template.remark
+            ]
+    return "\n".join(lines + ["COMMIT", ""])
+
+
+def install_ingress_dscp(node: Node, template: RouterTemplate, interfaces: list[str]) -> None:
+    """Bleach or remark DSCP of packets arriving on the router's WAN and LAN; trust leaves them alone."""
+    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], dscp_rules(template, interfaces))
+    rules = run_tool(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
+    if f"-A PREROUTING -j {DSCP_CHAIN}" not in rules:
+        run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from testbed.errors import InputError
-from testbed.lab import qos, qos_rules, sqm, tc_script
+from testbed.lab import police, qos, qos_rules, sqm, tc_script
 from testbed.scenario.load import load_template
 from testbed.scenario.router_template import RouterTemplate
 from tests.helpers import REPO
@@ -126,11 +126,11 @@ def test_control_class_must_exist():
 
 def test_dscp_rules():
     bleach = RouterTemplate.model_validate({"ingress_dscp": "bleach"})
-    assert "-A vtb-dscp -i wan -j DSCP --set-dscp 0" in qos.dscp_rules(bleach, ["wan", "lan"])
-    assert "-A vtb-dscp -i lan -j DSCP --set-dscp 0" in qos.dscp_rules(bleach, ["wan", "lan"])
+    assert "-A vtb-dscp -i wan -j DSCP --set-dscp 0" in qos_rules.dscp_rules(bleach, ["wan", "lan"])
+    assert "-A vtb-dscp -i lan -j DSCP --set-dscp 0" in qos_rules.dscp_rules(bleach, ["wan", "lan"])
     remark = RouterTemplate.model_validate({"ingress_dscp": "remark", "remark": [{"from": "EF", "to": 34}]})
-    assert "-m dscp --dscp 46 -j DSCP --set-dscp 34" in qos.dscp_rules(remark, ["wan"])
-    trust = qos.dscp_rules(RouterTemplate(), ["wan"])
+    assert "-m dscp --dscp 46 -j DSCP --set-dscp 34" in qos_rules.dscp_rules(remark, ["wan"])
+    trust = qos_rules.dscp_rules(RouterTemplate(), ["wan"])
     assert ":vtb-dscp - [0:0]" in trust and "-A " not in trust, "trust empties the chain"
 
 
@@ -272,3 +272,19 @@ def test_sqm_templates_check_their_options():
         RouterTemplate.model_validate({"kind": "sqm", "sqm": {"qdisc": "fq_codel", "nat": True}})
     with pytest.raises(ValidationError, match="kind sqm"):
         RouterTemplate.model_validate({"kind": "sqm", "wan": {"classes": [{"name": "b", "default": True}]}})
+
+
+def test_tc_police_shares_one_action_per_class():
+    template = load_template(ROUTERS / "llq-policed.yaml")
+    plan = qos.plan_egress(template, template.wan, 2_000_000)
+    voice = plan.classes[1]
+    filters = [f for f in plan.filters if f.target == voice.classid]
+    first = police.police_filter_commands("wan", filters * 2, voice.police_rate, 267)
+    assert first[0][-12:] == [
+        "flowid", "1:11", "action", "police", "rate", "600000bit", "burst", "15000",
+        "conform-exceed", "drop/ok", "index", "267",
+    ]  # fmt: skip
+    assert first[1][-5:] == ["1:11", "action", "police", "index", "267"]  # the second attaches to it
+    assert "match u8 0xb8 0xfc at 1" in " ".join(first[0])
+    assert police.u32_selector("0xcb007100/0xffffff00+16") == ["match", "u32", "0xcb007100", "0xffffff00", "at", "16"]
+    assert police.u32_selector("0x4e20/0xffe0+22") == ["match", "u16", "0x4e20", "0xffe0", "at", "22"]
