@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import wave
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from testbed.results import (
     WorkloadRecord,
 )
 from testbed.results.scores import CallPath, UnscoredDirection
+from testbed.scenario.speech import write_wav
 from testbed.scoring.browser import BrowserListener, uniform_rate
 from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, score_direction
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
@@ -157,15 +157,6 @@ def dscp_on_wire(departures: TapRecords | None) -> dict[str, Any]:
         "marked_ef": round(float(counts[values == 46].sum()) / total, 4),
         "values": {str(int(v)): round(int(c) / total, 4) for v, c in zip(values, counts, strict=True)},
     }
-
-
-def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(np.asarray(audio, dtype=np.int16).tobytes())
 
 
 def score_call(

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from testbed.errors import LabError
 from testbed.lab.backends.base import Node
+from testbed.lab.impair import handle_text
 from testbed.lab.tools import run_tool
 
 __all__ = ["BURST_S", "police_filter_commands", "install_tc_policers", "u32_selector"]
@@ -57,7 +58,7 @@ def police_filter_commands(ifname: str, filters: Sequence[Filter], rate: int, in
         argv += ["protocol", PROTOCOLS[rule.protocol], "u32"]
         for key in rule.keys:
             argv += u32_selector(key)
-        argv += ["flowid", f"{rule.target >> 16:x}:{rule.target & 0xFFFF:x}", "action", "police"]
+        argv += ["flowid", handle_text(rule.target), "action", "police"]
         if number == 0:
             argv += ["rate", f"{rate}bit", "burst", str(burst), "conform-exceed", "drop/ok"]
         argv += ["index", str(index)]

@@ -342,7 +342,7 @@ def apply_router(
                 )
             impair.clear_root(ipr, ifname)
     if template.kind == "sqm" and template.sqm is not None:
-        shaped = {i: impairments[i] for i in router.sides.values() if i in impairments and impairments[i].rate}
+        shaped = {i: rate for i in router.sides.values() if (rate := impairments.get(i, Impairment()).rate)}
         if not shaped:
             raise InputError(
                 f"the router template's sqm ({template.sqm.qdisc}) shapes to the router's link rates, but no "
@@ -350,7 +350,7 @@ def apply_router(
             )
         for ifname in router.sides.values():
             if ifname in shaped:
-                names[ifname] = sqm.install_sqm(ipr, router.node, ifname, template.sqm, shaped[ifname].rate)
+                names[ifname] = sqm.install_sqm(ipr, router.node, ifname, template.sqm, shaped[ifname])
             else:
                 impair.apply(ipr, router.node, ifname, impairments.get(ifname, Impairment()))
     elif template.kind == "tc-script":

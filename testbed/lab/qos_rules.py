@@ -114,10 +114,7 @@ def install_qos_rules(node: Node, rules: str) -> None:
     if "\n-A " not in rules:
         node.run([iptables.IPTABLES, "-t", "mangle", "-F", QOS_CHAIN])  # fails harmlessly where there is none
         return
-    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], rules)
-    current = run_tool(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
-    if f"-A POSTROUTING -j {QOS_CHAIN}" not in current:
-        run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", "POSTROUTING", "-j", QOS_CHAIN])
+    _fill_chain(node, rules, "POSTROUTING", QOS_CHAIN)
 
 
 def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
@@ -137,7 +134,11 @@ def dscp_rules(template: RouterTemplate, interfaces: list[str]) -> str:
 
 def install_ingress_dscp(node: Node, template: RouterTemplate, interfaces: list[str]) -> None:
     """Bleach or remark DSCP of packets arriving on the router's WAN and LAN; trust leaves them alone."""
-    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], dscp_rules(template, interfaces))
-    rules = run_tool(node, [iptables.IPTABLES_SAVE, "-t", "mangle"])
-    if f"-A PREROUTING -j {DSCP_CHAIN}" not in rules:
-        run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", "PREROUTING", "-j", DSCP_CHAIN])
+    _fill_chain(node, dscp_rules(template, interfaces), "PREROUTING", DSCP_CHAIN)
+
+
+def _fill_chain(node: Node, rules: str, hook: str, chain: str) -> None:
+    """(Re)fill one of our mangle chains and jump to it from the built-in ``hook`` chain, once."""
+    run_tool(node, [iptables.IPTABLES_RESTORE, "--noflush"], rules)
+    if f"-A {hook} -j {chain}" not in run_tool(node, [iptables.IPTABLES_SAVE, "-t", "mangle"]):
+        run_tool(node, [iptables.IPTABLES, "-t", "mangle", "-A", hook, "-j", chain])

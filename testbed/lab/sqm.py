@@ -15,7 +15,9 @@ which pyroute2 does not know.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -44,6 +46,17 @@ def _missing(qdisc: str, ifname: str) -> CapabilityError:
     )
 
 
+@contextlib.contextmanager
+def _kernel_qdisc(qdisc: str, ifname: str) -> Iterator[None]:
+    """Netlink's answer to a qdisc kind the kernel does not have, as the missing-module error."""
+    try:
+        yield
+    except NetlinkError as exc:
+        if exc.code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL):
+            raise _missing(qdisc, ifname) from None
+        raise
+
+
 def prio_commands(ifname: str, queue_limit: int) -> list[list[str]]:
     """tc commands for the prio qdisc under the shaper (pure; unit-tested): three bands, everything to
     band 2 by default, DSCP filters for bands 1 and 3, ARP in band 1, pfifo per band."""
@@ -66,16 +79,12 @@ def prio_commands(ifname: str, queue_limit: int) -> list[list[str]]:
     return commands
 
 
-def install_sqm(ipr: IPRoute, node: Node, ifname: str, spec: SqmSpec, rate: int | None) -> dict[str, str]:
-    """Replace the interface's egress with the smart queue; returns tc handle -> name for queue stats."""
-    if not rate:
-        raise InputError(
-            f"the router template's sqm ({spec.qdisc}) shapes to the router's link rate, but its end of "
-            f"link {ifname!r} has none: give it one (links: {{{ifname}: {{router: {{rate: 50mbit}}}}}})"
-        )
+def install_sqm(ipr: IPRoute, node: Node, ifname: str, spec: SqmSpec, rate: int) -> dict[str, str]:
+    """Replace the interface's egress with the smart queue shaped to ``rate`` (bit/s); returns tc handle
+    -> name for queue stats."""
     index = ipr.link_lookup(ifname=ifname)[0]
     impair.clear_root(ipr, ifname)
-    try:
+    with _kernel_qdisc(spec.qdisc, ifname):
         if spec.qdisc == "cake":
             ipr.tc("add", "cake", index, ROOT, bandwidth=rate, diffserv_mode=spec.diffserv, nat=spec.nat)
             return {}
@@ -84,10 +93,6 @@ def install_sqm(ipr: IPRoute, node: Node, ifname: str, spec: SqmSpec, rate: int 
         ipr.tc("add-class", "htb", index, SHAPER, parent=ROOT, rate=f"{rate}bit", ceil=f"{rate}bit", burst=burst)
         if spec.qdisc == "fq_codel":
             ipr.tc("add", "fq_codel", index, QUEUE, parent=SHAPER)
-    except NetlinkError as exc:
-        if exc.code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL):
-            raise _missing(spec.qdisc, ifname) from None
-        raise
     if spec.qdisc == "prio":
         for argv in prio_commands(ifname, spec.queue_limit or impair.DEFAULT_QUEUE_LIMIT):
             try:
@@ -106,9 +111,5 @@ def install_fq_codel_leaf(ipr: IPRoute, ifname: str, parent: int, handle: int, i
             f"a class with leaf fq_codel on {ifname} cannot also carry the link's delay/loss (netem is a "
             f"leaf too): put them on the other end of link {ifname!r}"
         )
-    try:
+    with _kernel_qdisc("fq_codel", ifname):
         ipr.tc("replace", "fq_codel", ipr.link_lookup(ifname=ifname)[0], handle, parent=parent)
-    except NetlinkError as exc:
-        if exc.code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL):
-            raise _missing("fq_codel", ifname) from None
-        raise

@@ -111,9 +111,6 @@ class ClassMatch(Strict):
             raise ValueError("a match needs dscp, protocol, ports or prefixes (to, from)")
         return self
 
-    def uses_media(self) -> bool:
-        return MEDIA in self.to or MEDIA in self.from_
-
 
 class TrafficClass(Strict):
     """One HTB class: guaranteed ``rate``, borrowing up to ``ceil``; lower ``priority`` is served first.

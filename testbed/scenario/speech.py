@@ -125,16 +125,19 @@ def resample(samples: npt.NDArray[np.float64], rate: int, to: int) -> npt.NDArra
 def write_rates(speech: Speech, prefix: Path) -> None:
     """``PREFIX-8k.wav`` and ``PREFIX-16k.wav``: what the senders send and scoring compares against."""
     for rate in RATES:
-        write_wav(
-            prefix.parent / f"{prefix.name}-{rate // 1000}k.wav", resample(speech.samples, speech.rate, rate), rate
-        )
+        write_wav(rate_path(prefix, rate), resample(speech.samples, speech.rate, rate), rate)
 
 
-def write_wav(path: Path, samples: npt.NDArray[np.int16], rate: int) -> None:
+def rate_path(prefix: Path, rate: int) -> Path:
+    """``PREFIX-8k.wav`` or ``PREFIX-16k.wav``: a prepared reference at one rate (``load_clip`` reads it)."""
+    return prefix.parent / f"{prefix.name}-{rate // 1000}k.wav"
+
+
+def write_wav(path: Path, samples: npt.ArrayLike, rate: int) -> None:
     """Mono 16-bit PCM WAV."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(samples.astype("<i2").tobytes())
+        w.writeframes(np.asarray(samples, dtype=np.int16).astype("<i2").tobytes())

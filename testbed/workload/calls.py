@@ -20,7 +20,7 @@ from testbed.media.clips import load_clip
 from testbed.media.conversation import conversation, speak
 from testbed.results import CallRecord, LegSummary
 from testbed.scenario.model import CallSpec
-from testbed.scenario.speech import RATES, write_rates, write_wav
+from testbed.scenario.speech import RATES, rate_path, write_rates, write_wav
 from testbed.scenario.speech import check as check_speech
 from testbed.workload.agents import AgentError, Agents
 
@@ -158,9 +158,7 @@ def converse(call: Call, directory: Path) -> None:
         prefix = directory / f"{call.id}-{side}"
         for rate in RATES:
             write_wav(
-                prefix.parent / f"{prefix.name}-{rate // 1000}k.wav",
-                speak(load_clip(call.clips[side], rate), rate, getattr(talks, side)),
-                rate,
+                rate_path(prefix, rate), speak(load_clip(call.clips[side], rate), rate, getattr(talks, side)), rate
             )
         call.clips[side] = str(prefix)
     call.activity = talks.activity()
