@@ -1,6 +1,8 @@
 """The console summary: variant x call x direction with the numbers an engineer looks at first, a short
-Chrome-vs-model table when a browser was a listener, and a one-line verdict. Sized for 80-column CI logs:
-units live in the headers, columns are one space apart."""
+Chrome-vs-model table when a browser was a listener, and a one-line verdict. A run with a variant of more
+than ``MANY_DIRECTIONS`` call directions gets one distribution row per variant and the run's worst
+directions instead of a row per direction. Sized for 80-column CI logs: units live in the headers,
+columns are one space apart."""
 
 from __future__ import annotations
 
@@ -10,18 +12,25 @@ from rich.table import Table
 
 from testbed.report.figures import (
     RTP_TIMESTAMPS,
+    Direction,
     Pair,
     browser_listeners,
     candidate_pair,
+    distribution,
     ef_on_wire,
     heard_by_browser,
     listener_name,
+    many_directions,
+    percent,
+    worst_directions,
 )
 from testbed.results import RunResult, metric
+from testbed.results.distribution import WORST_KEPT
 from testbed.results.scores import DirectionScores
 
 BROWSER_MARK = "*"
 RTP_DELAY_MARK = "~"
+WORST_SHOWN = 5  # a large run's worst call directions, listed by name under the distribution table
 
 
 def _num(value: float | None, digits: int = 2, suffix: str = "") -> str:
@@ -71,35 +80,51 @@ MAIN_COLUMNS = [
 
 
 def summary_table(result: RunResult) -> Table:
-    table = _table(f"{result.scenario.name}: calls per variant and direction", MAIN_COLUMNS, 3)
+    """A row per call direction; for a run with many, the run's worst directions (``distribution_table``
+    has the rest)."""
+    if many_directions(result):
+        rows = worst_directions(result, WORST_SHOWN)
+        title = f"{result.scenario.name}: the {len(rows)} lowest MOS E-model call directions of the run"
+    else:
+        rows = [
+            Direction(variant.name, call, label, scores)
+            for variant in result.variants
+            for call in variant.calls
+            for label, scores in call.directions.items()
+        ]
+        title = f"{result.scenario.name}: calls per variant and direction"
+    return direction_table(title, rows)
+
+
+def direction_table(title: str, rows: list[Direction]) -> Table:
+    table = _table(title, MAIN_COLUMNS, 3)
     listeners: set[str] = set()
     rtp_delay = False
-    for variant in result.variants:
-        for call in variant.calls:
-            setup = _num(call.setup_s, 2)
-            if call.outcome != "connected":
-                setup = f"[red]{call.outcome}[/]"
-            for direction, scores in call.directions.items():
-                label = direction
-                if heard_by_browser(scores):
-                    listeners.add(scores.listener)
-                    label += BROWSER_MARK
-                delay = _num(metric(call, scores, "p95_delay"), 1)
-                if isinstance(scores, DirectionScores) and scores.delay_source == RTP_TIMESTAMPS and delay != "-":
-                    rtp_delay = True
-                    delay = RTP_DELAY_MARK + delay
-                table.add_row(
-                    variant.name,
-                    call.id,
-                    label,
-                    _mos(metric(call, scores, "mos_emodel")),
-                    _mos(metric(call, scores, "mos_pesq")),
-                    _num(metric(call, scores, "loss"), 1),
-                    delay,
-                    _num(metric(call, scores, "jitter"), 1),
-                    setup,
-                    ef_on_wire(scores),
-                )
+    for row in rows:
+        call, scores = row.call, row.scores
+        setup = _num(call.setup_s, 2)
+        if call.outcome != "connected":
+            setup = f"[red]{call.outcome}[/]"
+        label = row.direction
+        if heard_by_browser(scores):
+            listeners.add(scores.listener)
+            label += BROWSER_MARK
+        delay = _num(metric(call, scores, "p95_delay"), 1)
+        if isinstance(scores, DirectionScores) and scores.delay_source == RTP_TIMESTAMPS and delay != "-":
+            rtp_delay = True
+            delay = RTP_DELAY_MARK + delay
+        table.add_row(
+            row.variant,
+            call.id,
+            label,
+            _mos(metric(call, scores, "mos_emodel")),
+            _mos(metric(call, scores, "mos_pesq")),
+            _num(metric(call, scores, "loss"), 1),
+            delay,
+            _num(metric(call, scores, "jitter"), 1),
+            setup,
+            ef_on_wire(scores),
+        )
     notes = []
     if listeners:
         who = " / ".join(sorted(listener_name(listener) for listener in listeners))
@@ -107,6 +132,52 @@ def summary_table(result: RunResult) -> Table:
     if rtp_delay:
         notes.append(f"{RTP_DELAY_MARK} delay from RTP timestamps anchored at the first packets")
     table.caption = "\n".join(notes) or None
+    return table
+
+
+DISTRIBUTION_COLUMNS = [
+    "variant",
+    "call\ndirs",
+    "MOS-E\nmedian",
+    "MOS-E\np5",
+    "MOS-E\nmin",
+    "PESQ\nmedian",
+    "below\nthreshold",
+    "worst call",
+]
+
+
+def distribution_table(result: RunResult) -> Table | None:
+    """One row per variant: MOS over all its call directions (None for a run without many)."""
+    if not many_directions(result):
+        return None
+    table = _table(f"{result.scenario.name}: MOS over each variant's call directions", DISTRIBUTION_COLUMNS, 1)
+    table.columns[-1].justify = "left"
+    table.columns[-1].overflow = "fold"
+    for variant in result.variants:
+        found = distribution(variant)
+        emodel = found.mos_emodel
+        below = percent(found.below_threshold)
+        if found.below_threshold:
+            below = f"[{'red' if found.below_threshold > 0.05 else 'yellow'}]{below}[/]"
+        worst = found.worst[0] if found.worst else None
+        table.add_row(
+            variant.name,
+            str(found.directions),
+            _mos(emodel.median if emodel else None),
+            _mos(emodel.p5 if emodel else None),
+            _mos(emodel.min if emodel else None),
+            _mos(found.mos_pesq.median if found.mos_pesq else None),
+            "-" if found.below_threshold is None else f"{below} <{found.threshold:g}",
+            f"{worst.call} {_mos(worst.mos_emodel)}" if worst else "-",
+        )
+    table.caption = "\n".join(
+        (
+            "MOS-E: E-model; p5: 5th percentile; below threshold:",
+            "share of directions under the scenario's MOS E-model",
+            "min for the variant (else 3.6: R 70)",
+        )
+    )
     return table
 
 
@@ -176,6 +247,10 @@ def verdict_line(result: RunResult) -> str:
 
 
 def print_summary(result: RunResult, console: Console) -> None:
+    table = distribution_table(result)
+    if table is not None:
+        console.print(table)
+        console.print()
     console.print(summary_table(result))
     for extra in (browser_table(result), path_table(result)):
         if extra is not None:
@@ -184,6 +259,14 @@ def print_summary(result: RunResult, console: Console) -> None:
     for variant in result.variants:
         if variant.harness is not None and variant.harness.flagged:
             console.print(f"  [yellow]![/] {variant.name}: {variant.harness.note}", highlight=False)
+        found = distribution(variant)
+        if table is not None and found.unscored:
+            first = "first calls" if len(found.unscored_calls) == WORST_KEPT else "calls"
+            console.print(
+                f"  [yellow]![/] {variant.name}: {found.unscored} call directions without a MOS "
+                f"({first}: {', '.join(found.unscored_calls)})",
+                highlight=False,
+            )
     failed = [c for c in result.thresholds if not c.passed]
     for check in failed[:10]:
         console.print(f"  [red]x[/] {check.message}", highlight=False)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeGuard
 
-from testbed.results import RunResult
+from testbed.results import RunResult, VariantResult, metric
+from testbed.results.distribution import MosDistribution
 from testbed.results.scores import (
     BrowserFigures,
     CallScores,
@@ -15,6 +16,7 @@ from testbed.results.scores import (
     DscpOnWire,
     ModelFigures,
     UnscoredDirection,
+    mos_distribution,
 )
 from testbed.units import DSCP_NAMES
 
@@ -23,6 +25,8 @@ RTP_TIMESTAMPS = "RTP timestamps anchored at the first packets"
 LISTENER_NAMES = {"model": "playout model", "chromium": "Chromium"}
 
 Pair = tuple[float | None, float | None]  # (the browser's figure, the playout model's)
+# a variant with more call directions than this is shown as a distribution (console and HTML report)
+MANY_DIRECTIONS = 12
 
 _DSCP_NAMES: dict[int, str] = {}
 for _name, _number in DSCP_NAMES.items():  # the scenario's own names; the first for a value (BE for 0)
@@ -153,3 +157,50 @@ def browser_versions(result: RunResult) -> list[str]:
     """The browser versions that listened in the run (each once)."""
     versions = [row.browser.version for row in browser_listeners(result) if row.browser and row.browser.version]
     return list(dict.fromkeys(versions))
+
+
+def mos_grade(value: float | None) -> str:
+    """good (>= 4.0), fair (>= 3.1), bad, or '' without a value: the colour of a MOS in tables."""
+    if value is None:
+        return ""
+    return "good" if value >= 4.0 else "fair" if value >= 3.1 else "bad"
+
+
+def distribution(variant: VariantResult) -> MosDistribution:
+    """The variant's MOS distribution as result.json has it (against the scenario's bar)."""
+    return variant.distribution or mos_distribution(variant.calls)
+
+
+def many_directions(result: RunResult) -> bool:
+    """Whether a variant of the run has more than ``MANY_DIRECTIONS`` call directions: the console and the
+    report then show each variant as a distribution and its worst directions by name."""
+    return any(sum(len(call.directions) for call in v.calls) > MANY_DIRECTIONS for v in result.variants)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One call direction of a variant run, found by name."""
+
+    variant: str
+    call: CallScores
+    direction: str
+    scores: DirectionScores | UnscoredDirection
+
+
+def worst_of(variant: VariantResult) -> list[Direction]:
+    """The variant's lowest MOS E-model directions (its distribution's ``worst``), lowest first."""
+    calls = {call.id: call for call in variant.calls}
+    found = []
+    for worst in distribution(variant).worst:
+        call = calls.get(worst.call)
+        scores = call.directions.get(worst.direction) if call else None
+        if call is not None and scores is not None:
+            found.append(Direction(variant.name, call, worst.direction, scores))
+    return found
+
+
+def worst_directions(result: RunResult, count: int) -> list[Direction]:
+    """The ``count`` lowest MOS E-model directions of the whole run, lowest first."""
+    rows = [row for variant in result.variants for row in worst_of(variant)]
+    rows.sort(key=lambda row: (metric(row.call, row.scores, "mos_emodel") or 0.0, row.variant, row.call.id))
+    return rows[:count]

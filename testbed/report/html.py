@@ -2,16 +2,15 @@
 
 MOS per call and variant side by side; per call direction, one-way delay, loss and MOS per second with
 every variant in the same plot; per router class, queue backlog and drops per second; timeline events
-as dashed vertical lines in every time plot.
+as dashed vertical lines in every time plot. A run with many calls adds a Distribution section
+(``distribution_html``) and plots per second only each variant's worst directions.
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from testbed.report.distribution_html import distribution_section, plotted_directions
 from testbed.report.figures import (
     BrowserListener,
     browser_listeners,
@@ -20,15 +19,13 @@ from testbed.report.figures import (
     dscp_values,
     ef_on_wire,
     listener_name,
+    mos_grade,
 )
 from testbed.report.paths import path_section
+from testbed.report.svg import Series, line_chart
+from testbed.report.svg import escape as _escape
 from testbed.results import RunResult, VariantResult, metric
 from testbed.results.scores import CallScores, DirectionScores
-
-Series = tuple[str, Sequence[float], Sequence[float | int | None]]  # label, xs, ys (None: no value)
-
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 640, 220, 56, 16, 24, 34
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -41,77 +38,6 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 .note { color: #666; font-size: 0.9em; }
 .blocks { display: flex; flex-wrap: wrap; gap: 0 2em; }
 """
-
-
-def _escape(text: Any) -> str:
-    return html.escape(str(text))
-
-
-def line_chart(
-    title: str,
-    y_label: str,
-    series: list[Series],
-    markers: Sequence[tuple[float, str]] = (),
-    y_min: float | None = None,
-    y_max: float | None = None,
-) -> str:
-    """An SVG line chart: ``series`` = (label, xs, ys); ``markers`` = (x, label) dashed verticals."""
-    points = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=False) if y is not None]
-    if not points:
-        return f'<svg width="{WIDTH}" height="60"><text x="10" y="35">{_escape(title)}: no data</text></svg>'
-    x_low = min(min(x for x, _ in points), *(m for m, _ in markers)) if markers else min(x for x, _ in points)
-    x_high = max(max(x for x, _ in points), *(m for m, _ in markers)) if markers else max(x for x, _ in points)
-    y_low = y_min if y_min is not None else min(0.0, min(y for _, y in points))
-    y_high = y_max if y_max is not None else max(y for _, y in points) * 1.1 or 1.0
-    x_high = x_high if x_high > x_low else x_low + 1
-    y_high = y_high if y_high > y_low else y_low + 1
-    plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
-
-    def sx(x: float) -> float:
-        return PAD_LEFT + (x - x_low) / (x_high - x_low) * plot_w
-
-    def sy(y: float) -> float:
-        return PAD_TOP + plot_h - (min(max(y, y_low), y_high) - y_low) / (y_high - y_low) * plot_h
-
-    parts = [
-        f'<svg width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg" font-size="11">',
-        f'<text x="{PAD_LEFT}" y="15" font-weight="bold">{_escape(title)}</text>',
-        f'<text x="12" y="{PAD_TOP + plot_h / 2}" transform="rotate(-90 12 {PAD_TOP + plot_h / 2})" '
-        f'text-anchor="middle">{_escape(y_label)}</text>',
-    ]
-    for i in range(5):
-        value = y_low + (y_high - y_low) * i / 4
-        y = sy(value)
-        parts.append(
-            f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-            f'<text x="{PAD_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{value:.3g}</text>'
-        )
-    for i in range(6):
-        value = x_low + (x_high - x_low) * i / 5
-        parts.append(f'<text x="{sx(value):.1f}" y="{HEIGHT - 18}" text-anchor="middle">{value:.0f}</text>')
-    parts.append(f'<text x="{PAD_LEFT + plot_w / 2}" y="{HEIGHT - 4}" text-anchor="middle">seconds into the run</text>')
-    for x, label in markers:
-        parts.append(
-            f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{PAD_TOP}" y2="{PAD_TOP + plot_h}" '
-            f'stroke="#888" stroke-dasharray="4 3"><title>{_escape(label)}</title></line>'
-        )
-    for index, (label, xs, ys) in enumerate(series):
-        color = COLORS[index % len(COLORS)]
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys, strict=False) if y is not None)
-        if coords:
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{coords}"/>')
-        parts.append(
-            f'<text x="{WIDTH - PAD_RIGHT - 4}" y="{PAD_TOP + 12 + 13 * index}" text-anchor="end" '
-            f'fill="{color}">{_escape(label)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _mos_class(value: float | None) -> str:
-    if value is None:
-        return ""
-    return "good" if value >= 4.0 else "fair" if value >= 3.1 else "bad"
 
 
 def _cell(value: float | None, digits: int = 2, suffix: str = "") -> str:
@@ -140,8 +66,8 @@ def mos_table(result: RunResult) -> str:
                 mos_e, mos_p = metric(call, s, "mos_emodel"), metric(call, s, "mos_pesq")
                 rows.append(
                     f"<tr><td>{_escape(variant.name)}</td><td>{_escape(call.id)}</td><td>{_escape(direction)}</td>"
-                    f'<td class="num {_mos_class(mos_e)}">{_fmt(mos_e)}</td>'
-                    f'<td class="num {_mos_class(mos_p)}">{_fmt(mos_p)}</td>'
+                    f'<td class="num {mos_grade(mos_e)}">{_fmt(mos_e)}</td>'
+                    f'<td class="num {mos_grade(mos_p)}">{_fmt(mos_p)}</td>'
                     f"{_cell(scored.mos_visqol if scored else None, 2)}"
                     f"{_cell(scored.r if scored else None, 1)}{_cell(scored.ta_ms if scored else None, 0, ' ms')}"
                     f"{_cell(scored.ppl_percent if scored else None, 2, '%')}"
@@ -242,16 +168,17 @@ def browser_section(result: RunResult) -> str:
 
 
 def _mos_cell(value: float | None) -> str:
-    return f'<td class="num {_mos_class(value)}">{_fmt(value)}</td>'
+    return f'<td class="num {mos_grade(value)}">{_fmt(value)}</td>'
 
 
 def direction_plots(result: RunResult) -> str:
     """Per call direction: delay, loss and MOS per second, all variants in each plot."""
     keys: list[tuple[str, str]] = []
+    wanted = plotted_directions(result)  # a run with many calls: its worst directions only
     for variant in result.variants:
         for call in variant.calls:
             for direction in call.directions:
-                if (call.id, direction) not in keys:
+                if (call.id, direction) not in keys and (wanted is None or (call.id, direction) in wanted):
                     keys.append((call.id, direction))
     parts = []
     for call_id, direction in keys:
@@ -280,6 +207,12 @@ def direction_plots(result: RunResult) -> str:
             + "</div>"
         )
     return "".join(parts)
+
+
+def _plotted_note(result: RunResult) -> str:
+    if plotted_directions(result) is None:
+        return ""
+    return " With this many calls only the worst directions of each variant (under Worst calls) are plotted."
 
 
 def _call_offset(variant: VariantResult, call: CallScores | None) -> float:
@@ -362,12 +295,13 @@ def render(result: RunResult) -> str:
         "for Opus and G.722); MOS PESQ is ITU-T P.862 on the audio a listener would have heard. Where a "
         "browser was the listener ('heard by'), both are of the browser's own playout; the model's figures "
         "are under Browser listeners.</p>"
-        f"<h2>Verdict</h2>{thresholds_section(result)}"
+        f"<h2>Verdict</h2>{thresholds_section(result)}{distribution_section(result)}"
         f"<h2>Calls</h2>{mos_table(result)}"
         "<h2>On the wire</h2><p class='note'>The DSCP each sender really marked its RTP with, counted on its "
         "own interface, and where each direction's send times for one-way delay came from.</p>"
         f"{wire_table(result)}{browser_section(result)}{path_section(result)}"
-        f"<h2>Per second</h2><p class='note'>Dashed lines: timeline events.</p>{direction_plots(result)}"
+        f"<h2>Per second</h2><p class='note'>Dashed lines: timeline events.{_plotted_note(result)}</p>"
+        f"{direction_plots(result)}"
         f"<h2>Router queues</h2>{queue_plots(result)}"
         f"<h2>Cross traffic</h2>{traffic_table(result)}"
         "</body></html>"

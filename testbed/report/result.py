@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed.report.thresholds import mos_threshold
 from testbed.results import RESULT_FILE, CheckResult, LabDescription, RunInfo, RunResult, VariantScores, WorkloadRecord
 from testbed.results.run import (
     Environment,
@@ -18,6 +19,7 @@ from testbed.results.run import (
     VariantResult,
     Verdict,
 )
+from testbed.results.scores import mos_distribution
 from testbed.results.workload import TrafficRecord
 from testbed.scenario.load import LoadedScenario
 
@@ -92,6 +94,7 @@ def harness_lateness(v: ScoredVariant) -> HarnessLateness:
 
 def _variant(loaded: LoadedScenario, v: ScoredVariant) -> VariantResult:
     spec = loaded.scenario.variants.get(v.variant)
+    threshold, source = mos_threshold(loaded.scenario.thresholds, v.variant)
     return VariantResult(
         name=v.name,
         variant=v.variant,
@@ -107,6 +110,7 @@ def _variant(loaded: LoadedScenario, v: ScoredVariant) -> VariantResult:
         impairment_engine=v.lab.impairment_engine,
         agents=v.workload.agents,
         harness=harness_lateness(v),
+        distribution=mos_distribution(v.scores.calls, threshold, source),
     )
 
 

@@ -1,20 +1,28 @@
-"""Thresholds: the scenario's pass/fail rules, checked against every matching call direction.
+"""Thresholds: the scenario's pass/fail rules, checked against every matching call direction, or against a
+percentile of the metric over a variant's matching call directions.
 
 A rule with ``over: OTHER`` is a gain rule: the variant's metric minus OTHER's, for the same call and
 direction, must lie within min/max; a call that failed to connect in OTHER counts as MOS 1 there.
-Metrics and their units: ``testbed.results.metrics``.
+A rule with ``percentile: P`` bounds the P-th percentile (``testbed.results.distribution.percentile``:
+numpy's linear method) of the metric, or of the paired gains, over every matching direction of a variant:
+one check per variant. There a call that failed to connect counts as MOS 1 (so failed calls cannot hide
+behind a good percentile); any other direction without a value is left out, and the message says how
+many were. Metrics and their units: ``testbed.results.metrics``.
 """
 
 from __future__ import annotations
 
 from testbed.results import UNITS, CheckResult, metric
+from testbed.results.distribution import DEFAULT_MOS_THRESHOLD, DEFAULT_THRESHOLD_SOURCE, percentile, percentile_name
 from testbed.results.scores import CallScores, DirectionScores, UnscoredDirection
 from testbed.scenario.thresholds import Threshold
 
 Calls = dict[str, list[CallScores]]  # variant name -> its scored calls
+ALL_CALLS, ALL_DIRECTIONS = "all calls", "all directions"  # a percentile check's call and direction
 
 
-def describe(rule: Threshold) -> str:
+def _bounds(rule: Threshold) -> str:
+    """What a rule asks, without its metric: "gain of a over b >= 1", ">= 4 in variant a, call sales"."""
     unit = UNITS[rule.metric]
     bounds = " and ".join(
         part
@@ -24,10 +32,36 @@ def describe(rule: Threshold) -> str:
         )
         if part
     )
-    gain = f" gain of {rule.variant} over {rule.over}" if rule.over else ""
+    gain = f"gain of {rule.variant} over {rule.over} " if rule.over else ""
     scope = f" in variant {rule.variant}" if rule.variant and not rule.over else ""
     call = f", call {rule.call}" if rule.call else ""
-    return f"{rule.metric}{gain} {bounds}{scope}{call}"
+    return f"{gain}{bounds}{scope}{call}"
+
+
+def describe(rule: Threshold) -> str:
+    """The rule as one line: "mos_emodel >= 4 in variant ef", "p5 of mos_emodel >= 4 in variant ef"."""
+    head = rule.metric if rule.percentile is None else f"{percentile_name(rule.percentile)} of {rule.metric}"
+    return f"{head} {_bounds(rule)}"
+
+
+def mos_threshold(rules: list[Threshold], variant: str) -> tuple[float, str]:
+    """The MOS E-model bar a variant's distribution counts 'below' against, and where it comes from: the
+    highest ``min`` of the plain (not gain) mos_emodel rules for the whole variant (rules naming the variant
+    before rules for every variant; rules for one call only are not the variant's bar), else 3.6 (R 70)."""
+    plain = [
+        rule
+        for rule in rules
+        if rule.metric == "mos_emodel"
+        and rule.over is None
+        and rule.min is not None
+        and rule.call is None
+        and rule.variant in (None, variant)
+    ]
+    named = [rule for rule in plain if rule.variant == variant] or plain
+    if not named:
+        return DEFAULT_MOS_THRESHOLD, DEFAULT_THRESHOLD_SOURCE
+    best = max(named, key=lambda rule: rule.min or 0.0)
+    return float(best.min or 0.0), f"scenario threshold: {describe(best)}"
 
 
 def _within(value: float, rule: Threshold) -> bool:
@@ -35,18 +69,25 @@ def _within(value: float, rule: Threshold) -> bool:
 
 
 def evaluate(rules: list[Threshold], variants: Calls) -> list[CheckResult]:
-    """Every direction of every call a rule names is one check."""
+    """Every direction of every call a rule names is one check; a percentile rule is one check per variant."""
     checks = []
     for rule in rules:
         text = describe(rule)
         targets = [rule.variant] if rule.variant else list(variants)
         for variant in targets:
-            for call in variants.get(variant, []):
-                if rule.call and rule.call not in (call.name, call.id):
-                    continue
+            calls = [c for c in variants.get(variant, []) if not rule.call or rule.call in (c.name, c.id)]
+            if rule.percentile is not None:
+                checks.append(_percentile_check(rule, text, variant, calls, variants))
+                continue
+            for call in calls:
                 for direction, scores in call.directions.items():
                     checks.append(_check(rule, text, variant, call, direction, scores, variants))
     return checks
+
+
+def _failed_mos(rule: Threshold, call: CallScores) -> float | None:
+    """A call that never connected is as bad as a call gets: MOS 1 (None for other metrics)."""
+    return 1.0 if call.outcome != "connected" and rule.metric.startswith("mos") else None
 
 
 def _baseline(rule: Threshold, call: CallScores, direction: str, variants: Calls) -> float | None:
@@ -55,9 +96,52 @@ def _baseline(rule: Threshold, call: CallScores, direction: str, variants: Calls
     if other_call is None:
         return None
     other = metric(other_call, other_call.directions.get(direction), rule.metric)
-    if other is None and other_call.outcome != "connected" and rule.metric.startswith("mos"):
-        return 1.0  # a call that never connected in the baseline is as bad as a call gets
-    return other
+    return _failed_mos(rule, other_call) if other is None else other
+
+
+def _percentile_check(
+    rule: Threshold, text: str, variant: str, calls: list[CallScores], variants: Calls
+) -> CheckResult:
+    """One check of a percentile of the metric (or of the paired gains) over a variant's directions."""
+    assert rule.percentile is not None
+    values: list[float] = []
+    missing = 0
+    for call in calls:
+        for direction, scores in call.directions.items():
+            value = metric(call, scores, rule.metric)
+            value = _failed_mos(rule, call) if value is None else value
+            if value is not None and rule.over:
+                other = _baseline(rule, call, direction, variants)
+                value = None if other is None else value - other
+            if value is None:
+                missing += 1
+            else:
+                values.append(value)
+    name = percentile_name(rule.percentile)
+    what = f"{name} of {rule.metric}" + (f" gain vs {rule.over}" if rule.over else "")
+    where = variant if not rule.call else f"{variant} / {rule.call}"
+    left_out = f", {missing} without a value left out" if missing else ""
+    over = f"over {len(values)} direction{'s' if len(values) != 1 else ''}{left_out}"
+
+    def check(value: float | None, passed: bool, message: str) -> CheckResult:
+        return CheckResult(
+            rule=text,
+            variant=variant,
+            call=rule.call or ALL_CALLS,
+            direction=ALL_DIRECTIONS,
+            value=None if value is None else round(value, 3),
+            passed=passed,
+            message=message,
+            directions=len(values),
+        )
+
+    if not values:
+        return check(None, False, f"{where}: no {rule.metric} values to take the {name} of ({over})")
+    value = percentile(values, rule.percentile)
+    passed = _within(value, rule)
+    shown = f"{value:+.3g}" if rule.over else f"{value:.3g}{UNITS[rule.metric]}"
+    verdict = "ok" if passed else "needs " + _bounds(rule)
+    return check(value, passed, f"{where}: {what} {shown} {over} ({verdict})")
 
 
 def _check(
@@ -82,7 +166,7 @@ def _check(
         pesq_note = scores.pesq_note if isinstance(scores, DirectionScores) else ""
         why = call.reason or scores.note or pesq_note or "not measured"
         return check(None, False, f"{where}: {rule.metric} unavailable ({why})")
-    needs = "needs " + text.split(" ", 1)[1]
+    needs = "needs " + _bounds(rule)
     if rule.over:
         other = _baseline(rule, call, direction, variants)
         if other is None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from testbed.results.base import Record, ResultFile
+from testbed.results.distribution import MosDistribution
 from testbed.results.lab import EngineDescription
-from testbed.results.scores import CallScores
+from testbed.results.scores import CallScores, mos_distribution
 from testbed.results.workload import QueueSample, TimelineEntry
 
 RUN_FILE = "run.json"
@@ -118,10 +119,23 @@ class VariantResult(Record):
     impairment_engine: EngineDescription | None
     agents: dict[str, dict[str, Any]]
     harness: HarnessLateness | None = None
+    distribution: MosDistribution | None = Field(
+        default=None,
+        description="MOS over every call direction of this variant run, 'below_threshold' against the scenario's "
+        "MOS E-model bar for the variant (filled in against the default bar when absent: older files)",
+    )
+
+    @model_validator(mode="after")
+    def _fill_distribution(self) -> Self:
+        if self.distribution is None:
+            self.distribution = mos_distribution(self.calls)
+        return self
 
 
 class CheckResult(Record):
-    """One threshold rule applied to one call direction."""
+    """One threshold rule applied to one call direction, or, for a percentile rule, to all the matching
+    directions of a variant (``call`` is then the rule's call or "all calls", ``direction`` "all
+    directions", and ``directions`` how many the percentile is over)."""
 
     rule: str
     variant: str
@@ -130,6 +144,7 @@ class CheckResult(Record):
     value: float | None
     passed: bool
     message: str
+    directions: int | None = Field(default=None, description="percentile rules: how many call directions it is over")
 
 
 class Verdict(Record):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from testbed.results.base import Record, ResultFile
+from testbed.results.distribution import (
+    DEFAULT_MOS_THRESHOLD,
+    DEFAULT_THRESHOLD_SOURCE,
+    DirectionMos,
+    MosDistribution,
+    summarize,
+)
 
 SCORES_FILE = "scores.json"
 
@@ -237,6 +245,34 @@ class CallScores(Record):
         return {label: d for label, d in self.directions.items() if isinstance(d, DirectionScores)}
 
 
+def mos_rows(calls: Sequence[CallScores]) -> Iterator[DirectionMos]:
+    """Every direction of ``calls`` with its headline MOS (None where it has none)."""
+    for call in calls:
+        for label, direction in call.directions.items():
+            scored = direction if isinstance(direction, DirectionScores) else None
+            yield DirectionMos(
+                call.id, label, scored.mos_emodel if scored else None, scored.mos_pesq if scored else None
+            )
+
+
+def mos_distribution(
+    calls: Sequence[CallScores], threshold: float = DEFAULT_MOS_THRESHOLD, source: str = DEFAULT_THRESHOLD_SOURCE
+) -> MosDistribution:
+    """The MOS distribution over every direction of ``calls`` (``testbed.results.distribution``)."""
+    return summarize(mos_rows(calls), threshold, source)
+
+
 class VariantScores(ResultFile):
     variant: str
     calls: list[CallScores]
+    distribution: MosDistribution | None = Field(
+        default=None,
+        description="MOS over every call direction; filled in when absent (older files), against the default "
+        "bar (scores.json knows no scenario: result.json's per-variant distribution uses the scenario's)",
+    )
+
+    @model_validator(mode="after")
+    def _fill_distribution(self) -> Self:
+        if self.distribution is None:
+            self.distribution = mos_distribution(self.calls)
+        return self

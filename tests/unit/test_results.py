@@ -8,9 +8,10 @@ import json
 import pytest
 
 from testbed.errors import InputError
-from testbed.report.result import ScoredVariant, harness_lateness
-from testbed.results import LabDescription, VariantScores, WorkloadRecord
+from testbed.report.result import ScoredVariant, build, harness_lateness
+from testbed.results import CallScores, DirectionScores, LabDescription, RunInfo, VariantScores, WorkloadRecord
 from testbed.results.schema import SCHEMAS, result_schema, schema_file
+from testbed.scenario import load_scenario
 from tests.helpers import REPO
 
 
@@ -30,7 +31,13 @@ def test_a_damaged_file_is_bad_input_naming_path_and_field(tmp_path):
         LabDescription.load(path)
 
 
-def variant(engine_p99: float | None, pacing_p99: float | None, engine_p50: float = 0.02) -> ScoredVariant:
+def variant(
+    engine_p99: float | None,
+    pacing_p99: float | None,
+    engine_p50: float = 0.02,
+    name: str = "v",
+    calls: list[CallScores] | None = None,
+) -> ScoredVariant:
     stats = {}
     if engine_p99 is not None:
         stats = {"wan@router": {"late_p50_ms": engine_p50, "late_p99_ms": engine_p99, "late_over_1ms": 3}}
@@ -73,7 +80,7 @@ def variant(engine_p99: float | None, pacing_p99: float | None, engine_p50: floa
             "out_dir": "x",
         }
     )
-    return ScoredVariant("v", "v", 1, workload, lab, VariantScores(variant="v", calls=[]))
+    return ScoredVariant(name, name, 1, workload, lab, VariantScores(variant=name, calls=calls or []))
 
 
 def test_harness_lateness_is_flagged_when_it_would_show_in_the_figures():
@@ -87,3 +94,33 @@ def test_harness_lateness_is_flagged_when_it_would_show_in_the_figures():
     assert late_sender.flagged and "call senders p99 6.00 ms" in late_sender.note
     unmeasured = harness_lateness(variant(None, None))  # no engine, no pacing figures: nothing to flag
     assert not unmeasured.flagged and unmeasured.engine_late_p99_ms is None and unmeasured.pacing_p99_ms is None
+
+
+def test_each_variants_distribution_counts_below_the_scenarios_bar():
+    """office.yaml asks MOS E-model >= 4.0 of ef-priority; fifo has no such rule: 3.6 (R 70)."""
+    loaded = load_scenario(REPO / "scenarios" / "office.yaml")
+    directions = {
+        label: DirectionScores(codec="opus", wideband=True, mos_emodel=mos)
+        for label, mos in (("a->b", 3.8), ("b->a", 4.2))
+    }
+    scores = [
+        CallScores(
+            id="c", name="c", outcome="connected", reason="", setup_s=0.1, codec="opus", dscp=46, directions=directions
+        )
+    ]
+    info = RunInfo(
+        scenario="office",
+        scenario_file="office.yaml",
+        variants=[],
+        runs=[],
+        host="h",
+        kernel="k",
+        python="3",
+        started=None,
+    )
+    result = build(loaded, info, [variant(None, None, name=n, calls=scores) for n in ("fifo", "ef-priority")], [])
+    bars = {v.name: v.distribution for v in result.variants}
+    fifo, ef = bars["fifo"], bars["ef-priority"]
+    assert fifo is not None and fifo.threshold == 3.6 and fifo.below_threshold == 0
+    assert ef is not None and ef.threshold == 4.0 and ef.below_threshold == 0.5
+    assert ef.threshold_source == "scenario threshold: mos_emodel >= 4 in variant ef-priority"
