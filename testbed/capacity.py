@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from testbed.codecs import codec
 from testbed.errors import InputError
 from testbed.rescore import score_variant
 from testbed.results import metric as metric_of
 from testbed.results.run import VariantRunEntry
 from testbed.runner import run_variant
 from testbed.scenario.load import LoadedScenario
+from testbed.scenario.model import Scenario
 from testbed.scoring.options import ScoringOptions
 
 
@@ -36,6 +39,30 @@ class VariantCapacity:
     calls: int  # the largest passing count (0: not even one call)
     trials: list[Trial] = field(default_factory=list)
     capped: bool = False  # passed at the search's upper limit
+    call_bps: float | None = None  # one call direction on the wire (codec + RTP, SRTP tag, UDP, IPv4, Ethernet)
+    link_bps: int | None = None  # the slowest shaped link end
+    theoretical: int | None = None  # link_bps // call_bps: what the link holds with nothing else on it
+
+
+# per packet beyond the codec's payload, as a shaper counts it: RTP 12 + SRTP tag 10 + UDP 8 + IPv4 20 +
+# Ethernet 14 (testbed.media.traffic.rates counts cross traffic the same way)
+CALL_OVERHEAD_BYTES = 12 + 10 + 8 + 20 + 14
+
+
+def call_bandwidth(codec_name: str, opus: list[Any] | None = None) -> float:
+    """One call direction's wire rate (bit/s): the encoded clip's mean payload plus the headers, 50 packets
+    per second."""
+    from testbed.media.encoded_clip import encoded_clip, opus_settings
+
+    payloads = encoded_clip(codec_name, "client", opus_settings(opus))
+    mean_payload = sum(len(p) for p in payloads) / len(payloads)
+    return (mean_payload + CALL_OVERHEAD_BYTES) * 8 / codec(codec_name).frame_s
+
+
+def slowest_link(scenario: Scenario) -> int | None:
+    """The lowest rate any link end of the scenario is shaped to (None: nothing is shaped)."""
+    rates = [end.rate for ends in scenario.links.values() for end in ends.values() if end.rate is not None]
+    return min(rates, default=None)
 
 
 def run_trial(
@@ -76,7 +103,7 @@ def search(
     *,
     min_mos: float,
     metric: str = "mos_emodel",
-    max_calls: int = 64,
+    max_calls: int = 1000,
     impairment_engine: str | None = None,
     backend: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
@@ -84,6 +111,12 @@ def search(
     if not loaded.scenario.calls:
         raise InputError(f"{loaded.path}: capacity needs a call in 'calls' to multiply")
     result = VariantCapacity(variant, 0)
+    scenario = loaded.variant(variant)
+    first = scenario.calls[0]
+    result.call_bps = round(call_bandwidth(first.codec, list(first.opus.key(0.0))))
+    result.link_bps = slowest_link(scenario)
+    if result.link_bps is not None:
+        result.theoretical = int(result.link_bps // result.call_bps)
     tried: dict[int, Trial] = {}
 
     def trial(n: int) -> bool:

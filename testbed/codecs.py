@@ -208,6 +208,10 @@ CODECS: Final[dict[str, Codec]] = {
 if set(CODECS) != set(get_args(CodecName)):  # the scenario's Literal and the table must name the same codecs
     raise AssertionError(f"CodecName {get_args(CodecName)} and CODECS {sorted(CODECS)} disagree")
 
+# RTP payload types as the light endpoint sends them: RFC 3551's static ones, and 111 for Opus, the
+# dynamic type browsers offer it under
+PAYLOAD_TYPES: Final[dict[str, int]] = {"pcmu": 0, "pcma": 8, "g722": 9, "opus": 111}
+
 # names the E-model lookup accepts besides its own table's (call codec names first)
 _EMODEL_ALIASES: Final[dict[str, str]] = {
     **{name: c.emodel.name for name, c in CODECS.items()},

@@ -34,6 +34,9 @@ from testbed.scoring.direction import DirectionScore, SentPackets, TapArrivals, 
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
 from testbed.scoring.playout import ReceivedPackets
 
+CLIP_SENDERS = ("aiortc", "rtp")  # endpoints that send the encoded clip in order from its offset
+TAP_LISTENERS = ("rtp",)  # endpoints that record nothing they receive: their interface's tap does
+
 
 def _sent(path: str) -> tuple[SentPackets, int]:
     """What the sender's application sent, and the SSRC that went on the wire (0 when nothing did)."""
@@ -43,29 +46,39 @@ def _sent(path: str) -> tuple[SentPackets, int]:
 
 
 class TapFiles:
-    """One variant's tap files (``'node/interface' -> prefix``), each read once however many call
-    directions look into it."""
+    """One variant's tap files (``'node/interface' -> prefix``), each read once and grouped once by
+    (SSRC, direction), however many call directions look into it (a 1000-call run asks 4000 times)."""
 
     def __init__(self, taps: dict[str, str]):
         self.taps = taps
-        self._loaded: dict[str, TapRecords | None] = {}
+        self._loaded: dict[str, dict[tuple[int, int], TapRecords] | None] = {}
 
-    def _records(self, prefix: str) -> TapRecords | None:
+    def _streams(self, prefix: str) -> dict[tuple[int, int], TapRecords] | None:
         if prefix not in self._loaded:
             exists = Path(prefix + ".npz").exists()
-            self._loaded[prefix] = load_records(prefix) if exists else None
+            self._loaded[prefix] = _by_stream(load_records(prefix)) if exists else None
         return self._loaded[prefix]
 
     def stream(self, node: str, ssrc: int, direction: int) -> TapRecords | None:
         """``node``'s packets of ``ssrc`` in ``direction`` (in or out), from whichever of its taps saw them."""
         for key, prefix in self.taps.items():
-            records = self._records(prefix) if key.split("/")[0] == node else None
-            if records is None:
-                continue
-            stream = records.stream(ssrc, direction)
-            if len(stream.seq):
-                return stream
+            streams = self._streams(prefix) if key.split("/")[0] == node else None
+            if streams is not None and (ssrc, direction) in streams:
+                return streams[(ssrc, direction)]
         return None
+
+
+def _by_stream(records: TapRecords) -> dict[tuple[int, int], TapRecords]:
+    """A tap's packets split by (SSRC, direction), each in capture order: one stable sort."""
+    key = records.ssrc.astype(np.int64) * 2 + records.direction
+    order = np.argsort(key, kind="stable")
+    ordered = records.select(order)
+    starts = np.flatnonzero(np.diff(key[order], prepend=-1))
+    ends = np.append(starts[1:], len(order))
+    return {
+        (int(ordered.ssrc[a]), int(ordered.direction[a])): ordered.select(np.arange(a, b))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    }
 
 
 def _arrivals(stream: TapRecords | None) -> TapArrivals:
@@ -96,12 +109,14 @@ def _sent_from_taps(
     )
 
 
-def _received_from_tap(arrivals: TapRecords, sender: LegSummary, sent: SentPackets, call_codec: str) -> ReceivedPackets:
+def _received_from_tap(
+    arrivals: TapRecords, sender: LegSummary, sent: SentPackets, call_codec: str, with_payloads: bool = True
+) -> ReceivedPackets:
     """A browser listener's packets as its interface saw them. Their payloads are known only where an
     aiortc sender sent a looped encoded clip: payload ``k`` of its sent record (``sent``) is clip
     frame ``k``."""
     payloads: tuple[bytes, ...] = ()
-    if sender.endpoint == "aiortc" and sender.sent_file and sender.clip_frames:
+    if with_payloads and sender.endpoint in CLIP_SENDERS and sender.sent_file and sender.clip_frames:
         from testbed.media.encoded_clip import encoded_clip
 
         clip = encoded_clip(call_codec, sender.clip, tuple(sender.opus) if sender.opus else None)
@@ -160,9 +175,17 @@ def dscp_on_wire(departures: TapRecords | None) -> dict[str, Any]:
 
 
 def score_call(
-    call: CallRecord, taps: TapFiles, variant_dir: Path, options: ScoringOptions = DEFAULT_SCORING
+    call: CallRecord,
+    taps: TapFiles,
+    variant_dir: Path,
+    options: ScoringOptions = DEFAULT_SCORING,
+    sampled: bool = True,
 ) -> CallScores:
-    """Both directions of one call; a side without records (a call that never connected) is said so."""
+    """Both directions of one call; a side without records (a call that never connected) is said so.
+    A call outside the PESQ sample (``sampled`` False) gets every figure but the decoded audio's: its
+    payloads are left aside, so nothing is decoded."""
+    if not sampled:
+        options = replace(options, pesq=False, visqol=False)
     directions: dict[str, DirectionScores | UnscoredDirection] = {}
     for sender_side, receiver_side in (("caller", "callee"), ("callee", "caller")):
         sender, receiver = call.sides.get(sender_side), call.sides.get(receiver_side)
@@ -173,7 +196,11 @@ def score_call(
             sender is None
             or receiver is None
             or (sender.sent_file is None and not sender.sent_ssrc)
-            or (receiver.received_file is None and receiver.played_file is None)
+            or (
+                receiver.received_file is None
+                and receiver.played_file is None
+                and receiver.endpoint not in TAP_LISTENERS
+            )
         ):
             why = (sender and sender.error) or (receiver and receiver.error) or "no records"
             directions[label] = UnscoredDirection(note=why)
@@ -195,8 +222,10 @@ def score_call(
             continue
         if receiver.received_file is not None:
             received = ReceivedPackets.from_npz(np.load(receiver.received_file))
+            if not sampled:
+                received = replace(received, payloads=())
         elif arrivals is not None:
-            received = _received_from_tap(arrivals, sender, sent, call.codec)
+            received = _received_from_tap(arrivals, sender, sent, call.codec, with_payloads=sampled)
         else:
             received = ReceivedPackets(*(np.zeros(0, np.int64),) * 3, ())
         network_arrivals = _arrivals(arrivals)
@@ -219,6 +248,8 @@ def score_call(
         )
         if score.fec:
             score.fec["sent"] = fec_sent(sender)
+        if not sampled and score.mos_emodel is not None:
+            score.pesq_note = "not in the PESQ sample (ScoringOptions.pesq_calls): packet-based figures only"
         score.delay_source = source
         score.dscp = dscp_on_wire(departures)
         if score.audio is not None and len(score.audio):
@@ -282,9 +313,10 @@ def score_variant(
         workload = WorkloadRecord.load(workload_file)
     calls = []
     taps = TapFiles(workload.taps)
+    sample = options.pesq_sample([call.id for call in workload.calls])
     for call in workload.calls:
         progress(f"scoring {variant_dir.name}: {call.id}")
-        calls.append(score_call(call, taps, variant_dir, options))
+        calls.append(score_call(call, taps, variant_dir, options, sampled=call.id in sample))
     scores = VariantScores(variant=variant_dir.name, calls=calls)
     scores.save(variant_dir / SCORES_FILE)
     return scores

@@ -21,6 +21,7 @@ from testbed.cli.common import (
     require_root,
 )
 from testbed.errors import ExitCode, InputError
+from testbed.units import format_rate
 
 if TYPE_CHECKING:
     from testbed.results import RunResult
@@ -97,7 +98,9 @@ def capacity(
     ] = 4.0,
     metric: Annotated[str, typer.Option(help="mos_emodel (fast) or mos_pesq")] = "mos_emodel",
     variant: Annotated[list[str] | None, typer.Option(help="only this variant (repeatable)")] = None,
-    max_calls: Annotated[int, typer.Option(min=1, max=200, help="search no higher than this")] = 64,
+    max_calls: Annotated[
+        int, typer.Option(min=1, max=1000, help="search no higher than this (light rtp calls reach 500+)")
+    ] = 64,
     out_dir_option: Annotated[Path | None, typer.Option("--out", help="trial records (default: results/...)")] = None,
     impairment_engine: EngineOption = None,
     backend: BackendOption = None,
@@ -135,12 +138,24 @@ def capacity(
         print(json.dumps([asdict(r) for r in results], indent=1))
         return
     table = Table(title=f"{loaded.scenario.name}: concurrent calls at {metric} >= {min_mos:g}")
-    for column in ("variant", "calls", "trials"):
+    for column in ("variant", "calls", "per call", "link", "link holds", "trials"):
         table.add_column(column)
     for r in results:
         trials = ", ".join(f"{t.calls}{'+' if t.passed else '-'}" for t in r.trials)
-        table.add_row(r.variant, f"{r.calls}{' (search limit)' if r.capped else ''}", trials)
+        table.add_row(
+            r.variant,
+            f"{r.calls}{' (search limit)' if r.capped else ''}",
+            f"{format_rate(r.call_bps)}" if r.call_bps else "-",
+            format_rate(r.link_bps) if r.link_bps else "unshaped",
+            str(r.theoretical) if r.theoretical is not None else "-",
+            trials,
+        )
     out.print(table)
+    out.print(
+        "per call: one direction on the wire (codec payload + RTP 12 + SRTP tag 10 + UDP 8 + IPv4 20 + Ethernet "
+        "14 bytes, 50 packets/s); link holds: the slowest shaped link's rate / per call, with nothing else on it",
+        highlight=False,
+    )
     out.print(f"trial records in {out_dir}", highlight=False)
 
 

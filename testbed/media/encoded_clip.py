@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fractions
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from aiortc import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSender
@@ -47,6 +48,15 @@ def aiortc_capability(codec: str) -> RTCRtpCodecCapability:
 
 OpusSettings = tuple[int, bool, int]  # bitrate (bit/s), in-band FEC, expected loss (%)
 BROWSER_OPUS: OpusSettings = (32_000, True, 0)  # scenario.media.OpusSpec's defaults on a clean path
+
+
+def opus_settings(value: Any) -> OpusSettings | None:
+    """A leg's Opus settings as the encoder takes them (None: the browser-like default)."""
+    if not value:
+        return None
+    bitrate, fec, loss = value
+    return int(bitrate), bool(fec), int(loss)
+
 
 _ENCODED: dict[tuple[str, str, OpusSettings | None], list[bytes]] = {}
 

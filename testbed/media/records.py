@@ -65,10 +65,15 @@ class SentRecord:
         self.ssrc.append(ssrc)
 
     def save(self, path: Path) -> None:
-        np.savez(
-            path,
-            send_ns=np.array(self.send_ns, dtype=np.int64),
-            seq=np.array(self.seq, dtype=np.int32),
-            rtp_ts=np.array(self.rtp_ts, dtype=np.int64),
-            ssrc=np.array(self.ssrc, dtype=np.int64),
-        )
+        save_sent(path, np.array(self.send_ns), np.array(self.seq), np.array(self.rtp_ts), np.array(self.ssrc))
+
+
+def save_sent(path: Path, send_ns: np.ndarray, seq: np.ndarray, rtp_ts: np.ndarray, ssrc: np.ndarray) -> None:
+    """The ``*-sent.npz`` format, whoever sent the packets."""
+    np.savez(
+        path,
+        send_ns=send_ns.astype(np.int64),
+        seq=seq.astype(np.int32),
+        rtp_ts=rtp_ts.astype(np.int64),
+        ssrc=ssrc.astype(np.int64),
+    )

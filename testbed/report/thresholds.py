@@ -35,7 +35,8 @@ def _bounds(rule: Threshold) -> str:
     gain = f"gain of {rule.variant} over {rule.over} " if rule.over else ""
     scope = f" in variant {rule.variant}" if rule.variant and not rule.over else ""
     call = f", call {rule.call}" if rule.call else ""
-    return f"{gain}{bounds}{scope}{call}"
+    direction = f", {rule.direction}" if rule.direction else ""
+    return f"{gain}{bounds}{scope}{call}{direction}"
 
 
 def describe(rule: Threshold) -> str:
@@ -55,6 +56,7 @@ def mos_threshold(rules: list[Threshold], variant: str) -> tuple[float, str]:
         and rule.over is None
         and rule.min is not None
         and rule.call is None
+        and rule.direction is None
         and rule.variant in (None, variant)
     ]
     named = [rule for rule in plain if rule.variant == variant] or plain
@@ -80,9 +82,14 @@ def evaluate(rules: list[Threshold], variants: Calls) -> list[CheckResult]:
                 checks.append(_percentile_check(rule, text, variant, calls, variants))
                 continue
             for call in calls:
-                for direction, scores in call.directions.items():
+                for direction, scores in _directions(rule, call):
                     checks.append(_check(rule, text, variant, call, direction, scores, variants))
     return checks
+
+
+def _directions(rule: Threshold, call: CallScores) -> list[tuple[str, DirectionScores | UnscoredDirection]]:
+    """The call's directions the rule looks at (all, or the one it names)."""
+    return [(label, scores) for label, scores in call.directions.items() if rule.direction in (None, label)]
 
 
 def _failed_mos(rule: Threshold, call: CallScores) -> float | None:
@@ -107,7 +114,7 @@ def _percentile_check(
     values: list[float] = []
     missing = 0
     for call in calls:
-        for direction, scores in call.directions.items():
+        for direction, scores in _directions(rule, call):
             value = metric(call, scores, rule.metric)
             value = _failed_mos(rule, call) if value is None else value
             if value is not None and rule.over:

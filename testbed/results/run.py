@@ -100,6 +100,10 @@ class HarnessLateness(Record):
     engine_late_p99_ms: float | None = Field(description="worst engine's 99th percentile release lateness")
     engine_late_over_1ms: int = Field(description="packets released more than 1 ms late, all engines")
     pacing_p99_ms: float | None = Field(description="worst call side's 99th percentile sending lateness")
+    light_pacing_p99_ms: float | None = Field(
+        None, description="light (rtp) senders: the worst node's 99th percentile lateness, over all its streams"
+    )
+    tap_dropped: int = Field(0, description="packets the taps' kernel rings had no room for, all taps")
     flagged: bool
     note: str = ""
 

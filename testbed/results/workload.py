@@ -55,6 +55,7 @@ class LegSummary(Record):
     received_file: str | None = None
     sent_file: str | None = None
     pacing: dict[str, float] = Field(default_factory=dict, description="sender lateness against its 20 ms clock")
+    rtcp: dict[str, int] = Field(default_factory=dict, description="RTCP compound packets sent and received (rtp)")
     error: str | None = None
     # a browser side (chromium)
     network_priority: str | None = Field(None, description="the audio sender's networkPriority (chromium)")
@@ -161,6 +162,10 @@ class WorkloadRecord(ResultFile):
     traffic: list[TrafficRecord]
     timeline: list[TimelineEntry]
     taps: dict[str, str] = Field(description="'node/interface' -> file prefix")
+    tap_stats: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="'node/interface' -> the tap's closing summary: packets, dropped, cpu",
+    )
     queues: list[QueueSample]
     queue_classes: dict[str, dict[str, dict[str, str]]] = Field(description="node -> interface -> handle -> class")
     engines: dict[str, dict[str, Any]] = Field(description="userspace impairment engines' counters per link end")

@@ -110,6 +110,8 @@ class IceSpec(Strict):
         return self
 
     def check_caller(self, kind: str) -> None:
+        if kind == "rtp" and self.configured:
+            raise ValueError("ice is for WebRTC callers; the light rtp endpoint has no ICE (plain RTP to an address)")
         if kind == "aiortc" and len(self.turn) > 1:
             raise ValueError(
                 f"ice.turn lists {', '.join(self.turn)}, but the caller is aiortc, which uses one TURN server: "

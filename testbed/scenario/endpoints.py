@@ -10,7 +10,7 @@ from testbed.scenario.types import Dscp, Strict
 
 __all__ = ["CallEndpoints", "EndpointKind", "EndpointSide", "NetworkPriority"]
 
-EndpointKind = Literal["aiortc", "chromium"]  # the kinds of testbed.media.endpoints.KINDS
+EndpointKind = Literal["aiortc", "chromium", "rtp"]  # the kinds of testbed.media.endpoints.KINDS
 NetworkPriority = Literal["unset", "very-low", "low", "medium", "high"]
 
 
@@ -56,3 +56,14 @@ class CallEndpoints(Strict):
 
     from_: EndpointSide = Field(default_factory=EndpointSide, alias="from", description="the caller's endpoint")
     to: EndpointSide = Field(default_factory=EndpointSide, description="the callee's endpoint")
+
+    @model_validator(mode="after")
+    def _light_pairs_with_light(self) -> CallEndpoints:
+        """The light endpoint speaks plain RTP to a transport address, not WebRTC: both sides or neither."""
+        kinds = (self.from_.kind, self.to.kind)
+        if "rtp" in kinds and kinds != ("rtp", "rtp"):
+            raise ValueError(
+                f"endpoint from: {kinds[0]}, to: {kinds[1]}: the light rtp endpoint sends plain RTP (no ICE, "
+                "DTLS or SRTP), so it calls another rtp side only; give both sides rtp, or neither"
+            )
+        return self

@@ -18,6 +18,8 @@ from testbed.scenario.media import OpusSpec, SpeechSpec
 from testbed.scenario.thresholds import Threshold
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
+MAX_CALLS = 1000  # concurrent calls in one `count: N` group (the light endpoint carries 500+ on one machine)
+
 SCHEMA_VERSION = 1
 
 # ---------------------------------------------------------------- topology
@@ -248,7 +250,7 @@ class CallSpec(Strict):
         "hangs up (however long setup took)",
     )
     setup_timeout: Duration = 10
-    count: int = Field(default=1, ge=1, le=200)
+    count: int = Field(default=1, ge=1, le=MAX_CALLS, description="identical calls placed at once (NAME-1 .. NAME-N)")
     endpoint: CallEndpoints = Field(
         default_factory=CallEndpoints,
         description="call endpoint per side: aiortc (WebRTC in the node's agent) or chromium (the browser), "

@@ -30,6 +30,11 @@ class Threshold(Strict):
     max: float | None = None
     variant: Label | None = None
     call: Label | None = None
+    direction: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+->[A-Za-z0-9_.-]+$",
+        description="only this call direction, SENDER->RECEIVER by node (e.g. client->gateway: the uplink)",
+    )
     over: Label | None = Field(default=None, description="gain rule: compare 'variant' with this variant")
     percentile: float | None = Field(
         default=None,

@@ -138,7 +138,7 @@ class Workload:
                 for name in list(self.traffic_records):
                     if self.traffic_records[name].stopped_at is None:
                         self._stop_traffic(name)
-            self._stop_taps(taps)
+            tap_stats = self._stop_taps(taps)
             usage = {node: client.call("usage") for node, client in self.agents.clients.items()}
             endpoints = {node: client.call("endpoint_stats") for node, client in self.agents.clients.items()}
         self.lab.check_engines()
@@ -152,6 +152,7 @@ class Workload:
                 "traffic": list(self.traffic_records.values()),
                 "timeline": self.log,
                 "taps": dict(taps),
+                "tap_stats": tap_stats,
                 "queues": queues,
                 "queue_classes": self.lab.class_names,
                 "engines": self.lab.engine_counters(),
@@ -304,13 +305,20 @@ class Workload:
                 taps[f"{node}/{interface.ifname}"] = prefix
         return taps
 
-    def _stop_taps(self, taps: dict[str, str]) -> None:
+    def _stop_taps(self, taps: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Stop every tap; each one's closing summary (packets, the kernel's drop counter, CPU)."""
+        summaries: dict[str, dict[str, Any]] = {}
         for key in taps:
             node, interface = key.split("/")
             try:
-                self.agents[node].call("child_stop", timeout=60, name=f"tap-{interface}")
+                stopped = self.agents[node].call("child_stop", timeout=60, name=f"tap-{interface}")
             except AgentError as exc:
                 self.progress(f"tap {key}: {exc}")
+                continue
+            done = [r for r in stopped.get("reports", []) if r.get("event") == "done"]
+            if done:
+                summaries[key] = {k: v for k, v in done[-1].items() if k != "event"}
+        return summaries
 
     def _queue_targets(self) -> list[tuple[str, Path, str]]:
         """Every shaped or classified interface: the router's sides and every impaired link end."""

@@ -14,6 +14,7 @@ from testbed.media.endpoints.base import Description, EmitEvent, Endpoint, LegSp
 KINDS = {
     "aiortc": "testbed.media.endpoints.aiortc:AiortcEndpoint",
     "chromium": "testbed.media.endpoints.chromium:ChromiumEndpoint",
+    "rtp": "testbed.media.endpoints.rtp:LightEndpoint",
 }
 
 

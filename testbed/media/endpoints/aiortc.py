@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import Packet
 
 from testbed.codecs import FRAME_S
-from testbed.media.encoded_clip import BROWSER_OPUS, CLIP_RATE, OpusSettings, aiortc_capability, encoded_clip
+from testbed.media.encoded_clip import BROWSER_OPUS, CLIP_RATE, aiortc_capability, encoded_clip, opus_settings
 from testbed.media.endpoints.aiortc_hooks import (
     mark_media_sockets,
     record_received_packets,
@@ -87,14 +87,6 @@ class EncodedClipTrack(MediaStreamTrack):
             "max_ms": round(float(late.max()), 3),
             "late_over_1ms": int((late > 1.0).sum()),
         }
-
-
-def opus_settings(value: Any) -> OpusSettings | None:
-    """The leg's Opus settings as the encoder takes them (None: the browser-like default)."""
-    if not value:
-        return None
-    bitrate, fec, loss = value
-    return int(bitrate), bool(fec), int(loss)
 
 
 def configuration(ice: dict[str, Any] | None) -> RTCConfiguration:

@@ -73,7 +73,8 @@ class TapRecords:
     def __len__(self) -> int:
         return len(self.time_ns)
 
-    def select(self, mask: npt.NDArray[np.bool_]) -> TapRecords:
+    def select(self, mask: npt.NDArray[Any]) -> TapRecords:
+        """The rows a boolean mask or an index array picks."""
         columns = {name: getattr(self, name)[mask] for name in RECORD_FIELDS}
         return TapRecords(**columns, interface=self.interface, rtcp=self.rtcp, dropped=self.dropped, meta=self.meta)
 

@@ -1,0 +1,100 @@
+"""The light endpoint's packet writing: whole IPv4/UDP/RTP datagrams written for a batch at once, and
+RTCP compound reports, parsed back with the standard library."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import numpy as np
+
+from testbed.media.light.legs import LightLeg
+from testbed.media.light.packets import (
+    HEADERS,
+    SRTCP_TRAILER,
+    SRTP_TAG,
+    header_template,
+    ntp_time,
+    payload_matrix,
+    rtcp_report,
+    write_packets,
+)
+
+
+def test_a_batch_of_datagrams_is_written_whole():
+    payloads = [b"\x01" * 80, b"\x02" * 95, b"\x03" * 3]
+    rows, lengths = payload_matrix(payloads)
+    assert list(lengths) == [80 + SRTP_TAG, 95 + SRTP_TAG, 3 + SRTP_TAG]
+    data = np.zeros((4, 512), np.uint8)
+    for row, port in ((1, 10001), (3, 10003)):
+        data[row, :HEADERS] = np.frombuffer(
+            header_template("10.0.1.2", "10.0.2.2", port, 20000, 46, 111, 0xABCD0000 + row), np.uint8
+        )
+    which = np.array([1, 3])
+    frame = np.array([1, 2])
+    total = write_packets(data, which, rows[frame], lengths[frame], np.array([65535, 7]), np.array([2**32 - 1, 960]))
+    assert list(total) == [HEADERS + 95 + SRTP_TAG, HEADERS + 3 + SRTP_TAG]
+    for k, row in enumerate(which):
+        datagram = bytes(data[row, : total[k]])
+        version, tos, length, _, flags, ttl, proto, _, src, dst = struct.unpack("!BBHHHBBH4s4s", datagram[:20])
+        assert (version, tos >> 2, length, flags, ttl, proto) == (0x45, 46, total[k], 0x4000, 64, 17)
+        assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == ("10.0.1.2", "10.0.2.2")
+        sport, dport, udp_length, checksum = struct.unpack("!HHHH", datagram[20:28])
+        assert (sport, dport, udp_length, checksum) == (10000 + row, 20000, total[k] - 20, 0)
+        first, pt, seq, stamp, ssrc = struct.unpack("!BBHII", datagram[28:40])
+        assert (first, pt, ssrc) == (0x80, 111, 0xABCD0000 + row)
+        assert (seq, stamp) == ((65535, 2**32 - 1), (7, 960))[k]
+        assert datagram[40 : 40 + len(payloads[frame[k]])] == payloads[frame[k]]
+    assert not data[0].any() and not data[2].any(), "rows outside the batch are left alone"
+
+
+def test_rtcp_sender_report_with_a_block_and_a_cname():
+    now = 1_700_000_000_123_456_789
+    packet = rtcp_report(0x11223344, b"c-1@light", now, (960, 50, 4000), (0x55667788, 12, 3, 70000, 40, 0xAB, 0xCD))
+    first, kind, words = struct.unpack("!BBH", packet[:4])
+    assert (first, kind) == (0x81, 200)
+    sr_length = 4 * (words + 1)
+    ssrc, seconds, fraction, stamp, packets, octets = struct.unpack("!IIIIII", packet[4:28])
+    assert (ssrc, stamp, packets, octets) == (0x11223344, 960, 50, 4000)
+    assert (seconds, fraction) == ntp_time(now)
+    source, lost, highest, jitter, lsr, dlsr = struct.unpack("!IIIIII", packet[28:52])
+    assert (source, lost >> 24, lost & 0xFFFFFF, highest, jitter, lsr, dlsr) == (
+        0x55667788,
+        12,
+        3,
+        70000,
+        40,
+        0xAB,
+        0xCD,
+    )
+    sdes = packet[sr_length:]
+    first, kind, words = struct.unpack("!BBH", sdes[:4])
+    assert (first, kind) == (0x81, 202)
+    assert sdes[8:10] == bytes([1, 9]) and sdes[10:19] == b"c-1@light"
+    assert (len(packet) - SRTCP_TRAILER) % 4 == 0 and len(sdes) == 4 * (words + 1) + SRTCP_TRAILER
+
+
+def test_a_receiver_report_when_not_sending():
+    packet = rtcp_report(1, b"x", 0, None, None)
+    first, kind, words = struct.unpack("!BBH", packet[:4])
+    assert (first, kind, words) == (0x80, 201, 1)
+
+
+def test_receiver_statistics_follow_rfc_3550():
+    leg = LightLeg.__new__(LightLeg)
+    leg.__init__(  # type: ignore[misc]
+        call="c", row=0, sock=None, port=1, ssrc=1, dscp=46, pt=111, ticks=960, clock=48000, clip=None,
+        offset=0, seq0=0, ts0=0, cname=b"c",
+    )  # fmt: skip
+    leg.remote_ssrc = 9
+    arrivals = [(65534, 0, 0), (65535, 960, 20_000_000), (1, 2880, 60_000_000), (2, 3840, 85_000_000)]
+    for seq, stamp, at in arrivals:
+        leg.note_rtp(seq, stamp, at)
+        leg.received += 1
+    block = leg.report_block(100_000_000)
+    assert block is not None
+    source, fraction, lost, highest, jitter, _, _ = block
+    assert source == 9
+    assert highest == 65536 + 2  # one wrap of the sequence number
+    assert lost == 1 and fraction == (1 << 8) // 5  # 5 expected, 4 arrived
+    assert jitter == int(leg.jitter) and leg.jitter > 0  # the 5 ms late last packet
