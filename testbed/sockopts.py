@@ -22,9 +22,17 @@ IP_RECVTOS = 13
 IP_RECVTTL = 12  # Python 3.11 does not export it
 # <linux/if_packet.h>, <linux/if_ether.h>
 SOL_PACKET = 263
+PACKET_RX_RING = 5  # takes a struct tpacket_req: block size, block count, frame size, frame count
 PACKET_STATISTICS = 6
-PACKET_OUTGOING = 4
+PACKET_VERSION = 10
+TPACKET_V2 = 1  # fixed-size frames, nanosecond timestamps
+TPACKET_ALIGNMENT = 16  # frames and the packet inside them start on this boundary
+PACKET_OUTGOING = 4  # sll_pkttype of a packet this host sends
 ETH_P_ALL = 0x0003
+# tp_status of a ring frame: who owns it and how it was stamped
+TP_STATUS_KERNEL = 0
+TP_STATUS_USER = 1 << 0
+TP_STATUS_TS_SOFTWARE = 1 << 29  # tp_sec/tp_nsec are skb->tstamp, not a clock read in tpacket_rcv
 
 TIMESPEC = struct.Struct("@qq")  # the SCM_TIMESTAMPNS payload: seconds, nanoseconds (CLOCK_REALTIME)
 _FORCE = {socket.SO_RCVBUF: SO_RCVBUFFORCE, socket.SO_SNDBUF: SO_SNDBUFFORCE}

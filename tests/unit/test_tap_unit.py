@@ -1,5 +1,6 @@
 """The packet tap's pure parts: its BPF filter (judged by the kernel on a unix socket pair, no root),
-header parsing, extended sequence numbers, one-way matching and the pcap format."""
+header parsing, extended sequence numbers, one-way matching, the pcap format and batch reads of the
+receive ring (on a buffer laid out as the kernel lays out its ring)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from testbed.media.tap import (
     save_records,
     tap_command,
 )
+from testbed.media.tap.ring import NET_OFFSET, RING_FRAMES, Batch, Geometry, RingReader
+from testbed.sockopts import TP_STATUS_TS_SOFTWARE, TP_STATUS_USER
 from tests.helpers.pcap import read_pcap
 
 # ---------------------------------------------------------------- frames and a pcap reader for the tests
@@ -340,3 +343,127 @@ def test_tap_command():
     argv = tap_command("wan", "/tmp/out/gw")
     assert argv[:3] == [sys.executable, "-m", "testbed.media.tap"]
     assert argv[argv.index("--interface") + 1] == "wan" and argv[argv.index("--out") + 1] == "/tmp/out/gw"
+
+
+# ---------------------------------------------------------------- the receive ring, on a synthetic buffer
+
+# struct tpacket2_hdr and the struct sockaddr_ll after it, as <linux/if_packet.h> lays them out
+TPACKET2_HDR = np.dtype(
+    {
+        "names": ["tp_status", "tp_len", "tp_snaplen", "tp_mac", "tp_net", "tp_sec", "tp_nsec", "sll_pkttype"],
+        "formats": ["<u4", "<u4", "<u4", "<u2", "<u2", "<u4", "<u4", "u1"],
+        "offsets": [0, 4, 8, 12, 14, 16, 20, 32 + 10],
+        "itemsize": 52,
+    }
+)
+READY = TP_STATUS_USER | TP_STATUS_TS_SOFTWARE
+SMALL = Geometry.for_snaplen(120, frames=30, block_size=4096)  # 2 blocks of 19 frames of 208 bytes
+
+
+def ring_buffer(geometry: Geometry = SMALL) -> bytearray:
+    """A ring's memory before the kernel wrote anything useful: garbage everywhere, every status KERNEL."""
+    buffer = bytearray(b"\xaa" * geometry.size)
+    for index in range(geometry.frames):
+        buffer[geometry.offset(index) : geometry.offset(index) + 4] = bytes(4)
+    return buffer
+
+
+def put(
+    buffer: bytearray,
+    index: int,
+    packet: bytes,
+    *,
+    time_ns: int,
+    outgoing: bool = False,
+    status: int = READY,
+    mac: int = 66,
+    snaplen: int = 120,
+    geometry: Geometry = SMALL,
+) -> None:
+    """Write frame ``index`` as tpacket_rcv would: the header, then the packet cut at ``snaplen`` at tp_mac."""
+    at = geometry.offset(index)
+    header = np.zeros(1, TPACKET2_HDR)
+    kept = packet[:snaplen]
+    header[0] = (status, len(packet), len(kept), mac, mac + 14, *divmod(time_ns, 1_000_000_000), 4 if outgoing else 0)
+    view = np.frombuffer(buffer, np.uint8, count=geometry.frame_size, offset=at)
+    view[: TPACKET2_HDR.itemsize] = header.view(np.uint8)
+    view[mac : mac + len(kept)] = np.frombuffer(kept, np.uint8)
+
+
+def status_of(buffer: bytearray, index: int, geometry: Geometry = SMALL) -> int:
+    return int(np.frombuffer(buffer, TPACKET2_HDR, count=1, offset=geometry.offset(index))["tp_status"][0])
+
+
+def packet(seq: int, payload: int = 20) -> bytes:
+    return frame(rtp_header(seq) + b"\x55" * payload)
+
+
+def test_ring_geometry_fits_a_header_and_the_snap_length():
+    g = Geometry.for_snaplen(200)
+    assert g.frame_size % 16 == 0 and g.frame_size >= NET_OFFSET + 200
+    assert g.frames >= RING_FRAMES and g.frames_per_block * g.frame_size <= g.block_size
+    assert g.block_size % 4096 == 0 and g.block_size & (g.block_size - 1) == 0
+    assert struct.unpack("IIII", g.request()) == (g.block_size, g.blocks, g.frame_size, g.frames)
+    assert (SMALL.frame_size, SMALL.frames_per_block, SMALL.blocks) == (208, 19, 2)
+    assert SMALL.offset(19) == 4096 and SMALL.offset(20) == 4096 + 208
+
+
+def test_ring_reads_the_ready_run_and_hands_it_back():
+    buffer = ring_buffer()
+    base = 1_700_000_000_123_456_789
+    for i in range(5):
+        put(buffer, i, packet(i, payload=20 + i), time_ns=base + i * 1000, outgoing=i % 2 == 1)
+    put(buffer, 6, packet(6), time_ns=base + 6000)  # complete before frame 5 (another CPU): must wait
+    reader = RingReader(buffer, SMALL, 120)
+    batch = reader.read(100)
+    assert len(batch) == 5 and reader.head == 5
+    assert batch.time_ns.tolist() == [base + i * 1000 for i in range(5)]
+    assert batch.outgoing.tolist() == [False, True, False, True, False] and batch.software_stamp.all()
+    assert batch.caplen.tolist() == [len(packet(i, 20 + i)) for i in range(5)] == batch.wire_len.tolist()
+    assert batch.frames.shape == (5, 120)
+    for i in range(5):
+        expected = packet(i, 20 + i)
+        assert batch.frames[i].tobytes() == expected + bytes(120 - len(expected)), "zero past caplen"
+    assert [status_of(buffer, i) for i in range(7)] == [0] * 6 + [READY], "frames 0-4 are the kernel's again"
+    assert len(reader.read(100)) == 0
+
+    put(buffer, 5, packet(5), time_ns=base + 5000, status=TP_STATUS_USER)  # stamped by the ring, not the stack
+    batch = reader.read(100)
+    assert batch.time_ns.tolist() == [base + 5000, base + 6000] and batch.software_stamp.tolist() == [False, True]
+    parsed = parse_frames(batch.frames, batch.caplen)
+    assert parsed.columns["seq"].tolist() == [5, 6]
+
+
+def test_ring_read_wraps_around_and_crosses_blocks():
+    buffer = ring_buffer()
+    reader = RingReader(buffer, SMALL, 120)
+    last = SMALL.frames - 1
+    reader.head = last - 2
+    order = [last - 2, last - 1, last, 0, 1, 2]
+    for seq, index in enumerate(order):
+        put(buffer, index, packet(seq), time_ns=seq)
+    batch = reader.read(4)  # a limit: the rest stays for the next read
+    assert batch.time_ns.tolist() == [0, 1, 2, 3] and reader.head == 1
+    batch = reader.read(100)
+    assert batch.time_ns.tolist() == [4, 5] and reader.head == 3
+    assert parse_frames(batch.frames, batch.caplen).columns["seq"].tolist() == [4, 5]
+    assert all(status_of(buffer, i) == 0 for i in order)
+
+    reader.head = 17  # frames 17-21: the run goes on in the second block, past the first one's slack
+    for seq, index in enumerate(range(17, 22)):
+        put(buffer, index, packet(100 + seq), time_ns=seq)
+    batch = reader.read(100)
+    assert parse_frames(batch.frames, batch.caplen).columns["seq"].tolist() == list(range(100, 105))
+
+
+def test_ring_read_follows_each_frames_mac_offset_and_snap_length():
+    buffer = ring_buffer()
+    long = packet(1, payload=400)
+    put(buffer, 0, long, time_ns=1)  # cut at the snap length; tp_len says how long it was
+    put(buffer, 1, packet(2), time_ns=2, mac=62)  # a frame whose link header starts elsewhere
+    batch = RingReader(buffer, SMALL, 120).read(10)
+    assert batch.caplen.tolist() == [120, len(packet(2))] and batch.wire_len.tolist() == [len(long), len(packet(2))]
+    assert batch.frames[0].tobytes() == long[:120]
+    assert batch.frames[1].tobytes() == packet(2) + bytes(120 - len(packet(2)))
+    joined = Batch.concatenate([batch, batch])
+    assert len(joined) == 4 and joined.frames.shape == (4, 120)

@@ -2,12 +2,13 @@
 
 A tap is its own process inside a node (:mod:`.capture`, ``python -m testbed.media.tap``). It opens an
 ``AF_PACKET`` socket on one interface, lets a classic BPF program (:mod:`.bpf`) pass only what may be
-RTP, parses the headers (:mod:`.frames`) and records each RTP packet leaving (``direction`` 1) and
-arriving (0) with the kernel's timestamp (:mod:`.records`, ``PREFIX.npz``), writing every captured
-frame to ``PREFIX.pcap`` as it goes (:mod:`.pcap`). Namespaces share the host clock, so the one-way
-delay of a packet is (receiver tap time - sender tap time) for the same (SSRC, sequence number);
-:func:`match_one_way` pairs them (:mod:`.oneway`). SRTP leaves the RTP header in clear, so this works on
-WebRTC media as well as on plain RTP.
+RTP, takes the frames from a memory-mapped ring in batches (:mod:`.ring`), parses the headers
+(:mod:`.frames`) and records each RTP packet leaving (``direction`` 1) and arriving (0) with the
+kernel's timestamp (:mod:`.records`, ``PREFIX.npz``), writing every captured frame to ``PREFIX.pcap`` as
+it goes (:mod:`.pcap`). Namespaces share the host clock, so the one-way delay of a packet is (receiver
+tap time - sender tap time) for the same (SSRC, sequence number); :func:`match_one_way` pairs them
+(:mod:`.oneway`). SRTP leaves the RTP header in clear, so this works on WebRTC media as well as on
+plain RTP.
 """
 
 from __future__ import annotations
