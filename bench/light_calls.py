@@ -2,7 +2,7 @@
 idle link with the harness keeping up: every node's sender lateness p99 <= 1 ms, no tap drops, every
 call connected and every direction's E-model MOS >= 4.3.
 
-For each N, N calls run client <-> gateway (EF, 10 ms on the WAN, no shaping) for --seconds of talk;
+For each N, N calls run client <-> router <-> gateway (EF, no shaping, no impairment) for --seconds of talk;
 scored without PESQ (the E-model over the taps' packets). Prints, per N: connected calls, each node's
 sender p50/p99/max lateness, datagrams per sendmmsg, tap packets and drops, the lowest MOS, CPU seconds
 of each node's agent (its sender thread included) and taps, and the verdict.
@@ -29,7 +29,6 @@ LATENESS_MS, MIN_MOS = 1.0, 4.3
 def scenario(count: int, seconds: float) -> dict:
     return {
         "name": "light-calls",
-        "links": {"wan": {"router": {"delay": "10ms"}}},
         "calls": [
             {"name": "c", "from": "client", "to": "gateway", "codec": "opus", "dscp": "EF", "start": "1s",
              "talk": f"{seconds}s", "count": count, "endpoint": {"from": "rtp", "to": "rtp"}}

@@ -70,6 +70,8 @@ class TapFiles:
 
 def _by_stream(records: TapRecords) -> dict[tuple[int, int], TapRecords]:
     """A tap's packets split by (SSRC, direction), each in capture order: one stable sort."""
+    if len(records) == 0:
+        return {}
     key = records.ssrc.astype(np.int64) * 2 + records.direction
     order = np.argsort(key, kind="stable")
     ordered = records.select(order)

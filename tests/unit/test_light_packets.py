@@ -98,3 +98,23 @@ def test_receiver_statistics_follow_rfc_3550():
     assert highest == 65536 + 2  # one wrap of the sequence number
     assert lost == 1 and fraction == (1 << 8) // 5  # 5 expected, 4 arrived
     assert jitter == int(leg.jitter) and leg.jitter > 0  # the 5 ms late last packet
+
+
+def test_tap_records_split_by_stream_keep_capture_order():
+    from testbed.media.tap.records import TapRecords, empty_columns
+    from testbed.rescore import _by_stream
+
+    assert _by_stream(TapRecords(**empty_columns())) == {}
+    columns = empty_columns()
+    ssrc = np.array([7, 9, 7, 7, 9], np.uint32)
+    columns.update(
+        ssrc=ssrc,
+        direction=np.array([1, 0, 0, 1, 0], np.uint8),
+        seq=np.arange(5, dtype=np.uint16),
+        time_ns=np.arange(5, dtype=np.int64),
+    )
+    for name, column in columns.items():
+        if len(column) == 0:
+            columns[name] = np.zeros(5, column.dtype)
+    streams = _by_stream(TapRecords(**columns))
+    assert {key: list(value.seq) for key, value in streams.items()} == {(7, 1): [0, 3], (7, 0): [2], (9, 0): [1, 4]}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import socket
 import threading
 import time
@@ -83,7 +84,11 @@ class StreamEngine:
         self.receiver = Receiver(32, WIDTH)
         self.legs: dict[int, LightLeg] = {}  # by row
         self.draining: list[LightLeg] = []  # round-robin order of the sockets to read
-        self.waiting: set[LightLeg] = set()  # legs that have no peer yet: read on every tick
+        # legs with no peer yet (a callee before the caller's first packet): polled on every tick, so the
+        # callee answers at once, but with one epoll call: hundreds of legs waiting for a slow harness to
+        # accept their calls must not cost a system call each per millisecond
+        self.waiting = select.epoll()
+        self.by_fd: dict[int, LightLeg] = {}
         self._drain_next = 0
         self._drain_credit = 0.0
         self.lateness: list[npt.NDArray[np.float32]] = []  # ms, per hung-up leg
@@ -163,7 +168,8 @@ class StreamEngine:
             self.table.count[row], self.table.octets[row], self.table.active[row] = 0, 0, False
             self.legs[row] = leg
             self.draining.append(leg)
-            self.waiting.add(leg)
+            self.by_fd[sock.fileno()] = leg
+            self.waiting.register(sock.fileno(), select.EPOLLIN)
         return leg
 
     def connect(self, leg: LightLeg, peer: tuple[str, int]) -> None:
@@ -172,8 +178,9 @@ class StreamEngine:
             self._start(leg, peer)
 
     def _start(self, leg: LightLeg, peer: tuple[str, int]) -> None:
+        if leg.peer is None:
+            self.waiting.unregister(leg.sock.fileno())
         leg.peer = peer
-        self.waiting.discard(leg)
         source = _route_source(*peer)
         template = header_template(source, peer[0], leg.port, peer[1], leg.dscp, leg.pt, leg.ssrc)
         self.sender.data[leg.row, :HEADERS] = np.frombuffer(template, np.uint8)
@@ -210,7 +217,9 @@ class StreamEngine:
             self.table.next_rtcp[leg.row] = np.iinfo(np.int64).max
             self._drain(leg)
             self.draining.remove(leg)
-            self.waiting.discard(leg)
+            if leg.peer is None:
+                self.waiting.unregister(leg.sock.fileno())
+            del self.by_fd[leg.sock.fileno()]
             del self.legs[leg.row]
             sent = self.table.send_ns[leg.row, : self.table.count[leg.row]].copy()
         leg.sock.close()
@@ -233,6 +242,7 @@ class StreamEngine:
             self._thread.join(2)
         for leg in list(self.legs.values()):
             leg.sock.close()
+        self.waiting.close()
         self.raw.close()
 
     def _run(self) -> None:
@@ -278,8 +288,8 @@ class StreamEngine:
     def _read_some(self, elapsed_ns: int) -> None:
         """Read a share of the sockets (all of them once per ``DRAIN_NS``), and every socket still
         waiting for its first packet (a callee about to latch)."""
-        for leg in list(self.waiting):
-            self._drain(leg)
+        for fd, _ in self.waiting.poll(0):  # one system call, however many legs wait
+            self._drain(self.by_fd[fd])
         if not self.draining:
             return
         self._drain_credit += len(self.draining) * elapsed_ns / DRAIN_NS
