@@ -87,11 +87,21 @@ def test_receiver_statistics_follow_rfc_3550():
         offset=0, seq0=0, ts0=0, cname=b"c",
     )  # fmt: skip
     leg.remote_ssrc = 9
-    arrivals = [(65534, 0, 0), (65535, 960, 20_000_000), (1, 2880, 60_000_000), (2, 3840, 85_000_000)]
-    for seq, stamp, at in arrivals:
-        leg.note_rtp(seq, stamp, at)
-        leg.received += 1
-    block = leg.report_block(100_000_000)
+    epoch = 1_796_000_000_000_000_000  # real epoch times: times the clock rate they overflow int64
+    arrivals = [(65534, 0, epoch), (65535, 960, epoch + 20_000_000), (1, 2880, epoch + 60_000_000),
+                (2, 3840, epoch + 85_000_000)]  # fmt: skip
+    leg.note_rtp(*(list(column) for column in zip(*arrivals[:2], strict=True)))
+    leg.note_rtp(*(list(column) for column in zip(*arrivals[2:], strict=True)))
+    leg.received += 4
+    # the recurrence packet by packet, as RFC 3550 A.8 writes it
+    jitter, last = 0.0, None
+    for _, stamp, at in arrivals:
+        transit = at * 48000 // 1_000_000_000 - stamp  # Python's integers do not overflow
+        if last is not None:
+            jitter += (abs(transit - last) - jitter) / 16
+        last = transit
+    assert abs(leg.jitter - jitter) < 1e-6
+    block = leg.report_block(epoch + 100_000_000)
     assert block is not None
     source, fraction, lost, highest, jitter, _, _ = block
     assert source == 9
@@ -118,3 +128,20 @@ def test_tap_records_split_by_stream_keep_capture_order():
             columns[name] = np.zeros(5, column.dtype)
     streams = _by_stream(TapRecords(**columns))
     assert {key: list(value.seq) for key, value in streams.items()} == {(7, 1): [0, 3], (7, 0): [2], (9, 0): [1, 4]}
+
+
+def test_capacity_counts_a_calls_wire_rate_and_the_slowest_link():
+    from testbed.capacity import CALL_OVERHEAD_BYTES, call_bandwidth, slowest_link
+    from testbed.media.encoded_clip import encoded_clip
+    from testbed.scenario.model import Scenario
+
+    assert call_bandwidth("pcmu") == (160 + CALL_OVERHEAD_BYTES) * 8 * 50  # 95.2 kbit/s, G.711 as on the wire
+    payloads = encoded_clip("opus", "client")
+    opus = call_bandwidth("opus")
+    assert opus == (sum(map(len, payloads)) / len(payloads) + CALL_OVERHEAD_BYTES) * 8 * 50
+    assert 40_000 < opus < 70_000
+    scenario = Scenario.model_validate(
+        {"name": "s", "links": {"wan": {"router": {"rate": "50mbit"}, "gateway": {"rate": "100mbit"}}}}
+    )
+    assert slowest_link(scenario) == 50_000_000
+    assert slowest_link(Scenario.model_validate({"name": "s"})) is None

@@ -50,11 +50,14 @@ class LightLeg:
     received: int = 0
     last_arrival_ns: int = 0
     remote_ssrc: int | None = None
-    base_seq: int = -1
-    max_seq: int = 0
-    cycles: int = 0
-    jitter: float = 0.0
-    last_transit: int | None = None
+    base_seq: int = -1  # extended, the first received
+    highest: int = 0  # extended highest sequence number received
+    jitter: float = 0.0  # RFC 3550 interarrival jitter, in RTP timestamp units
+    last_seq: int = 0
+    last_extended: int = 0  # the last arrival's extended sequence number
+    last_stamp: int = 0
+    previous_arrival_ns: int = 0  # the jitter's previous arrival
+    heard_one: bool = False
     expected_prior: int = 0
     received_prior: int = 0
     lsr: int = 0
@@ -62,25 +65,37 @@ class LightLeg:
     rtcp_received: int = 0
     rtcp_sent: int = 0
 
-    def note_rtp(self, seq: int, rtp_ts: int, arrival_ns: int) -> None:
-        """RFC 3550 A.1 and A.8: the extended highest sequence number and the interarrival jitter."""
+    def note_rtp(self, seq: list[int], rtp_ts: list[int], arrival_ns: list[int]) -> None:
+        """A batch of arrivals (in order) into RFC 3550's receiver statistics: the extended highest
+        sequence number (A.1, from the wrapped step between arrivals) and the interarrival jitter (A.8,
+        J += (|D| - J) / 16 with D in RTP timestamp units)."""
         if self.base_seq < 0:
-            self.base_seq, self.max_seq = seq, seq
-        elif seq > self.max_seq and seq - self.max_seq < 0x8000:
-            self.max_seq = seq
-        elif seq < self.max_seq and self.max_seq - seq > 0x8000:
-            self.cycles += 1 << 16
-            self.max_seq = seq
-        transit = arrival_ns * self.clock // 1_000_000_000 - rtp_ts
-        if self.last_transit is not None:
-            self.jitter += (abs(transit - self.last_transit) - self.jitter) / 16
-        self.last_transit = transit
+            self.base_seq = self.highest = self.last_extended = self.last_seq = seq[0]
+            self.last_stamp, self.previous_arrival_ns = rtp_ts[0], arrival_ns[0]
+        per_ns = self.clock / 1e9
+        jitter, extended, last_seq = self.jitter, self.last_extended, self.last_seq
+        last_stamp, last_arrival, highest, heard = (
+            self.last_stamp,
+            self.previous_arrival_ns,
+            self.highest,
+            self.heard_one,
+        )
+        for number, stamp, arrival in zip(seq, rtp_ts, arrival_ns, strict=True):
+            extended += (number - last_seq + 0x8000) % 0x10000 - 0x8000
+            highest = max(highest, extended)
+            if heard:
+                step = (stamp - last_stamp + (1 << 31)) % (1 << 32) - (1 << 31)
+                jitter += (abs((arrival - last_arrival) * per_ns - step) - jitter) / 16
+            heard = True
+            last_seq, last_stamp, last_arrival = number, stamp, arrival
+        self.jitter, self.last_extended, self.last_seq, self.highest = jitter, extended, last_seq, highest
+        self.last_stamp, self.previous_arrival_ns, self.heard_one = last_stamp, last_arrival, heard
 
     def report_block(self, now_ns: int) -> tuple[int, int, int, int, int, int, int] | None:
         """The receiver report block of what this side heard since the last one."""
         if self.remote_ssrc is None or self.base_seq < 0:
             return None
-        highest = self.cycles + self.max_seq
+        highest = self.highest
         expected = highest - self.base_seq + 1
         interval_expected = expected - self.expected_prior
         interval_lost = interval_expected - (self.received - self.received_prior)

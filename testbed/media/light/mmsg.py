@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import os
 import socket
+import struct
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,9 @@ import numpy.typing as npt
 __all__ = ["MSG_DONTWAIT", "Receiver", "Sender", "sockaddr_in"]
 
 MSG_DONTWAIT = 0x40
+_RTP = struct.Struct("!BBHII")
+_UINT, _INT, _UINT_BE = struct.Struct("I"), struct.Struct("i"), struct.Struct("!I")
+_TIMESPEC = struct.Struct("qq")
 SCM_TIMESTAMPNS = 35  # SO_TIMESTAMPNS's control message type (asm-generic)
 CMSG_SPACE_TIMESPEC = 32  # cmsghdr (16) + struct timespec (16)
 
@@ -149,19 +153,43 @@ class Receiver:
             header.iov = ctypes.pointer(self._iov[i])
             header.iovlen = 1
             header.control = _address(self._control) + i * CMSG_SPACE_TIMESPEC
+        buffer = memoryview(self._msgs).cast("B")  # msg_namelen and msg_controllen of every message
+        self._namelen = np.ndarray((batch,), np.uint32, buffer, offset=8, strides=(MMSGHDR_SIZE,))
+        self._controllen = np.ndarray((batch,), np.uint64, buffer, offset=40, strides=(MMSGHDR_SIZE,))
+        self._used = batch
 
     def receive(self, fd: int) -> int:
         """Datagrams read now (0 when none is waiting); never blocks."""
-        for i in range(self.batch):  # the kernel overwrites these per message
-            self._msgs[i].hdr.namelen = 16
-            self._msgs[i].hdr.controllen = CMSG_SPACE_TIMESPEC
+        self._namelen[: self._used] = 16  # the kernel overwrote these in the messages it filled
+        self._controllen[: self._used] = CMSG_SPACE_TIMESPEC
         count = _libc.recvmmsg(fd, _address(self._msgs), self.batch, MSG_DONTWAIT, None)
         if count < 0:
             error = ctypes.get_errno()
             if error in (11, 4):  # EAGAIN, EINTR
                 return 0
             raise OSError(error, os.strerror(error))
-        return int(count)
+        self._used = int(count)
+        return self._used
+
+    def headers(self, count: int) -> list[tuple[int, int, int, int, int, int, int]]:
+        """Per datagram read: (length, first byte, second byte, RTP sequence number, timestamp, SSRC,
+        kernel receive time in ns or 0), unpacked with ``struct`` from one copy of each buffer."""
+        data = bytes(self._data)[: count * self.width]
+        control = bytes(self._control)[: count * CMSG_SPACE_TIMESPEC]
+        messages = bytes(self._msgs)[: count * MMSGHDR_SIZE]
+        rows = []
+        for i in range(count):
+            length = _UINT.unpack_from(messages, i * MMSGHDR_SIZE + 56)[0]
+            first, second, seq, stamp, ssrc = _RTP.unpack_from(data, i * self.width)
+            kind = _INT.unpack_from(control, i * CMSG_SPACE_TIMESPEC + 12)[0]
+            seconds, nanoseconds = _TIMESPEC.unpack_from(control, i * CMSG_SPACE_TIMESPEC + 16)
+            arrival = seconds * 1_000_000_000 + nanoseconds if kind == SCM_TIMESTAMPNS else 0
+            rows.append((length, first, second, seq, stamp, ssrc, arrival))
+        return rows
+
+    def sr_middle(self, index: int) -> int:
+        """The middle 32 bits of a sender report's NTP time (what the next receiver report's LSR echoes)."""
+        return int(_UINT_BE.unpack_from(bytes(self.data[index, 10:14]))[0])
 
     def lengths(self, count: int) -> npt.NDArray[np.uint32]:
         lengths: npt.NDArray[np.uint32] = self._msgs_view[:count, 56:60].copy().view(np.uint32).ravel()

@@ -104,6 +104,7 @@ class StreamEngine:
         self._running = False
         self._thread: threading.Thread | None = None
         self.realtime = False
+        self.cpu_ns = {"send": 0, "receive": 0, "reports": 0}  # the thread's CPU time (user + system) per job
 
     # ------------------------------------------------------------ storage
 
@@ -248,18 +249,26 @@ class StreamEngine:
     def _run(self) -> None:
         self.realtime = _share_realtime()
         last = time.time_ns()
+        spent = self.cpu_ns
+        mark = time.thread_time_ns()
         while self._running:
             with self.lock:
                 now = time.time_ns()
                 self._send_due(now)
+                sent = time.thread_time_ns()
                 self._read_some(now - last)
+                read = time.thread_time_ns()
                 self._send_reports(now)
+                spent["send"] += sent - mark
+                spent["receive"] += read - sent
+                spent["reports"] += time.thread_time_ns() - read
                 active = self.table.next_due[self.table.active]
                 wake = int(active.min()) if active.size else now + IDLE_NS
             last = now
             pause = min(wake, now + IDLE_NS) - time.time_ns()
             if pause > 0:
                 time.sleep(pause / 1e9)
+            mark = time.thread_time_ns()
 
     def _send_due(self, now: int) -> None:
         rows = np.flatnonzero(self.table.active & (self.table.next_due <= now))
@@ -301,34 +310,32 @@ class StreamEngine:
         self._drain_credit = min(self._drain_credit, float(len(self.draining)))
 
     def _drain(self, leg: LightLeg) -> None:
+        """Read what waits in the leg's socket: RTP into its receive statistics, an SR's time for the
+        next report's LSR/DLSR. A batch is some 25 packets, where a plain loop over ``struct`` reads
+        costs less than numpy's per-call overhead."""
         receiver = self.receiver
         while True:
             count = receiver.receive(leg.sock.fileno())
             if count == 0:
                 return
-            lengths = receiver.lengths(count)
-            data = receiver.data[:count]
-            times = receiver.times_ns(count)
-            kind = data[:, 1]
-            rtcp = (kind >= 200) & (kind <= 204) & (lengths >= 8)
-            rtp = ~rtcp & (lengths >= 12) & ((data[:, 0] & 0xC0) == 0x80)
-            for i in np.flatnonzero(rtp):
-                row = data[i]
-                seq = (int(row[2]) << 8) | int(row[3])
-                stamp = int.from_bytes(row[4:8].tobytes(), "big")
-                leg.note_rtp(seq, stamp, int(times[i]))
-                if leg.remote_ssrc is None:
-                    leg.remote_ssrc = int.from_bytes(row[8:12].tobytes(), "big")
-                    if leg.peer is None:
-                        self._start(leg, receiver.source(int(i)))
-            for i in np.flatnonzero(rtcp & (kind == 200) & (lengths >= 28)):
-                leg.lsr = int.from_bytes(data[i, 10:14].tobytes(), "big")
-                leg.lsr_at_ns = int(times[i])
-            leg.rtcp_received += int(rtcp.sum())
-            arrived = int(rtp.sum())
-            if arrived:
-                leg.received += arrived
-                leg.last_arrival_ns = max(leg.last_arrival_ns, int(times[rtp].max()))
+            seqs, stamps, arrivals = [], [], []
+            for index, (length, first, kind, seq, stamp, ssrc, arrival) in enumerate(receiver.headers(count)):
+                if 200 <= kind <= 204 and length >= 8:
+                    leg.rtcp_received += 1
+                    if kind == 200 and length >= 28:
+                        leg.lsr, leg.lsr_at_ns = receiver.sr_middle(index), arrival
+                elif length >= 12 and first & 0xC0 == 0x80:
+                    seqs.append(seq)
+                    stamps.append(stamp)
+                    arrivals.append(arrival)
+                    if leg.remote_ssrc is None:
+                        leg.remote_ssrc = ssrc
+                        if leg.peer is None:
+                            self._start(leg, receiver.source(index))
+            if seqs:
+                leg.note_rtp(seqs, stamps, arrivals)
+                leg.received += len(seqs)
+                leg.last_arrival_ns = max(leg.last_arrival_ns, max(arrivals))
             if count < receiver.batch:
                 return
 
@@ -372,4 +379,5 @@ class StreamEngine:
             "send_batches": self.batches,
             "mean_batch": round(self.sent / self.batches, 2) if self.batches else 0.0,
             "pacing": self.pacing(every),
+            "cpu_s": {job: round(ns / 1e9, 3) for job, ns in self.cpu_ns.items()},
         }
