@@ -34,3 +34,42 @@ def environment(impairment_engine: str = "none") -> dict[str, Any]:
     """A result's ``environment`` block for a run on host ``h``."""
     here = {"host": "h", "kernel": "k", "python": "3.11"}
     return {**here, "backend": ["netns"], "impairment_engine": [impairment_engine], "started": None, "scored_on": here}
+
+
+def run_result(variants: dict[str, list[Any]], checks: list[Any] | None = None) -> Any:
+    """A RunResult of the given scored calls per variant and threshold checks (one repetition each)."""
+    from testbed.results import RunResult
+
+    checks = checks or []
+    failures = [c for c in checks if not c.passed]
+    return RunResult.model_validate(
+        {
+            "scenario": {"name": "office", "description": "", "file": "office.yaml"},
+            "environment": environment("userspace"),
+            "variants": [
+                {
+                    "name": name,
+                    "variant": name,
+                    "repetition": 1,
+                    "description": "",
+                    "router_template": None,
+                    "t0": 0.0,
+                    "duration_s": 10.0,
+                    "calls": calls,
+                    "timeline": [],
+                    "traffic": [],
+                    "queues": {"classes": {}, "samples": []},
+                    "impairment_engine": None,
+                    "agents": {},
+                }
+                for name, calls in variants.items()
+            ],
+            "thresholds": checks,
+            "verdict": {
+                "passed": not failures,
+                "checks": len(checks),
+                "failed": len(failures),
+                "first_failure": failures[0].message if failures else None,
+            },
+        }
+    )

@@ -22,7 +22,7 @@ from testbed.results.distribution import DirectionMos, percentile, percentile_na
 from testbed.results.scores import UnscoredDirection
 from testbed.scenario import load_scenario
 from testbed.scenario.thresholds import Threshold
-from tests.helpers.scores import environment, network_stats
+from tests.helpers.scores import network_stats, run_result
 
 UP, DOWN = "client->gateway", "gateway->client"
 
@@ -64,39 +64,7 @@ def rule(**data) -> Threshold:
 
 
 def run(variants: dict[str, list[CallScores]], checks: list[CheckResult] | None = None) -> RunResult:
-    checks = checks or []
-    failures = [c for c in checks if not c.passed]
-    return RunResult.model_validate(
-        {
-            "scenario": {"name": "office", "description": "", "file": "office.yaml"},
-            "environment": environment("userspace"),
-            "variants": [
-                {
-                    "name": name,
-                    "variant": name,
-                    "repetition": 1,
-                    "description": "",
-                    "router_template": None,
-                    "t0": 0.0,
-                    "duration_s": 10.0,
-                    "calls": calls,
-                    "timeline": [],
-                    "traffic": [],
-                    "queues": {"classes": {}, "samples": []},
-                    "impairment_engine": None,
-                    "agents": {},
-                }
-                for name, calls in variants.items()
-            ],
-            "thresholds": checks,
-            "verdict": {
-                "passed": not failures,
-                "checks": len(checks),
-                "failed": len(failures),
-                "first_failure": failures[0].message if failures else None,
-            },
-        }
-    )
+    return run_result(variants, checks)
 
 
 # --- the distribution

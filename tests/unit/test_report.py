@@ -12,7 +12,7 @@ from testbed.report.thresholds import evaluate
 from testbed.results import CallScores, CheckResult, DirectionScores, RunResult
 from testbed.scenario.thresholds import Threshold
 from tests.helpers.cli import run_cli
-from tests.helpers.scores import environment, network_stats
+from tests.helpers.scores import network_stats, run_result
 
 
 def direction(mos: float | None, loss: float = 0.0, p95: float = 20.0) -> DirectionScores:
@@ -72,37 +72,10 @@ def test_call_filter_and_units():
 
 
 def result_with(checks: list[CheckResult]) -> RunResult:
-    return RunResult.model_validate(
-        {
-            "scenario": {"name": "office", "description": "", "file": "office.yaml"},
-            "environment": environment("userspace"),
-            "variants": [
-                {
-                    "name": name,
-                    "variant": name,
-                    "repetition": 1,
-                    "description": "",
-                    "router_template": None,
-                    "t0": 0.0,
-                    "duration_s": 10.0,
-                    "calls": calls,
-                    "timeline": [],
-                    "traffic": [],
-                    "queues": {"classes": {}, "samples": []},
-                    "impairment_engine": None,
-                    "agents": {},
-                }
-                for name, calls in VARIANTS.items()
-            ],
-            "thresholds": checks,
-            "verdict": {
-                "passed": all(c.passed for c in checks),
-                "checks": len(checks),
-                "failed": sum(not c.passed for c in checks),
-                "first_failure": None,
-            },
-        }
-    )
+    """The shared builder, but the first failure left out of the verdict (as these tests expect)."""
+    result = run_result(VARIANTS, checks)
+    result.verdict.first_failure = None
+    return result
 
 
 def test_junit_names_what_fell_short(tmp_path):
