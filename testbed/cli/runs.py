@@ -100,7 +100,7 @@ def capacity(
     variant: Annotated[list[str] | None, typer.Option(help="only this variant (repeatable)")] = None,
     max_calls: Annotated[
         int, typer.Option(min=1, max=1000, help="search no higher than this (light rtp calls reach 500+)")
-    ] = 64,
+    ] = 1000,
     out_dir_option: Annotated[Path | None, typer.Option("--out", help="trial records (default: results/...)")] = None,
     impairment_engine: EngineOption = None,
     backend: BackendOption = None,

@@ -136,3 +136,29 @@ def test_a_light_call_and_an_aiortc_call_see_the_same_network(registry, no_lefto
     mos = (uplink["light"]["mos_emodel"], uplink["webrtc"]["mos_emodel"])
     print(f"median one-way delay {delays}, E-model {mos}")
     assert abs(mos[0] - mos[1]) <= 0.15, mos
+
+
+CAPACITY = """name: light-capacity
+links:
+  wan:
+    router: {rate: 2mbit}
+calls:
+  - {name: rep, from: client, to: gateway, talk: 3s, endpoint: {from: rtp, to: rtp}}
+"""
+
+
+def test_capacity_with_light_calls_meets_the_links_theoretical_count(registry, no_leftovers, tmp_path):
+    """`testbed capacity` with light calls on a 2 Mbit uplink (no cross traffic): the count it measures
+    is within a few calls of what it prints as the link's theoretical count (link rate / a call's wire
+    rate), because nothing but the calls share the link (measured: 40 of 40)."""
+    path = tmp_path / "capacity.yaml"
+    path.write_text(CAPACITY)
+    out = tmp_path / "out"
+    done = run_testbed("capacity", str(path), "--min-mos", "4.0", "--out", str(out), "--json", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (found,) = json.loads(done.stdout)
+    print({key: found[key] for key in ("calls", "call_bps", "link_bps", "theoretical")})
+    assert found["link_bps"] == 2_000_000 and 40_000 < found["call_bps"] < 60_000  # 49 kbit/s for Opus
+    assert found["theoretical"] == 2_000_000 // found["call_bps"]
+    # one call over the link's rate overloads it by ~2%: in 3 s of talk the queue may not yet hurt MOS
+    assert found["theoretical"] - 4 <= found["calls"] <= found["theoretical"] + 1, found
