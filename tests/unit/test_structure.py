@@ -125,3 +125,17 @@ def test_modules_are_small_or_say_why():
         if text.count("\n") > MAX_LINES:
             docstring = ast.get_docstring(ast.parse(text)) or ""
             assert "400-line" in docstring, f"{name}: {text.count(chr(10))} lines and no word on why"
+
+
+def test_every_package_directory_is_a_package():
+    """setuptools finds packages by their ``__init__.py`` (``namespaces = false``): a directory of modules
+    without one is left out of the wheel, and so out of the Docker node image."""
+    missing = [
+        str(directory.relative_to(REPO))
+        for directory in PACKAGE.rglob("*")
+        if directory.is_dir()
+        and "__pycache__" not in directory.parts
+        and any(directory.glob("*.py"))
+        and not (directory / "__init__.py").exists()
+    ]
+    assert missing == []
