@@ -68,6 +68,18 @@ class SentRecord:
         save_sent(path, np.array(self.send_ns), np.array(self.seq), np.array(self.rtp_ts), np.array(self.ssrc))
 
 
+def pacing_summary(lateness_ms: np.ndarray) -> dict[str, float]:
+    """A sender's lateness against its 20 ms clock (ms per packet) as every endpoint kind reports it."""
+    if lateness_ms.size == 0:
+        return {}
+    return {
+        "p50_ms": round(float(np.percentile(lateness_ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(lateness_ms, 99)), 3),
+        "max_ms": round(float(lateness_ms.max()), 3),
+        "late_over_1ms": int((lateness_ms > 1.0).sum()),
+    }
+
+
 def save_sent(path: Path, send_ns: np.ndarray, seq: np.ndarray, rtp_ts: np.ndarray, ssrc: np.ndarray) -> None:
     """The ``*-sent.npz`` format, whoever sent the packets."""
     np.savez(

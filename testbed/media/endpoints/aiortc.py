@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,7 +33,7 @@ from testbed.media.endpoints.aiortc_hooks import (
 )
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec, Preparation
 from testbed.media.endpoints.legs import LegBatches
-from testbed.media.records import PacketRecord, SentRecord
+from testbed.media.records import PacketRecord, SentRecord, pacing_summary
 
 
 class EncodedClipTrack(MediaStreamTrack):
@@ -78,15 +77,7 @@ class EncodedClipTrack(MediaStreamTrack):
         return packet
 
     def pacing(self) -> dict[str, float]:
-        if not self.lateness_ms:
-            return {}
-        late = np.asarray(self.lateness_ms)
-        return {
-            "p50_ms": round(float(np.percentile(late, 50)), 3),
-            "p99_ms": round(float(np.percentile(late, 99)), 3),
-            "max_ms": round(float(late.max()), 3),
-            "late_over_1ms": int((late > 1.0).sum()),
-        }
+        return pacing_summary(np.asarray(self.lateness_ms))
 
 
 def configuration(ice: dict[str, Any] | None) -> RTCConfiguration:
@@ -199,10 +190,8 @@ class AiortcLeg:
         self.relay_tcp = relay_tcp_info(self.pc)  # before close: the relay's socket goes with it
         await self.sink.stop()
         await self.pc.close()
-        out_dir = Path(self.leg.out_dir)
-        label = Path(self.leg.clip).name  # a user's reference is a path prefix
-        received_path = out_dir / f"{self.leg.call}-{label}-received.npz"
-        sent_path = out_dir / f"{self.leg.call}-{label}-sent.npz"
+        received_path = self.leg.record_path("received.npz")
+        sent_path = self.leg.record_path("sent.npz")
         self.received.save(received_path)
         self.sent.save(sent_path)
         return {

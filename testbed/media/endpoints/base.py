@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 Description = dict[str, Any]  # opaque to the harness: {"sdp": ...} or {"address": ..., "port": ...}
@@ -32,6 +33,11 @@ class LegSpec:
     ice: dict[str, Any] | None = None
     clip_offset: float = 0.0  # where in the clip to start, as a fraction of its loop (aiortc)
     opus: tuple[int, bool, int] | list[Any] | None = None  # aiortc's Opus: bitrate, in-band FEC, expected loss
+
+    def record_path(self, what: str) -> Path:
+        """Where this side writes one of its records (``sent.npz``, ``received.npz``, ``played.npz``...):
+        ``OUT_DIR/CALL-CLIP-WHAT``, the clip's last path part since a user's reference is a path prefix."""
+        return Path(self.out_dir) / f"{self.call}-{Path(self.clip).name}-{what}"
 
 
 @dataclass(frozen=True)

@@ -161,8 +161,6 @@ class ChromiumLeg:
             error = error or f"hang-up in the page failed: {type(exc).__name__}: {exc}"
         finally:
             await self.close()
-        out_dir = Path(self.leg.out_dir)
-        prefix = out_dir / f"{self.leg.call}-{Path(self.leg.clip).name}"  # a user's reference is a path prefix
         stats = result.get("stats", [])
         frames = self.endpoint.microphone(self.leg.codec, self.leg.clip, offset=self.leg.clip_offset)[1]
         last = stats[-1] if stats else {}
@@ -192,14 +190,14 @@ class ChromiumLeg:
             "error": error,
         }
         if result.get("pcm") is not None:
-            played = prefix.with_name(prefix.name + "-played.npz")
+            played = self.leg.record_path("played.npz")
             arrays = played_audio(result)
             np.savez(
                 played, pcm=arrays["pcm"], lengths=arrays["lengths"], rates=arrays["rates"], read_ns=arrays["read_ns"]
             )
             summary["played_file"] = str(played)
         if stats:
-            stats_file = prefix.with_name(prefix.name + "-browser.json")
+            stats_file = self.leg.record_path("browser.json")
             stats_file.write_text(json.dumps({"samples": stats, "at_stop": result.get("atStop") or last}))
             summary["browser_stats_file"] = str(stats_file)
         return summary

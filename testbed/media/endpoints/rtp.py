@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,10 +21,10 @@ import numpy as np
 from testbed.codecs import PAYLOAD_TYPES, codec
 from testbed.media.encoded_clip import BROWSER_OPUS, encoded_clip, opus_settings
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec, Preparation
-from testbed.media.endpoints.legs import each_leg
+from testbed.media.endpoints.legs import LegBatches
 from testbed.media.light.packets import payload_matrix
-from testbed.media.light.streams import FRAME_NS, Clip, LightLeg, StreamEngine
-from testbed.media.records import save_sent
+from testbed.media.light.streams import FRAME_NS, Clip, LightLeg, StreamEngine, route_source
+from testbed.media.records import pacing_summary, save_sent
 
 __all__ = ["LightEndpoint", "node_addresses"]
 
@@ -56,143 +55,52 @@ def node_addresses() -> list[str]:
 
 def _reachable(addresses: list[str], port: int) -> str:
     """The first of the callee's addresses this node has a route to."""
-    import socket
-
     for address in addresses:
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            probe.connect((address, port))
-            return address
+            route_source(address, port)
         except OSError:
             continue
-        finally:
-            probe.close()
+        return address
     raise ValueError(f"no route to any of the callee's addresses {addresses}")
 
 
-class LightEndpoint:
-    """Every light leg of one node: one engine (one sending thread, one raw socket) for all."""
+class RtpLeg:
+    """One side of one call: its stream in the node's engine, described by a transport address."""
 
-    kind: ClassVar[str] = "rtp"
-
-    def __init__(self, emit: EmitEvent):
-        self.emit = emit
-        self.engine: StreamEngine | None = None
-        self.clips: dict[tuple[str, str, Any], Clip] = {}
-        self.legs: dict[str, tuple[LegSpec, LightLeg]] = {}
-        self.expected = 0
-        self.seconds = 0.0
-        self.served = 0
-
-    def _clip(self, codec_name: str, clip: str, opus: Any) -> Clip:
-        settings = opus_settings(opus)
-        key = (codec_name, clip, settings)
-        if key not in self.clips:
-            self.clips[key] = Clip(*payload_matrix(encoded_clip(codec_name, clip, settings)))
-        return self.clips[key]
-
-    async def prepare(self, ahead: Preparation) -> None:
-        self._clip(ahead.codec, ahead.clip, ahead.opus)
-        self.expected += ahead.legs
-        self.seconds = max(self.seconds, ahead.seconds)
-
-    def _engine(self) -> StreamEngine:
-        """Started on the first leg, after the agent took its real-time priority (threads inherit it)."""
-        if self.engine is None:
-            loop = asyncio.get_running_loop()
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
-            frames = int((self.seconds + 5) * 1e9 / FRAME_NS)
-
-            def connected(leg: LightLeg) -> None:  # from the sending thread
-                loop.call_soon_threadsafe(self._connected, leg)
-
-            self.engine = StreamEngine(connected, max(self.expected, 16), frames)
-            self.engine.start()
-        return self.engine
-
-    def _connected(self, leg: LightLeg) -> None:
-        spec, _ = self.legs.get(leg.call, (None, None))
-        if spec is None:
-            return
-        now = time.time()
-        self.emit({"event": "call", "call": leg.call, "state": "connected", "time": now,
-                   "setup_s": round(now - leg.created, 4)})  # fmt: skip
-
-    def _add(self, spec: LegSpec) -> LightLeg:
-        if spec.call in self.legs:
-            raise ValueError(f"call {spec.call!r} exists already")
-        Path(spec.out_dir).mkdir(parents=True, exist_ok=True)
-        clip = self._clip(spec.codec, spec.clip, spec.opus)
+    def __init__(self, spec: LegSpec, endpoint: LightEndpoint):
+        self.spec = spec
+        self.endpoint = endpoint
+        self.engine = endpoint.engine_started()
+        clip = endpoint.clip(spec.codec, spec.clip, spec.opus)
         properties = codec(spec.codec)
-        offset = int(spec.clip_offset * len(clip.rows))
         wire = (PAYLOAD_TYPES[properties.name], properties.clock_rate, properties.frame_ticks)
-        leg = self._engine().add(spec.call, clip, wire, spec.dscp, offset)
-        self.legs[spec.call] = (spec, leg)
-        self.served += 1
-        return leg
+        self.stream = self.engine.add(spec.call, clip, wire, spec.dscp, int(spec.clip_offset * len(clip.rows)))
 
-    def _leg(self, call: str) -> LightLeg:
-        if call not in self.legs:
-            raise ValueError(f"no call {call!r}")
-        return self.legs[call][1]
+    async def offer(self) -> Description:
+        return {"port": self.stream.port}
 
-    async def open(self, legs: list[LegSpec]) -> list[Description]:
-        async def one(spec: LegSpec) -> Description:
-            return {"port": self._add(spec).port}
+    async def answer(self, remote: Description) -> Description:
+        return {"port": self.stream.port, "addresses": self.endpoint.addresses()}
 
-        return await each_leg([one(spec) for spec in legs])
+    async def accept(self, remote: Description) -> None:
+        port = int(remote["port"])
+        self.engine.connect(self.stream, (_reachable(remote["addresses"], port), port))
 
-    async def answer(self, legs: list[LegSpec], remotes: list[Description]) -> list[Description]:
-        addresses = node_addresses()
+    async def stop_media(self) -> float | None:
+        return self.engine.stop_media(self.stream)
 
-        async def one(spec: LegSpec) -> Description:
-            return {"port": self._add(spec).port, "addresses": addresses}
+    async def quiet_for(self) -> float | None:
+        last = self.engine.last_arrival_ns(self.stream)
+        return (time.time_ns() - last) / 1e9 if last else None
 
-        return await each_leg([one(spec) for spec in legs])
-
-    async def accept(self, calls: list[str], remotes: list[Description]) -> list[dict[str, Any]]:
-        engine = self._engine()
-
-        async def one(call: str, remote: Description) -> dict[str, Any]:
-            engine.connect(self._leg(call), (_reachable(remote["addresses"], remote["port"]), int(remote["port"])))
-            return {}
-
-        return await each_leg([one(call, remote) for call, remote in zip(calls, remotes, strict=True)])
-
-    async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
-        engine = self._engine()
-
-        async def one(call: str) -> dict[str, Any]:
-            return {"stopped_at": engine.stop_media(self._leg(call))}
-
-        return await each_leg([one(call) for call in calls])
-
-    async def quiet_for(self, calls: list[str]) -> list[Any]:
-        engine = self._engine()
-
-        async def one(call: str) -> float | None:
-            last = engine.last_arrival_ns(self._leg(call))
-            return (time.time_ns() - last) / 1e9 if last else None
-
-        return await each_leg([one(call) for call in calls])
-
-    async def hang_up(self, calls: list[str]) -> list[dict[str, Any]]:
-        async def one(call: str) -> dict[str, Any]:
-            spec, leg = self.legs.pop(call) if call in self.legs else (None, None)
-            if spec is None or leg is None:
-                raise ValueError(f"no call {call!r}")
-            return self._summary(spec, leg)
-
-        return await each_leg([one(call) for call in calls])
-
-    def _summary(self, spec: LegSpec, leg: LightLeg) -> dict[str, Any]:
+    async def hang_up(self) -> dict[str, Any]:
         """End the leg, write what it sent (``*-sent.npz``) and summarise this side."""
-        engine = self._engine()
-        engine.stop_media(leg)
+        spec, leg = self.spec, self.stream
+        self.engine.stop_media(leg)
         hung_up_at = time.time()
-        send_ns = engine.remove(leg)
+        send_ns, lateness = self.engine.remove(leg)
         count = np.arange(send_ns.size, dtype=np.int64)
-        sent_path = Path(spec.out_dir) / f"{spec.call}-{Path(spec.clip).name}-sent.npz"
+        sent_path = spec.record_path("sent.npz")
         save_sent(
             sent_path,
             send_ns,
@@ -200,10 +108,9 @@ class LightEndpoint:
             (leg.ts0 + count * leg.ticks) & 0xFFFFFFFF,
             np.full(send_ns.size, leg.ssrc, np.int64),
         )
-        lateness = (send_ns - (leg.origin_ns + count * FRAME_NS)) / 1e6
         return {
             "call": spec.call,
-            "endpoint": self.kind,
+            "endpoint": LightEndpoint.kind,
             "codec": spec.codec,
             "dscp": spec.dscp,
             "clip": spec.clip,
@@ -223,12 +130,70 @@ class LightEndpoint:
             "candidate_pair": {
                 "local_port": str(leg.port),
                 "remote": f"{leg.peer[0]}:{leg.peer[1]}" if leg.peer else None,
-            },  # noqa: E501
+            },
             "rtcp": {"sent": leg.rtcp_sent, "received": leg.rtcp_received},
             "received_file": None,
             "sent_file": str(sent_path),
-            "pacing": self._engine().pacing(lateness),
+            "pacing": pacing_summary(lateness),
         }
+
+
+class LightEndpoint(LegBatches[RtpLeg]):
+    """Every light leg of one node: one engine (one sending thread, one raw socket) for all."""
+
+    kind: ClassVar[str] = "rtp"
+
+    def __init__(self, emit: EmitEvent):
+        super().__init__()
+        self.emit = emit
+        self.engine: StreamEngine | None = None
+        self.clips: dict[tuple[str, str, Any], Clip] = {}
+        self._addresses: list[str] | None = None
+        self.expected = 0
+        self.seconds = 0.0
+
+    def clip(self, codec_name: str, clip: str, opus: Any) -> Clip:
+        """The clip encoded for ``codec_name`` as payload rows, once per endpoint."""
+        settings = opus_settings(opus)
+        key = (codec_name, clip, settings)
+        if key not in self.clips:
+            self.clips[key] = Clip(*payload_matrix(encoded_clip(codec_name, clip, settings)))
+        return self.clips[key]
+
+    def addresses(self) -> list[str]:
+        """The node's addresses, read once: what every callee leg offers."""
+        if self._addresses is None:
+            self._addresses = node_addresses()
+        return self._addresses
+
+    async def prepare(self, ahead: Preparation) -> None:
+        self.clip(ahead.codec, ahead.clip, ahead.opus)
+        self.expected += ahead.legs
+        self.seconds = max(self.seconds, ahead.seconds)
+
+    def engine_started(self) -> StreamEngine:
+        """Started on the first leg, after the agent took its real-time priority (the thread takes it too)."""
+        if self.engine is None:
+            loop = asyncio.get_running_loop()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+            frames = int((self.seconds + 5) * 1e9 / FRAME_NS)
+
+            def connected(leg: LightLeg) -> None:  # from the sending thread
+                loop.call_soon_threadsafe(self._connected, leg)
+
+            self.engine = StreamEngine(connected, max(self.expected, 16), frames)
+            self.engine.start()
+        return self.engine
+
+    def _connected(self, leg: LightLeg) -> None:
+        if leg.call not in self.legs:
+            return
+        now = time.time()
+        self.emit({"event": "call", "call": leg.call, "state": "connected", "time": now,
+                   "setup_s": round(now - leg.created, 4)})  # fmt: skip
+
+    def new_leg(self, leg: LegSpec) -> RtpLeg:
+        return RtpLeg(leg, self)
 
     async def close(self) -> None:
         if self.engine is not None:

@@ -14,7 +14,7 @@ import numpy.typing as npt
 __all__ = ["Clip", "LightLeg", "RowArrays"]
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: the engine keys its payload table by clip
 class Clip:
     """A pre-encoded clip as rows for the batch gather (``packets.payload_matrix``)."""
 

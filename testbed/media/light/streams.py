@@ -36,9 +36,10 @@ import numpy.typing as npt
 from testbed.media.light.legs import Clip, LightLeg, RowArrays
 from testbed.media.light.mmsg import Receiver, Sender
 from testbed.media.light.packets import HEADERS, header_template, rtcp_report, write_packets
+from testbed.media.records import pacing_summary
 from testbed.sockopts import SO_TIMESTAMPNS
 
-__all__ = ["FRAME_NS", "Clip", "LightLeg", "StreamEngine"]
+__all__ = ["FRAME_NS", "Clip", "LightLeg", "StreamEngine", "route_source"]
 
 FRAME_NS = 20_000_000
 SLOT_NS = 1_000_000  # phases lie on this grid: 20 sending instants per 20 ms
@@ -49,7 +50,7 @@ IDLE_NS = 5_000_000  # the longest the thread sleeps (new streams, stops, report
 WIDTH = 512  # one datagram buffer: 40 header bytes + the longest payload + the SRTP tag
 
 
-def _route_source(destination: str, port: int) -> str:
+def route_source(destination: str, port: int) -> str:
     """The local address the kernel sends from towards ``destination``."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -96,8 +97,7 @@ class StreamEngine:
         self.batches = 0
         self.payloads = np.zeros((0, 1), np.uint8)
         self.payload_lengths = np.zeros(0, np.int64)
-        self._clip_rows: dict[int, int] = {}
-        self._clips: list[Clip] = []
+        self._clip_rows: dict[Clip, int] = {}  # each clip's first row, by identity
         self.sender: Sender
         self.table: RowArrays
         self._resize(capacity, frames)
@@ -121,15 +121,14 @@ class StreamEngine:
 
     def _add_clip(self, clip: Clip) -> int:
         """The clip's first row in the engine's payload table (one table for every stream's clip)."""
-        if id(clip) in self._clip_rows:
-            return self._clip_rows[id(clip)]
+        if clip in self._clip_rows:
+            return self._clip_rows[clip]
         table = self.payloads
         width = max(table.shape[1], clip.rows.shape[1])
         merged = np.zeros((len(table) + len(clip.rows), width), np.uint8)
         merged[: len(table), : table.shape[1]] = table
         merged[len(table) :, : clip.rows.shape[1]] = clip.rows
-        self._clip_rows[id(clip)] = start = len(table)
-        self._clips.append(clip)  # keeps the id unique while the engine lives
+        self._clip_rows[clip] = start = len(table)
         self.payloads, self.payload_lengths = merged, np.concatenate([self.payload_lengths, clip.lengths])
         return start
 
@@ -182,7 +181,7 @@ class StreamEngine:
         if leg.peer is None:
             self.waiting.unregister(leg.sock.fileno())
         leg.peer = peer
-        source = _route_source(*peer)
+        source = route_source(*peer)
         template = header_template(source, peer[0], leg.port, peer[1], leg.dscp, leg.pt, leg.ssrc)
         self.sender.data[leg.row, :HEADERS] = np.frombuffer(template, np.uint8)
         self.sender.set_destination(leg.row, peer[0])
@@ -211,8 +210,9 @@ class StreamEngine:
                 leg.stopped_at = time.time()
         return leg.stopped_at
 
-    def remove(self, leg: LightLeg) -> npt.NDArray[np.int64]:
-        """Take the leg out (its socket closed after one last read); its packets' send times."""
+    def remove(self, leg: LightLeg) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Take the leg out (its socket closed after one last read); its packets' send times and how late
+        each went (ms)."""
         with self.lock:
             self.table.active[leg.row] = False
             self.table.next_rtcp[leg.row] = np.iinfo(np.int64).max
@@ -224,10 +224,11 @@ class StreamEngine:
             del self.legs[leg.row]
             sent = self.table.send_ns[leg.row, : self.table.count[leg.row]].copy()
         leg.sock.close()
+        due = leg.origin_ns + np.arange(sent.size, dtype=np.int64) * FRAME_NS
+        lateness = ((sent - due) / 1e6).astype(np.float32)
         if sent.size:
-            due = leg.origin_ns + np.arange(sent.size, dtype=np.int64) * FRAME_NS
-            self.lateness.append(((sent - due) / 1e6).astype(np.float32))
-        return sent
+            self.lateness.append(lateness)
+        return sent, lateness
 
     # ------------------------------------------------------------ the thread
 
@@ -359,16 +360,6 @@ class StreamEngine:
 
     # ------------------------------------------------------------ figures
 
-    def pacing(self, lateness_ms: npt.NDArray[Any]) -> dict[str, float]:
-        if lateness_ms.size == 0:
-            return {}
-        return {
-            "p50_ms": round(float(np.percentile(lateness_ms, 50)), 3),
-            "p99_ms": round(float(np.percentile(lateness_ms, 99)), 3),
-            "max_ms": round(float(lateness_ms.max()), 3),
-            "late_over_1ms": int((lateness_ms > 1.0).sum()),
-        }
-
     def stats(self) -> dict[str, Any]:
         every = np.concatenate(self.lateness) if self.lateness else np.zeros(0, np.float32)
         return {
@@ -378,6 +369,6 @@ class StreamEngine:
             "datagrams_refused": self.refused,
             "send_batches": self.batches,
             "mean_batch": round(self.sent / self.batches, 2) if self.batches else 0.0,
-            "pacing": self.pacing(every),
+            "pacing": pacing_summary(every),
             "cpu_s": {job: round(ns / 1e9, 3) for job, ns in self.cpu_ns.items()},
         }
