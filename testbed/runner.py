@@ -9,13 +9,17 @@ can be scored again elsewhere (``testbed score``).
 from __future__ import annotations
 
 import importlib.metadata
+import multiprocessing
 import platform
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.lab import Lab
+from testbed.report import baseline as baseline_report
 from testbed.report import html
 from testbed.report import junit as junit_report
 from testbed.report import result as result_file
@@ -32,6 +36,7 @@ from testbed.results import (
 )
 from testbed.results.run import VariantRunEntry
 from testbed.results.scores import CallScores
+from testbed.scenario.fingerprint import experiment_fingerprint, experiment_sections
 from testbed.scenario.load import LoadedScenario
 from testbed.scenario.model import Scenario
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
@@ -60,6 +65,15 @@ class VariantRun:
     out_dir: Path
     workload: WorkloadRecord
     lab: LabDescription
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A stored run to compare with (``report.baseline.load_baseline`` checked it is the same experiment)."""
+
+    path: Path
+    result: RunResult
+    tolerance: float | None = None  # MOS; None: from the baseline's run-to-run spread
 
 
 @dataclass
@@ -130,31 +144,88 @@ def run_scenario(
     *,
     variants: list[str] | None = None,
     repeat: int = 1,
+    parallel: int = 1,
     impairment_engine: str | None = None,
     backend: str | None = None,
     progress: Progress = _quiet,
 ) -> Run:
-    """Run the named variants (default: all), ``repeat`` times, one after the other; each gets a fresh lab."""
+    """Run the named variants (default: all), ``repeat`` times, ``parallel`` at once; each gets a fresh lab."""
     entries = run_names(variants or loaded.variant_names, repeat)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = Run(loaded.scenario.name, out_dir)
-    for entry in entries:
-        run.variants.append(
+    jobs = [RunJob(loaded, entry, out_dir / entry.name) for entry in entries]
+    run.variants = run_jobs(
+        jobs, parallel=parallel, backend=backend, impairment_engine=impairment_engine, progress=progress
+    )
+    started = min((v.workload.t0 for v in run.variants), default=None)
+    write_run_info(loaded, out_dir, entries, started, parallel=min(parallel, len(entries)))
+    return run
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One variant run to do: a (trial's) scenario, which variant and repetition, where its files go."""
+
+    loaded: LoadedScenario
+    entry: VariantRunEntry
+    out_dir: Path
+
+
+def run_jobs(
+    jobs: list[RunJob],
+    *,
+    parallel: int = 1,
+    backend: str | None = None,
+    impairment_engine: str | None = None,
+    progress: Progress = _quiet,
+) -> list[VariantRun]:
+    """Run the jobs in order, or ``parallel`` at once, each in its own process and its own lab (a lab's
+    signal handlers and namespaces belong to one process). All have finished when this returns, so scoring
+    never competes with a running call for the cores. A failed job stops the ones not yet started."""
+    if parallel <= 1 or len(jobs) <= 1:
+        return [
             run_variant(
-                loaded,
-                entry,
-                out_dir / entry.name,
+                job.loaded,
+                job.entry,
+                job.out_dir,
                 backend=backend,
                 impairment_engine=impairment_engine,
                 progress=progress,
             )
-        )
-    write_run_info(loaded, out_dir, entries, run.variants[0].workload.t0 if run.variants else None)
-    return run
+            for job in jobs
+        ]
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_job, job, backend, impairment_engine) for job in jobs]
+        progress(f"{len(jobs)} runs, {parallel} at once, each in its own lab")
+        try:
+            done = []
+            for job, future in zip(jobs, futures, strict=True):
+                done.append(future.result())
+                progress(f"{job.out_dir.name}: done")
+            return done
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the running ones take their labs down first
+            raise
+
+
+def _run_job(job: RunJob, backend: str | None, impairment_engine: str | None) -> VariantRun:
+    """A worker process's job: progress goes to its stderr, prefixed, since a callback cannot cross over."""
+
+    def progress(message: str) -> None:
+        print(f"[{job.out_dir.parent.name}/{job.out_dir.name}] {message}", file=sys.stderr, flush=True)
+
+    return run_variant(
+        job.loaded, job.entry, job.out_dir, backend=backend, impairment_engine=impairment_engine, progress=progress
+    )
 
 
 def write_run_info(
-    loaded: LoadedScenario, out_dir: Path, entries: list[VariantRunEntry], started: float | None
+    loaded: LoadedScenario,
+    out_dir: Path,
+    entries: list[VariantRunEntry],
+    started: float | None,
+    *,
+    parallel: int = 1,
 ) -> None:
     """run.json: what ran, in order, from which scenario file, on which machine (scoring reads it)."""
     RunInfo(
@@ -167,6 +238,9 @@ def write_run_info(
         python=platform.python_version(),
         started=started,
         software=software_versions(),
+        parallel=parallel,
+        experiment=experiment_fingerprint(loaded),
+        experiment_sections=experiment_sections(loaded),
     ).save(out_dir / RUN_FILE)
 
 
@@ -209,11 +283,12 @@ def finish(
     *,
     junit: Path | None = None,
     options: ScoringOptions = DEFAULT_SCORING,
+    baseline: Baseline | None = None,
     progress: Progress = _quiet,
 ) -> RunResult:
-    """Score every variant of a run directory, check the thresholds, and write result.json, junit.xml and
-    report.html. Works on a fresh run and on a stored one (``testbed score``); ``options`` say what
-    scoring computes (``ScoringOptions``)."""
+    """Score every variant of a run directory, check the thresholds (and the ``baseline``, when given),
+    and write result.json, junit.xml and report.html. Works on a fresh run and on a stored one
+    (``testbed score``); ``options`` say what scoring computes (``ScoringOptions``)."""
     info = RunInfo.load(out_dir / RUN_FILE)
     scored = score_run(out_dir, info, options=options, progress=progress)
     by_variant: dict[str, list[CallScores]] = {}
@@ -223,6 +298,9 @@ def finish(
             call.model_copy(update={"id": call.id + suffix}) for call in variant.scores.calls
         )
     checks = evaluate(loaded.scenario.thresholds, by_variant)
+    if baseline is not None:
+        runs = [(v.variant, v.repetition, v.scores.calls) for v in scored]
+        checks += baseline_report.compare(runs, baseline.result, str(baseline.path), baseline.tolerance)
     result = result_file.build(loaded, info, scored, checks)
     result_file.save(result, out_dir)
     junit_report.write(result, out_dir / "junit.xml")

@@ -11,7 +11,7 @@ import sys
 import typer
 from typer.exceptions import Abort, TyperException
 
-from testbed.cli import files, host, images, lab, runs
+from testbed.cli import files, host, images, lab, runs, sweep
 from testbed.errors import ExitCode
 
 app = typer.Typer(
@@ -20,10 +20,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Emulated network testbed: does a router's QoS design keep VoIP calls good?",
 )
-for commands in (files.app, host.app, runs.app):
+for commands in (files.app, host.app, runs.app, sweep.merge_app):
     app.registered_commands.extend(commands.registered_commands)
 app.add_typer(lab.app, name="lab")
 app.add_typer(images.app, name="images")
+app.add_typer(sweep.app, name="sweep")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,10 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]
 def schema(
     router_template: Annotated[bool, typer.Option("--router-template", help="the router template format")] = False,
     results: Annotated[
-        str | None, typer.Option("--results", help="a result file's format: result, run, workload, lab or scores")
+        str | None,
+        typer.Option(
+            "--results", help="a result file's format: result, run, workload, lab, scores, sweep, trial or sweep-result"
+        ),
     ] = None,
 ) -> None:
     """Print the JSON Schema of scenario files (or router templates, or a result file) for editors and CI."""

@@ -45,6 +45,16 @@ def run(
     visqol: Annotated[
         bool, typer.Option("--visqol", help="ViSQOL beside PESQ (about 0.5 s of CPU per second of audio)")
     ] = False,
+    parallel: Annotated[
+        int, typer.Option(min=1, max=16, help="variant runs at once, each in its own lab (lateness is flagged)")
+    ] = 1,
+    baseline: Annotated[
+        Path | None, typer.Option(help="a stored run of the same experiment: fail (exit 1) where MOS regressed")
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=4.0, help="--baseline: MOS drop allowed (default: 2x the baseline's spread)"),
+    ] = None,
 ) -> None:
     """Run a scenario: every variant's lab, calls, traffic and timeline; score, check thresholds, report.
 
@@ -52,12 +62,14 @@ def run(
     capability, 4 testbed failure.
     """
     require_root()
-    from testbed.runner import default_out_dir, finish, run_scenario
+    from testbed.report.baseline import load_baseline
+    from testbed.runner import Baseline, default_out_dir, finish, run_scenario
     from testbed.scenario import load_scenario
     from testbed.scoring.options import ScoringOptions
 
     loaded = load_scenario(scenario)
     variants = check_variants(scenario, variant, loaded.variant_names)
+    stored = Baseline(baseline, load_baseline(baseline, loaded), tolerance) if baseline is not None else None
     out_dir = out_dir_option or default_out_dir(loaded.scenario.name)
     progress = progress_printer()
     run_scenario(
@@ -65,14 +77,14 @@ def run(
         out_dir,
         variants=variants,
         repeat=repeat,
+        parallel=parallel,
         impairment_engine=impairment_engine,
         backend=backend,
         progress=progress,
     )
     progress("scoring")
-    _report(
-        finish(loaded, out_dir, junit=junit, progress=progress, options=ScoringOptions(visqol=visqol)), out_dir, as_json
-    )
+    options = ScoringOptions(visqol=visqol)
+    _report(finish(loaded, out_dir, junit=junit, progress=progress, options=options, baseline=stored), out_dir, as_json)
 
 
 def _report(result: RunResult, out_dir: Path, as_json: bool) -> None:

@@ -152,7 +152,11 @@ def build(loaded: LoadedScenario, run: RunInfo, variants: list[ScoredVariant], c
     here = Host(host=platform.node(), kernel=platform.release(), python=platform.python_version())
     return RunResult(
         scenario=ScenarioInfo(
-            name=loaded.scenario.name, description=loaded.scenario.description, file=str(loaded.path)
+            name=loaded.scenario.name,
+            description=loaded.scenario.description,
+            file=str(loaded.path),
+            experiment=run.experiment,
+            experiment_sections=run.experiment_sections,
         ),
         environment=Environment(
             host=run.host,
@@ -162,6 +166,7 @@ def build(loaded: LoadedScenario, run: RunInfo, variants: list[ScoredVariant], c
             impairment_engine=sorted({v.lab.engine_name() for v in variants}),
             started=run.started,
             scored_on=here,
+            parallel=run.parallel,
             software={**run.software, **browser_versions(variants)},
         ),
         variants=[_variant(loaded, v) for v in variants],

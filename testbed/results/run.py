@@ -41,12 +41,20 @@ class RunInfo(ResultFile):
     python: str
     started: float | None
     software: dict[str, str] = Field(default_factory=dict, description="versions of the parts that made the calls")
+    parallel: int = Field(1, description="how many variant runs ran at once (--parallel)")
+    experiment: str | None = Field(
+        None,
+        description="the experiment's fingerprint: what a --baseline run must share (testbed.scenario.fingerprint)",
+    )
+    experiment_sections: dict[str, str] = Field(default_factory=dict, description="its digest per scenario section")
 
 
 class ScenarioInfo(Record):
     name: str
     description: str
     file: str
+    experiment: str | None = Field(None, description="the experiment's fingerprint (run.json's)")
+    experiment_sections: dict[str, str] = Field(default_factory=dict)
 
 
 NESTED = {"network", "playout", "per_second", "dscp", "model", "browser"}  # flattened or left out of rows
@@ -67,6 +75,7 @@ class Environment(Record):
     impairment_engine: list[str]
     started: float | None
     scored_on: Host = Field(description="where scoring ran (differs after `testbed score` elsewhere)")
+    parallel: int = Field(1, description="how many variant runs ran at once: lateness the harness shows is flagged")
     software: dict[str, str] = Field(
         default_factory=dict,
         description="aiortc, PyAV, Playwright, pesq on the harness's host; chromium: the browsers the calls ran",

@@ -9,6 +9,7 @@ from testbed.results.base import ResultFile
 from testbed.results.lab import LabDescription
 from testbed.results.run import RunInfo, RunResult
 from testbed.results.scores import VariantScores
+from testbed.results.sweep import SweepFile, SweepResult, TrialInfo
 from testbed.results.workload import WorkloadRecord
 
 SCHEMAS: dict[str, type[ResultFile]] = {
@@ -17,11 +18,14 @@ SCHEMAS: dict[str, type[ResultFile]] = {
     "workload": WorkloadRecord,
     "lab": LabDescription,
     "scores": VariantScores,
+    "sweep": SweepFile,
+    "trial": TrialInfo,
+    "sweep-result": SweepResult,
 }
 
 
 def result_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of one result file (``result``, ``run``, ``workload``, ``lab`` or ``scores``)."""
+    """The JSON Schema of one result file (a name of ``SCHEMAS``: ``result``, ``run``, ``sweep``, ...)."""
     model = SCHEMAS[name]
     schema = model.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -143,6 +143,12 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise ScenarioError([f"{path}:1: a scenario is a mapping of sections (name, topology, links, ...)"])
+    return load_scenario_document(doc)
+
+
+def load_scenario_document(doc: YamlDocument) -> LoadedScenario:
+    """Validate a scenario already read (a file, or a sweep's trial: the file with its parameters set)."""
+    path = doc.path
     scenario = with_trace_paths(validate(doc, Scenario), path, doc.lines)
     problems = list(check_references(scenario, doc, lambda name: find_template(name, path), available_templates(path)))
     if problems:

@@ -15,6 +15,7 @@ from testbed.codecs import CodecName
 from testbed.scenario.edge import EdgeSpec, IceSpec
 from testbed.scenario.endpoints import CallEndpoints
 from testbed.scenario.media import OpusSpec, SpeechSpec
+from testbed.scenario.sweep import SweepSpec
 from testbed.scenario.thresholds import Threshold
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
@@ -396,3 +397,4 @@ class Scenario(Strict):
     timeline: list[TimelineEvent] = Field(default_factory=list)
     variants: dict[Label, VariantSpec] = Field(default_factory=dict)
     thresholds: list[Threshold] = Field(default_factory=list)
+    sweep: SweepSpec | None = Field(default=None, description="`testbed sweep run`: parameters, values, repeat")
