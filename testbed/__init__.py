@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from testbed.api import Experiment, load, score
+    from testbed.api import Experiment, load, merge, score
 
-__all__ = ["Experiment", "ScoringOptions", "__version__", "load", "score"]
+__all__ = ["Experiment", "ScoringOptions", "__version__", "load", "merge", "score"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Experiment", "load", "score"):
+    if name in ("Experiment", "load", "merge", "score"):
         from testbed import api
 
         return getattr(api, name)

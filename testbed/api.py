@@ -22,13 +22,26 @@ from typing import Any
 from testbed.errors import InputError
 from testbed.lab import Lab
 from testbed.lab.backends import Node
+from testbed.report.baseline import load_baseline
 from testbed.results import RUN_FILE, LabDescription, RunInfo, RunResult
 from testbed.results.run import VariantRunEntry
-from testbed.runner import Progress, default_out_dir, finish, run_scenario, write_run_info, write_variant_files
+from testbed.results.sweep import SweepResult
+from testbed.runner import (
+    Baseline,
+    Progress,
+    default_out_dir,
+    finish,
+    run_scenario,
+    write_run_info,
+    write_variant_files,
+)
 from testbed.scenario import LoadedScenario, load_scenario
-from testbed.scenario.load import find_template, load_template
+from testbed.scenario.load import find_template, load_scenario_document, load_template
 from testbed.scenario.model import Impairment, Scenario
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
+from testbed.sweep.merge import merge as merge_shards
+from testbed.sweep.plan import SweepPlan, make_plan, trial_document
+from testbed.sweep.shard import run_shard, shard_from
 from testbed.workload import Workload
 
 
@@ -85,21 +98,62 @@ class Experiment:
         *,
         variants: list[str] | None = None,
         repeat: int = 1,
+        parallel: int = 1,
         scoring: ScoringOptions = DEFAULT_SCORING,
+        baseline: str | Path | None = None,
+        tolerance: float | None = None,
         backend: str | None = None,
         impairment_engine: str | None = None,
     ) -> RunResult:
-        """Run every variant (or the named ones), score them and write the reports, as `testbed run` does."""
+        """Run every variant (or the named ones), score them and write the reports, as `testbed run` does;
+        with ``baseline`` (a stored run of the same experiment) regressions fail the verdict."""
+        stored = None
+        if baseline is not None:
+            stored = Baseline(Path(baseline), load_baseline(Path(baseline), self.loaded), tolerance)
         directory = Path(out_dir) if out_dir is not None else default_out_dir(self.name)
         run_scenario(
             self.loaded,
             directory,
             variants=variants,
             repeat=repeat,
+            parallel=parallel,
             backend=backend,
             impairment_engine=impairment_engine,
         )
-        return finish(self.loaded, directory, options=scoring)
+        return finish(self.loaded, directory, options=scoring, baseline=stored)
+
+    def plan(self, *, variants: list[str] | None = None, repeat: int | None = None) -> SweepPlan:
+        """The scenario's sweep: every trial validated, nothing run (``testbed sweep plan``)."""
+        return make_plan(self.loaded, variants=variants, repeat=repeat)
+
+    def sweep(
+        self,
+        out_dir: str | Path | None = None,
+        *,
+        shard: str | None = None,
+        parallel: int = 1,
+        repeat: int | None = None,
+        seed: int | None = None,
+        scoring: ScoringOptions = DEFAULT_SCORING,
+        backend: str | None = None,
+        impairment_engine: str | None = None,
+    ) -> SweepResult:
+        """Run the sweep, or shard ``"I/N"`` of it, as `testbed sweep run` does; the statistics come back."""
+        if self.loaded.scenario.sweep is None:
+            raise InputError(f"{self.loaded.path}: no sweep section")
+        plan = make_plan(self.loaded, repeat=repeat, seed=seed)
+        directory = Path(out_dir) if out_dir is not None else default_out_dir(f"{self.name}-sweep")
+        collected = run_shard(
+            plan,
+            directory,
+            shard_from(shard, {}),
+            parallel=parallel,
+            backend=backend,
+            impairment_engine=impairment_engine,
+            scoring=scoring,
+        )
+        assert collected.result is not None
+        return collected.result
 
 
 class LabSession:
@@ -187,6 +241,13 @@ class WorkloadSession:
         return RunDir(self.out_dir, self.session.experiment)
 
 
+def merge(shards: list[str | Path], out_dir: str | Path) -> SweepResult:
+    """Shards of one sweep, joined: statistics recomputed from their per-call rows (``testbed merge``)."""
+    collected = merge_shards([Path(shard) for shard in shards], Path(out_dir))
+    assert collected.result is not None
+    return collected.result
+
+
 def load(path: str | Path) -> Experiment:
     """Read and validate a scenario file and the router templates it names (bad input: ScenarioError)."""
     return Experiment(load_scenario(path))
@@ -206,10 +267,14 @@ def score_run_dir(
     run_file = run_dir / RUN_FILE
     if not run_file.exists():
         raise InputError(f"{run_dir}: not a run directory (no run.json); give a directory written by `testbed run`")
-    scenario_file = Path(RunInfo.load(run_file).scenario_file)
+    info = RunInfo.load(run_file)
+    scenario_file = Path(info.scenario_file)
     if not scenario_file.exists():
         raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
-    return finish(load_scenario(scenario_file), run_dir, options=scoring, progress=progress or _quiet)
+    loaded = load_scenario(scenario_file)
+    if info.trial is not None:  # a sweep's trial: the scenario with the trial's values set, as it ran
+        loaded = load_scenario_document(trial_document(loaded, info.runs[0].variant, info.trial))
+    return finish(loaded, run_dir, options=scoring, progress=progress or _quiet)
 
 
 def _quiet(message: str) -> None:

@@ -8,15 +8,19 @@ can be scored again elsewhere (``testbed score``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import multiprocessing
+import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from testbed.lab import Lab
 from testbed.report import baseline as baseline_report
@@ -203,8 +207,12 @@ def run_jobs(
                 done.append(future.result())
                 progress(f"{job.out_dir.name}: done")
             return done
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # the running ones take their labs down first
+        except BaseException:  # a failed run, Ctrl-C, SIGTERM: the running runs take their labs down now
+            workers = getattr(pool, "_processes", None) or {}  # pid -> process (the executor's own record)
+            for pid in list(workers):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
@@ -226,8 +234,10 @@ def write_run_info(
     started: float | None,
     *,
     parallel: int = 1,
+    trial: dict[str, Any] | None = None,
 ) -> None:
-    """run.json: what ran, in order, from which scenario file, on which machine (scoring reads it)."""
+    """run.json: what ran, in order, from which scenario file (with a sweep trial's values), on which
+    machine (scoring reads it)."""
     RunInfo(
         scenario=loaded.scenario.name,
         scenario_file=str(loaded.path.resolve()),
@@ -241,6 +251,7 @@ def write_run_info(
         parallel=parallel,
         experiment=experiment_fingerprint(loaded),
         experiment_sections=experiment_sections(loaded),
+        trial=trial,
     ).save(out_dir / RUN_FILE)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from testbed.results.sweep import Interval
 
@@ -21,6 +20,8 @@ LEVEL = 0.95
 
 def median_interval(values: Sequence[float], level: float = LEVEL) -> Interval | None:
     """The order-statistics interval of the median of ``values`` (None with fewer than 2)."""
+    from scipy import stats as scipy_stats  # on first use: its import costs half a second of every command
+
     n = len(values)
     if n < 2:
         return None

@@ -47,6 +47,9 @@ class RunInfo(ResultFile):
         description="the experiment's fingerprint: what a --baseline run must share (testbed.scenario.fingerprint)",
     )
     experiment_sections: dict[str, str] = Field(default_factory=dict, description="its digest per scenario section")
+    trial: dict[str, Any] | None = Field(
+        None, description="a sweep's trial: the values set in the scenario file's sweep (path -> value)"
+    )
 
 
 class ScenarioInfo(Record):

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed.report import sweep_html
 from testbed.results import RunResult
 from testbed.results.sweep import SWEEP_RESULT_FILE, SweepFile, SweepResult, TrialInfo
 from testbed.sweep.stats import SWEEP_METRICS, call_rows, sweep_statistics
@@ -59,6 +58,8 @@ def build_result(collected: Collected) -> SweepResult:
 
 def write_outputs(collected: Collected, out_dir: Path) -> SweepResult:
     """sweep-rows.jsonl, sweep-result.json and sweep.html in ``out_dir``; the report links each trial's."""
+    from testbed.report import sweep_html  # plotly: imported when a report is written
+
     result = build_result(collected)
     collected.result = result
     out_dir.mkdir(parents=True, exist_ok=True)

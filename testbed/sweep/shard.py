@@ -125,7 +125,8 @@ def run_shard(
         trial_dir = out_dir / TRIALS_DIR / trial.id
         runs = [run for run in done if run.out_dir.parent == trial_dir]
         entries = [_entry(trial, repetition) for repetition in range(1, plan.repeat + 1)]
-        write_run_info(plan.scenarios[trial.id], trial_dir, entries, min(r.workload.t0 for r in runs), parallel=at_once)
+        started = min(r.workload.t0 for r in runs)
+        write_run_info(plan.scenarios[trial.id], trial_dir, entries, started, parallel=at_once, trial=trial.parameters)
         progress(f"scoring trial {number}/{len(trials)}: {trial.id}")
         collected.add(infos[trial.id], finish(plan.scenarios[trial.id], trial_dir, options=scoring), trial_dir)
     sweep.shard.finished = time.time()

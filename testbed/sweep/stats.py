@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from testbed.results import RunResult, metric
 from testbed.results.distribution import DEFAULT_MOS_THRESHOLD
@@ -100,6 +99,8 @@ def _paired(a: MetricStats, b: MetricStats) -> list[float]:
 
 
 def _wilcoxon(differences: list[float]) -> float | None:
+    from scipy import stats as scipy_stats  # on first use (half a second of import)
+
     if not differences or not any(differences):
         return None if not differences else 1.0
     return round(float(scipy_stats.wilcoxon(differences).pvalue), 4)

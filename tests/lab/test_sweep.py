@@ -4,6 +4,8 @@ scenario (one call beside a 6 Mbit/s UDP upload) with short calls."""
 from __future__ import annotations
 
 import json
+import signal
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import yaml
 from testbed.results.sweep import SweepFile, SweepResult, TrialInfo
 from testbed.sweep.stats import sweep_statistics
 from tests.helpers import REPO
-from tests.helpers.lab import run_testbed
+from tests.helpers.lab import run_testbed, start_testbed, wait_for_line
 
 SCENARIO = REPO / "scenarios" / "uplink-sweep.yaml"
 
@@ -153,3 +155,39 @@ def test_two_variants_side_by_side(registry, no_leftovers, tmp_path):
     assert variants["ef-priority"]["harness"]["pacing_p99_ms"] is not None
     assert variants["ef-priority"]["calls"][0]["outcome"] == "connected"
     assert variants["ef-priority"]["calls"][0]["directions"]["client->gateway"]["mos_emodel"] > 4.0
+
+
+def test_ctrl_c_during_runs_side_by_side_takes_both_labs_down(registry, no_leftovers, tmp_path):
+    """SIGINT to `testbed run --parallel 2` alone (not its process group): both workers' labs come down,
+    exit 130, nothing left (no_leftovers)."""
+    path = _scenario(tmp_path, long=lambda d: d["calls"][0].update(talk="30s"))
+    process = start_testbed("run", str(path), "--parallel", "2", "--out", str(tmp_path / "out"))
+    seen = wait_for_line(process, "running the workload", timeout=60, stream="stderr")
+    if seen.count("running the workload") < 2:
+        wait_for_line(process, "running the workload", timeout=60, stream="stderr")
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert registry.runs() == []
+
+
+def test_the_python_api_runs_a_sweep_and_a_trial_rescores_as_it_ran(registry, no_leftovers, tmp_path):
+    """testbed.load(...).sweep(): one trial (10 Mbit/s, ef-priority) twice; its directory re-scores with the
+    trial's values (its run.json names them), not the base scenario's."""
+    import testbed
+
+    def one_trial(data: dict) -> None:
+        data["sweep"] = {"parameters": {"links.wan.router.rate": ["10mbit"], "variant": ["ef-priority"]}, "repeat": 2}
+        # a gain rule needs fifo beside ef-priority: the base scenario's, not the trial's (gains are the
+        # sweep's comparisons), so re-scoring with the base scenario would fail it
+        data["thresholds"].append({"metric": "mos_emodel", "min": 1.0, "variant": "ef-priority", "over": "fifo"})
+
+    experiment = testbed.load(_scenario(tmp_path, one=one_trial))
+    assert [t.id for t in experiment.plan().trials] == ["p1-ef-priority"]
+    result = experiment.sweep(tmp_path / "out", scoring=testbed.ScoringOptions(pesq=False))
+    (trial,) = result.trials
+    assert trial.repetitions == 2 and trial.metrics["mos_emodel"].median > 4.0 and trial.passed
+    rescored = testbed.score(tmp_path / "out" / "trials" / "p1-ef-priority", scoring=testbed.ScoringOptions(pesq=False))
+    assert rescored.verdict.passed and [v.name for v in rescored.variants] == ["ef-priority", "ef-priority-r2"]
+    info = json.loads((tmp_path / "out" / "trials" / "p1-ef-priority" / "run.json").read_text())
+    assert info["trial"] == {"links.wan.router.rate": "10mbit", "variant": "ef-priority"}
