@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,10 @@ from testbed.cli.common import (
     require_root,
 )
 from testbed.errors import InputError
+
+if TYPE_CHECKING:
+    from testbed.results.sweep import SweepResult
+    from testbed.sweep.plan import SweepPlan
 
 app = typer.Typer(no_args_is_help=True, help="Sweeps: trials over parameter ranges, repeated, sharded, merged.")
 merge_app = typer.Typer()
@@ -38,7 +42,10 @@ RepeatOption = Annotated[
 ]
 
 
-def _plan(scenario: Path, variant: list[str] | None, repeat: int | None, seed: int | None = None, listed: bool = False):  # type: ignore[no-untyped-def]
+def _plan(
+    scenario: Path, variant: list[str] | None, repeat: int | None, seed: int | None = None, listed: bool = False
+) -> SweepPlan:
+    """The scenario's sweep, every trial validated (the command's options over the section's)."""
     from testbed.scenario import load_scenario
     from testbed.sweep.plan import make_plan
 
@@ -72,7 +79,6 @@ def run(
     """Run a sweep (or one shard of it): every trial validated first, runs in shuffled order, each trial
     scored once every lab is down, statistics over repetitions. Exit 0 when it ran, 2 bad input, 4 failure."""
     require_root()
-    from testbed.report.sweep_console import print_sweep
     from testbed.runner import default_out_dir
     from testbed.scoring.options import ScoringOptions
     from testbed.sweep.shard import run_shard, shard_from
@@ -91,12 +97,7 @@ def run(
         scoring=ScoringOptions(pesq=not no_pesq),
         progress=progress_printer(),
     )
-    assert collected.result is not None
-    if as_json:
-        print(collected.result.model_dump_json(indent=1))
-        return
-    print_sweep(collected.result, out)
-    out.print(f"report: {out_dir / 'sweep.html'}  (sweep-result.json, sweep-rows.jsonl, trials/)", highlight=False)
+    _show(collected.result, out_dir, as_json)
 
 
 @app.command("plan")
@@ -125,9 +126,9 @@ def plan(
         highlight=False,
         soft_wrap=True,
     )
-    for row in rows:
-        values = ", ".join(f"{k}={v}" for k, v in row["parameters"].items())
-        out.print(f"  shard {row['shard']}  {row['trial']}: {values}", highlight=False)
+    for trial in the_plan.trials:
+        values = ", ".join(f"{k}={v}" for k, v in trial.parameters.items())
+        out.print(f"  shard {shard_of(the_plan, trial, shards)}  {trial.id}: {values}", highlight=False)
 
 
 @app.command("k8s-job")
@@ -187,7 +188,6 @@ def merge(
 ) -> None:
     """Join shards of one sweep: every statistic recomputed from their per-call rows; missing and duplicated
     trials listed. Exit 0 when merged (missing trials are listed, not fatal), 2 shards of different plans."""
-    from testbed.report.sweep_console import print_sweep
     from testbed.runner import default_out_dir
     from testbed.sweep.merge import merge as merge_shards
     from testbed.sweep.merge import read_shards
@@ -195,9 +195,16 @@ def merge(
     first = read_shards(directories)[0]
     out_dir = out_dir_option or default_out_dir(f"{first.scenario}-merged")
     collected = merge_shards(directories, out_dir)
-    assert collected.result is not None
+    _show(collected.result, out_dir, as_json)
+
+
+def _show(result: SweepResult | None, out_dir: Path, as_json: bool) -> None:
+    """The statistics as JSON, or the console table and where the files are."""
+    from testbed.report.sweep_console import print_sweep
+
+    assert result is not None
     if as_json:
-        print(collected.result.model_dump_json(indent=1))
+        print(result.model_dump_json(indent=1))
         return
-    print_sweep(collected.result, out)
-    out.print(f"report: {out_dir / 'sweep.html'}", highlight=False)
+    print_sweep(result, out)
+    out.print(f"report: {out_dir / 'sweep.html'}  (sweep-result.json, sweep-rows.jsonl)", highlight=False)
