@@ -273,7 +273,10 @@ def score_run_dir(
         raise InputError(f"{run_dir}: its scenario {scenario_file} is gone; thresholds need it")
     loaded = load_scenario(scenario_file)
     if info.trial is not None:  # a sweep's trial: the scenario with the trial's values set, as it ran
-        loaded = load_scenario_document(trial_document(loaded, info.runs[0].variant, info.trial))
+        try:
+            loaded = load_scenario_document(trial_document(loaded, info.runs[0].variant, info.trial))
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"{run_dir}: the trial's values no longer fit {scenario_file}: {exc}") from None
     return finish(loaded, run_dir, options=scoring, progress=progress or _quiet)
 
 

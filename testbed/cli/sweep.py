@@ -19,7 +19,7 @@ from testbed.cli.common import (
     reports_errors,
     require_root,
 )
-from testbed.errors import InputError
+from testbed.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
     from testbed.results.sweep import SweepResult
@@ -149,7 +149,7 @@ def k8s_job(
     from testbed.sweep.packaging import scenario_files
 
     the_plan = _plan(scenario, None, None)
-    files = scenario_files(the_plan.loaded)
+    files = scenario_files([the_plan.loaded, *the_plan.scenarios.values()])
     try:
         objects = job_manifest(
             name=name or _job_name(the_plan.loaded.scenario.name),
@@ -187,7 +187,8 @@ def merge(
     as_json: Annotated[bool, typer.Option("--json", help="print sweep-result.json instead of the table")] = False,
 ) -> None:
     """Join shards of one sweep: every statistic recomputed from their per-call rows; missing and duplicated
-    trials listed. Exit 0 when merged (missing trials are listed, not fatal), 2 shards of different plans."""
+    trials listed. Exit 0 when every trial has results, 1 when some are missing (the merge of the rest is
+    written), 2 shards of different plans."""
     from testbed.runner import default_out_dir
     from testbed.sweep.merge import merge as merge_shards
     from testbed.sweep.merge import read_shards
@@ -196,6 +197,9 @@ def merge(
     out_dir = out_dir_option or default_out_dir(f"{first.scenario}-merged")
     collected = merge_shards(directories, out_dir)
     _show(collected.result, out_dir, as_json)
+    if collected.missing:
+        err.print(f"incomplete: {len(collected.missing)} trials have no results", highlight=False)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _show(result: SweepResult | None, out_dir: Path, as_json: bool) -> None:

@@ -103,7 +103,16 @@ def comparison_text(comparison: Comparison, names: dict[str, str]) -> str:
             f"[{number(interval.low, metric, sign=True)}, {number(interval.high, metric, sign=True)}]"
             f"{UNITS.get(metric, '')} ({level(interval)} order-statistics interval, {pairs} pairs)"
         )
-    return text + (": holds" if comparison.holds else ": does not hold")
+    return text + ": " + verdict(comparison)
+
+
+def verdict(comparison: Comparison) -> str:
+    """holds (its interval excludes 0 at 95 %), or holds at a lower level only, or does not hold."""
+    if comparison.holds:
+        return "holds"
+    if comparison.excludes_zero and comparison.interval is not None:
+        return f"holds at {level(comparison.interval)} only (95% needs 6 repetitions)"
+    return "does not hold"
 
 
 def warnings(result: SweepResult) -> list[str]:
@@ -179,7 +188,7 @@ def print_sweep(result: SweepResult, console: Console) -> None:
     console.print(trial_table(result))
     names = short_names(swept(result))
     for comparison in result.comparisons:
-        style = "green" if comparison.holds else None
+        style = "green" if comparison.holds else "yellow" if comparison.excludes_zero else None
         console.print(comparison_text(comparison, names), style=style, markup=False, highlight=False)
     for line in warnings(result):
         console.print(line, style="yellow", markup=False, highlight=False)

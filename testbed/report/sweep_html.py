@@ -18,7 +18,17 @@ import plotly.offline
 
 from testbed.report import sweep_console
 from testbed.report.figures import mos_grade, percent
-from testbed.report.sweep_console import counted, level, number, point_label, short_names, swept, variants, warnings
+from testbed.report.sweep_console import (
+    counted,
+    level,
+    number,
+    point_label,
+    short_names,
+    swept,
+    variants,
+    verdict,
+    warnings,
+)
 from testbed.results.metrics import UNITS
 from testbed.results.sweep import Axis, MetricStats, SweepResult, TrialStats
 
@@ -223,7 +233,7 @@ def comparison_table(result: SweepResult) -> str:
     names = short_names(swept(result))
     rows = [
         "<table><tr><th>point</th><th>variant vs over</th><th>metric</th><th>median paired difference</th>"
-        "<th>Wilcoxon p</th><th>holds</th><th>disjoint</th></tr>"
+        "<th>Wilcoxon p</th><th>holds (95%)</th><th>disjoint</th></tr>"
     ]
     for c in result.comparisons:
         difference = number(c.median, c.metric, sign=True)
@@ -234,7 +244,7 @@ def comparison_table(result: SweepResult) -> str:
         rows.append(
             f"<tr><td>{_esc(point_label(c.parameters, names) or '-')}</td><td>{_esc(c.variant)} vs {_esc(c.over)}"
             f'</td><td>{_header_name(c.metric)}</td><td class="num">{difference}</td><td class="num">{p}</td>'
-            f'<td class="{"good" if c.holds else ""}">{"yes" if c.holds else "no"}</td>'
+            f'<td class="{"good" if c.holds else ""}">{_esc(verdict(c))}</td>'
             f"<td>{'yes' if c.disjoint else 'no'}</td></tr>"
         )
     return "".join(rows) + "</table>"

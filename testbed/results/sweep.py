@@ -36,6 +36,9 @@ class TrialInfo(ResultFile):
     parameters: dict[str, Any] = Field(description="path -> value for every swept axis, the variant included")
     repetitions: int
     plan_fingerprint: str
+    attempt: float | None = Field(
+        None, description="the start of the shard attempt that wrote it (sweep.json's shard.started): merge skips stale"
+    )
 
 
 class ShardInfo(Record):
@@ -76,6 +79,7 @@ class Interval(Record):
 class MetricStats(Record):
     metric: str
     repetitions: list[float | None] = Field(description="per repetition: the median over its call directions")
+    numbers: list[int] = Field(default_factory=list, description="which repetition each value is (pairing)")
     median: float | None
     interval: Interval | None = Field(description="of the median over repetitions; None with one repetition")
     p5: float | None = Field(description="5th percentile over every call direction of every repetition")
@@ -108,7 +112,8 @@ class Comparison(Record):
     median: float | None
     interval: Interval | None
     wilcoxon_p: float | None = Field(description="two-sided signed-rank test of the paired differences")
-    holds: bool = Field(description="the interval of the paired difference excludes 0")
+    excludes_zero: bool = Field(False, description="the interval of the paired difference excludes 0 (at its level)")
+    holds: bool = Field(description="it excludes 0 at 95% or more (6 repetitions or more)")
     disjoint: bool = Field(description="the two trials' intervals of the median do not overlap")
 
 

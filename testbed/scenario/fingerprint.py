@@ -1,10 +1,11 @@
 """Fingerprints: what makes two runs the same experiment, and two shards the same plan.
 
-An experiment is its topology, links (each variant's, impairments included), calls, traffic, timeline
-and variant names; the router templates under test are left out, because a baseline comparison is
-exactly a changed template against a stored run. A plan adds everything else: the router templates'
-contents and the sweep section. Files the scenario names (traces, speech) count by content, not path,
-so a checkout elsewhere gives the same fingerprint.
+An experiment is its topology (each variant's: tunnels may differ), the vendor's edge, links (each
+variant's, impairments included), calls, traffic, timeline and variant names; the router templates
+under test are left out, because a baseline comparison is exactly a changed template against a stored
+run. A plan adds everything else: the router templates' contents and the sweep section. Files the
+scenario names (traces, speech) count by content, not path, so a checkout elsewhere gives the same
+fingerprint.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 
 from testbed.scenario.load import LoadedScenario
 
-EXPERIMENT_SECTIONS = ("topology", "links", "calls", "traffic", "timeline", "variants")
+EXPERIMENT_SECTIONS = ("topology", "edge", "links", "calls", "traffic", "timeline", "variants")
 
 
 def digest(value: Any) -> str:
@@ -48,10 +49,11 @@ def _dump(model: BaseModel | Sequence[BaseModel]) -> Any:
 def experiment_sections(loaded: LoadedScenario) -> dict[str, str]:
     """A digest per section of the experiment (``EXPERIMENT_SECTIONS``), so a refusal can say what differs."""
     scenario = loaded.scenario
-    links = {name: _dump(loaded.variant(name)).get("links") for name in loaded.variant_names}
+    variants = {name: _dump(loaded.variant(name)) for name in loaded.variant_names}
     parts = {
-        "topology": _dump(scenario.topology),
-        "links": links,
+        "topology": {name: variant.get("topology") for name, variant in variants.items()},
+        "edge": _dump(scenario.edge),
+        "links": {name: variant.get("links") for name, variant in variants.items()},
         "calls": _dump(scenario.calls),
         "traffic": _dump(scenario.traffic),
         "timeline": _dump(scenario.timeline),

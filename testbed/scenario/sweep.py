@@ -40,6 +40,8 @@ class SweepSpec(Strict):
         for path, values in parameters.items():
             if not PATH_PATTERN.match(path):
                 raise ValueError(f"{path!r} is not a parameter path: keys and list indexes joined by '.'")
+            if path.split(".")[0] in ("sweep", "name"):
+                raise ValueError(f"{path}: a sweep cannot set its own section or the scenario's name")
             if not values:
                 raise ValueError(f"{path}: give at least one value")
             if len({repr(v) for v in values}) != len(values):

@@ -3,8 +3,9 @@
 Every statistic is recomputed from the shards' raw per-call rows (the trials' result.json files), never
 from their summaries: medians and percentiles do not merge. A shard of another plan (its plan
 fingerprint differs: another scenario, template, sweep or repeat) is refused; trials of the plan that no
-shard has results of are listed as missing, trials more than one shard ran as duplicated (the first
-directory given wins). Each shard's host and kernel are kept.
+shard has results of are listed as missing (results an earlier attempt at a shard left count as
+missing: each trial says which attempt wrote it), trials more than one shard ran as duplicated (the
+first directory given wins). Each shard's host and kernel are kept.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ def collect(directories: list[Path]) -> Collected:
             trial_dir = directory / TRIALS_DIR / trial
             if not (trial_dir / RESULT_FILE).is_file():
                 continue  # not finished (or not scored): missing unless another shard has it
-            if trial in collected.trial_dirs:
-                collected.duplicated.append(trial)
-                continue
             info = TrialInfo.load(trial_dir / TRIAL_FILE)
             if info.plan_fingerprint != sweep.plan_fingerprint:
                 raise InputError(f"{trial_dir}: a trial of another plan ({info.plan_fingerprint})")
+            if info.attempt != sweep.shard.started:
+                continue  # left by an earlier attempt at this shard: not this attempt's result
+            if trial in collected.trial_dirs:
+                collected.duplicated.append(trial)
+                continue
             collected.add(info, RunResult.load(trial_dir / RESULT_FILE), trial_dir)
     collected.missing = [trial for trial in files[0].trials if trial not in collected.trial_dirs]
     return collected

@@ -15,6 +15,7 @@ from testbed.sweep.stats import SWEEP_METRICS, call_rows, sweep_statistics
 
 ROWS_FILE = "sweep-rows.jsonl"
 REPORT_FILE = "sweep.html"
+OUTPUT_FILES = (ROWS_FILE, SWEEP_RESULT_FILE, REPORT_FILE, "plotly.min.js")
 
 
 @dataclass

@@ -102,8 +102,10 @@ def trial_document(loaded: LoadedScenario, variant: str, parameters: dict[str, A
     if data.get("variants"):
         own = copy.deepcopy(data["variants"][variant] or {})
         for path, value in swept.items():
-            if path.split(".")[0] in ("router", "links") and _has_parent(own, path):
-                set_path(own, path, value)
+            # the variant's own setting of the same field (its tunnels are topology.tunnels' overrides)
+            theirs = path.removeprefix("topology.") if path.startswith("topology.tunnels.") else path
+            if theirs.split(".")[0] in ("router", "links", "tunnels") and _has_parent(own, theirs):
+                set_path(own, theirs, value)
         data["variants"] = {variant: own}
     data["thresholds"] = [
         rule
@@ -161,7 +163,6 @@ def make_plan(
         fingerprint="",
         experiment_fingerprint=experiment_fingerprint(loaded),
     )
-    plan.fingerprint = digest([plan_fingerprint(loaded), chosen, plan.repeat])
     found: dict[str, list[Trial]] = {}  # a problem once, with every trial that has it
     for trial in trials:
         try:
@@ -176,6 +177,11 @@ def make_plan(
         problems.append(f"{problem} (sweep trial {ids}: {_describe(which[0].parameters)})")
     if problems:
         raise ScenarioError(problems)
+    templates = {  # a template only the sweep names (variants.x.router.template: [...]) counts too
+        trial: {name: digest(t.model_dump(mode="json")) for name, t in scenario.variant_templates.items()}
+        for trial, scenario in plan.scenarios.items()
+    }
+    plan.fingerprint = digest([plan_fingerprint(loaded), templates, chosen, plan.repeat])
     return plan
 
 
@@ -196,10 +202,17 @@ def shard_of(plan: SweepPlan, trial: Trial, total: int) -> int:
 
 
 def run_order(trials: list[Trial], repeat: int, seed: int | None) -> list[tuple[Trial, int]]:
-    """The runs (trial, repetition) in the order they run: listed (``seed`` None) or shuffled by ``seed``."""
-    runs = [(trial, repetition) for repetition in range(1, repeat + 1) for trial in trials]
-    if seed is not None:
-        random.Random(seed).shuffle(runs)
+    """The runs (trial, repetition) in the order they run: repetition by repetition, each block of every
+    trial once, listed (``seed`` None) or shuffled by ``seed`` within the block. Shuffled, drift spreads
+    over the trials; in blocks, repetition k of two variants runs close in time, so pairing them by
+    repetition (the comparisons) pairs like with like (a randomised complete block design)."""
+    shuffle = random.Random(seed).shuffle if seed is not None else None
+    runs = []
+    for repetition in range(1, repeat + 1):
+        block = [(trial, repetition) for trial in trials]
+        if shuffle is not None:
+            shuffle(block)
+        runs += block
     return runs
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from testbed.results.run import VariantRunEntry
 from testbed.results.sweep import SWEEP_FILE, TRIAL_FILE, TRIALS_DIR, ShardInfo, SweepFile, TrialInfo
 from testbed.runner import Progress, RunJob, finish, run_jobs, write_run_info
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
-from testbed.sweep.outputs import Collected, write_outputs
+from testbed.sweep.outputs import OUTPUT_FILES, Collected, write_outputs
 from testbed.sweep.plan import SweepPlan, Trial, new_seed, run_order, shard_trials
 
 
@@ -81,6 +82,8 @@ def run_shard(
 ) -> Collected:
     """Run, score and summarise this shard's trials; the files are in ``out_dir`` (see the module)."""
     trials = shard_trials(plan, shard.index, shard.total)
+    if clear_previous_attempt(out_dir, plan):
+        progress(f"{out_dir}: a previous attempt of this shard removed (a retry starts over)")
     seed = (plan.seed if plan.seed is not None else new_seed()) if plan.shuffled else None
     order = run_order(trials, plan.repeat, seed)
     at_once = max(1, min(parallel, len(order)))
@@ -107,7 +110,7 @@ def run_shard(
         shard_trials=[trial.id for trial in trials],
     )
     sweep.save(out_dir / SWEEP_FILE)
-    infos = {trial.id: _trial_info(plan, trial) for trial in trials}
+    infos = {trial.id: _trial_info(plan, trial, sweep.shard.started) for trial in trials}
     for trial in trials:
         infos[trial.id].save(out_dir / TRIALS_DIR / trial.id / TRIAL_FILE)
     progress(
@@ -135,7 +138,24 @@ def run_shard(
     return collected
 
 
-def _trial_info(plan: SweepPlan, trial: Trial) -> TrialInfo:
+def clear_previous_attempt(out_dir: Path, plan: SweepPlan) -> bool:
+    """A directory that holds an attempt at a shard of this plan (a Kubernetes retry writes where the
+    failed pod did) is emptied of its trials and outputs, so none of its results pass for the new
+    attempt's; a directory of anything else is refused."""
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return False
+    if not (out_dir / SWEEP_FILE).is_file():
+        raise InputError(f"{out_dir}: not empty and not a shard of a sweep; give an empty or new --out")
+    previous = SweepFile.load(out_dir / SWEEP_FILE)
+    if previous.plan_fingerprint != plan.fingerprint:
+        raise InputError(f"{out_dir}: holds a shard of another plan ({previous.plan_fingerprint}); give another --out")
+    shutil.rmtree(out_dir / TRIALS_DIR, ignore_errors=True)
+    for name in (SWEEP_FILE, *OUTPUT_FILES):
+        (out_dir / name).unlink(missing_ok=True)
+    return True
+
+
+def _trial_info(plan: SweepPlan, trial: Trial, attempt: float) -> TrialInfo:
     return TrialInfo(
         trial=trial.id,
         index=trial.index,
@@ -144,4 +164,5 @@ def _trial_info(plan: SweepPlan, trial: Trial) -> TrialInfo:
         parameters=trial.parameters,
         repetitions=plan.repeat,
         plan_fingerprint=plan.fingerprint,
+        attempt=attempt,
     )

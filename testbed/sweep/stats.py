@@ -5,8 +5,10 @@ that failed to connect counts as MOS 1); the trial's figure is the median over r
 order-statistics interval (``testbed.stats``: 95 % needs 6 repetitions; with fewer the interval says
 the level it reaches, 3 repetitions 75 %). Also the 5th percentile
 over every call direction of every repetition and the share below the MOS bar. Variants at one point
-are compared paired by repetition (repetition k against repetition k): the median paired difference with
-the same interval and a Wilcoxon signed-rank test. Pure: rows in, typed records out (numpy, scipy).
+are compared paired by repetition (repetition k against repetition k, which ran in the same block of
+the shuffled order): the median paired difference with the same interval and a Wilcoxon signed-rank
+test; the difference holds when its interval excludes 0 at 95 % (fewer than 6 repetitions: it can
+exclude 0 only at the level it reaches, and the result says so). Pure: rows in, typed records out.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from testbed.results import RunResult, metric
+from testbed.results import CallScores, RunResult, metric
 from testbed.results.distribution import DEFAULT_MOS_THRESHOLD
 from testbed.results.sweep import VARIANT_AXIS, Comparison, MetricStats, TrialInfo, TrialStats
-from testbed.stats import median, median_interval
+from testbed.stats import LEVEL, median, median_interval
 
 SWEEP_METRICS = ("mos_emodel", "mos_pesq", "loss", "p95_delay", "jitter")
 COMPARED_METRICS = ("mos_emodel", "mos_pesq")
@@ -34,6 +36,7 @@ def call_rows(trial: TrialInfo, result: RunResult) -> list[Row]:
     rows = []
     for run in result.variants:
         bar = run.distribution.threshold if run.distribution else DEFAULT_MOS_THRESHOLD
+        scored = _scored_metrics(run.calls)
         for call in run.calls:
             for label, direction in call.directions.items():
                 row: Row = {
@@ -48,11 +51,21 @@ def call_rows(trial: TrialInfo, result: RunResult) -> list[Row]:
                 }
                 for name in SWEEP_METRICS:
                     value = metric(call, direction, name)
-                    if value is None and call.outcome != "connected" and name.startswith("mos"):
-                        value = 1.0
+                    if value is None and call.outcome != "connected" and name in scored:
+                        value = 1.0  # a failed call, where the run scored that MOS at all
                     row[name] = value
                 rows.append(row)
     return rows
+
+
+def _scored_metrics(calls: list[CallScores]) -> set[str]:
+    """The MOS metrics a run scored for some call (PESQ is off with --no-pesq, or sampled): only for those
+    does a call that never connected count as MOS 1, else PESQ's figures would be failed calls alone."""
+    return {
+        name
+        for name in ("mos_emodel", "mos_pesq")
+        if any(metric(call, direction, name) is not None for call in calls for direction in call.directions.values())
+    }
 
 
 def _metric_stats(name: str, rows: list[Row], repetitions: list[int]) -> MetricStats:
@@ -65,6 +78,7 @@ def _metric_stats(name: str, rows: list[Row], repetitions: list[int]) -> MetricS
     return MetricStats(
         metric=name,
         repetitions=per_repetition,
+        numbers=repetitions,
         median=median(present),
         interval=median_interval(present),
         p5=round(float(np.percentile(pooled, 5)), 4) if pooled else None,
@@ -93,8 +107,10 @@ def trial_stats(trial: TrialInfo, rows: list[Row], passed: bool | None = None) -
 
 
 def _paired(a: MetricStats, b: MetricStats) -> list[float]:
+    """Repetition k of one trial against repetition k of the other, for every k both have a value of."""
+    theirs = {k: y for k, y in zip(b.numbers, b.repetitions, strict=True) if y is not None}
     return [
-        round(x - y, 4) for x, y in zip(a.repetitions, b.repetitions, strict=False) if x is not None and y is not None
+        round(x - theirs[k], 4) for k, x in zip(a.numbers, a.repetitions, strict=True) if x is not None and k in theirs
     ]
 
 
@@ -111,6 +127,7 @@ def compare(variant: TrialStats, over: TrialStats, name: str) -> Comparison:
     a, b = variant.metrics[name], over.metrics[name]
     differences = _paired(a, b)
     interval = median_interval(differences)
+    excludes_zero = interval is not None and (interval.low > 0 or interval.high < 0)
     return Comparison(
         point=variant.point,
         parameters={k: v for k, v in variant.parameters.items() if k != VARIANT_AXIS},
@@ -121,7 +138,8 @@ def compare(variant: TrialStats, over: TrialStats, name: str) -> Comparison:
         median=median(differences),
         interval=interval,
         wilcoxon_p=_wilcoxon(differences),
-        holds=interval is not None and (interval.low > 0 or interval.high < 0),
+        excludes_zero=excludes_zero,
+        holds=excludes_zero and interval is not None and interval.level >= LEVEL,
         disjoint=a.interval is not None
         and b.interval is not None
         and (a.interval.low > b.interval.high or a.interval.high < b.interval.low),

@@ -139,3 +139,47 @@ def test_fingerprints_leave_the_router_templates_out_of_the_experiment(tmp_path)
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     assert experiment_fingerprint(load_scenario(_write(moved, _data(), "a.yaml"))) == experiment_fingerprint(base)
+
+
+def test_a_swept_tunnel_setting_wins_over_the_variants_own(tmp_path):
+    """vpn.yaml's variants set copy_dscp themselves; the sweep's value must be the one that runs."""
+    data = yaml.safe_load((REPO / "scenarios" / "vpn.yaml").read_text())
+    data["sweep"] = {"parameters": {"topology.tunnels.vpn.copy_dscp": [True, False], "variant": ["tunnel"]}}
+    plan = make_plan(load_scenario(_write(tmp_path, data)))
+    ran = [plan.scenarios[t.id].variant("tunnel").topology.tunnels["vpn"].copy_dscp for t in plan.trials]
+    assert ran == [True, False]
+
+
+def test_a_template_only_the_sweep_names_is_in_the_plan_fingerprint(tmp_path):
+    routers = tmp_path / "routers"
+    routers.mkdir()
+    mine = (REPO / "scenarios" / "routers" / "ef-priority.yaml").read_text()
+    (routers / "mine.yaml").write_text(mine)
+    data = _data()
+    data["sweep"]["parameters"] = {"variants.ef-priority.router.template": ["ef-priority", "mine"]}
+    path = _write(tmp_path, data)
+    before = make_plan(load_scenario(path)).fingerprint
+    (routers / "mine.yaml").write_text(mine.replace("description:", "description: changed,", 1))
+    assert make_plan(load_scenario(path)).fingerprint != before
+    from testbed.sweep.packaging import scenario_files
+
+    plan = make_plan(load_scenario(path))
+    assert "mine.yaml" in scenario_files([plan.loaded, *plan.scenarios.values()])
+
+
+def test_a_variants_tunnels_are_part_of_the_experiment(tmp_path):
+    data = yaml.safe_load((REPO / "scenarios" / "vpn.yaml").read_text())
+    base = experiment_sections(load_scenario(REPO / "scenarios" / "vpn.yaml"))
+    data["variants"]["tunnel"]["tunnels"]["vpn"]["copy_dscp"] = True
+    changed = experiment_sections(load_scenario(_write(tmp_path, data)))
+    assert [k for k in base if base[k] != changed[k]] == ["topology"]
+
+
+def test_the_order_runs_every_trial_once_per_repetition_block():
+    plan = make_plan(load_scenario(SWEEP))
+    order = run_order(plan.trials, 3, 11)
+    for block in range(3):
+        runs = order[block * 6 : (block + 1) * 6]
+        assert {r for _, r in runs} == {block + 1} and sorted(t.id for t, _ in runs) == sorted(
+            t.id for t in plan.trials
+        )

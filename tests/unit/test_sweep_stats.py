@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from testbed.report.baseline import DEFAULT_TOLERANCE, compare
-from testbed.results import CallScores, DirectionScores, RunResult
+from testbed.results import CallScores, DirectionScores
 from testbed.results.sweep import TrialInfo
 from testbed.stats import median_interval
-from testbed.sweep.stats import sweep_statistics
+from testbed.sweep.stats import call_rows, sweep_statistics
+from tests.helpers.results import one_call, run_result
 
 
 def _coverage(j: int, n: int) -> float:
@@ -95,62 +96,55 @@ def test_the_repetition_is_the_replicate_and_pairs_compare_repetition_by_repetit
     assert not same.holds  # the same values in another order: the paired differences straddle 0
 
 
-def _call(mos: float) -> CallScores:
-    return CallScores(
-        id="call",
-        name="call",
-        outcome="connected",
-        reason="",
-        setup_s=0.1,
-        codec="opus",
-        dscp=46,
-        directions={"a->b": DirectionScores(codec="opus", wideband=True, mos_emodel=mos, mos_pesq=mos)},
-    )
-
-
-def _baseline(values: list[float]) -> RunResult:
-    """A stored run whose only variant 'ef' ran len(values) times."""
-    variants = [
-        {
-            "name": f"ef-r{k}",
-            "variant": "ef",
-            "repetition": k,
-            "description": "",
-            "router_template": None,
-            "t0": 0,
-            "duration_s": 1,
-            "calls": [_call(mos).model_dump(by_alias=True)],
-            "traffic": [],
-            "timeline": [],
-            "queues": {"classes": {}, "samples": []},
-            "impairment_engine": None,
-            "agents": {},
-        }
-        for k, mos in enumerate(values, start=1)
-    ]
-    environment = {"host": "h", "kernel": "k", "python": "3", "backend": [], "impairment_engine": [], "started": 0}
-    environment["scored_on"] = {"host": "h", "kernel": "k", "python": "3"}
-    return RunResult.model_validate(
-        {
-            "scenario": {"name": "s", "description": "", "file": "s.yaml", "experiment": "e"},
-            "environment": environment,
-            "variants": variants,
-            "thresholds": [],
-            "verdict": {"passed": True, "checks": 0, "failed": 0, "first_failure": None},
-        }
-    )
-
-
 def test_a_baseline_fails_a_drop_beyond_twice_its_spread_and_its_range():
-    stored = _baseline([4.40, 4.30])  # spread 0.1: tolerance 0.2
-    ok = compare([("ef", 1, [_call(4.25)])], stored, "b")
+    stored = run_result([4.40, 4.30])  # spread 0.1: tolerance 0.2
+    ok = compare([("ef", 1, [one_call(4.25)])], stored, "b")
     assert all(c.passed for c in ok) and "tolerance 0.20, 2x the baseline's spread" in ok[0].rule
-    bad = compare([("ef", 1, [_call(4.05)])], stored, "b")
+    bad = compare([("ef", 1, [one_call(4.05)])], stored, "b")
     assert len(bad) == 2 and not any(c.passed for c in bad)
     assert bad[0].call == "call" and "mos_emodel 4.05" in bad[0].message and "vs baseline 4.35" in bad[0].message
-    overlapping = compare([("ef", 1, [_call(4.05)]), ("ef", 2, [_call(4.35)])], stored, "b")
+    overlapping = compare([("ef", 1, [one_call(4.05)]), ("ef", 2, [one_call(4.35)])], stored, "b")
     assert all(c.passed for c in overlapping)  # the medians differ by 0.15 and the ranges overlap
-    single = compare([("ef", 1, [_call(4.2)])], _baseline([4.4]), "b")  # no spread measured: the default
+    single = compare([("ef", 1, [one_call(4.2)])], run_result([4.4]), "b")  # no spread measured: the default
     assert all(c.passed for c in single) and f"tolerance {DEFAULT_TOLERANCE:.2f}, default" in single[0].rule
-    assert not compare([("ef", 1, [_call(4.2)])], _baseline([4.4]), "b", tolerance=0.1)[0].passed
-    assert compare([("other", 1, [_call(1.0)])], stored, "b") == []  # a variant the baseline lacks
+    assert not compare([("ef", 1, [one_call(4.2)])], run_result([4.4]), "b", tolerance=0.1)[0].passed
+    assert compare([("other", 1, [one_call(1.0)])], stored, "b") == []  # a variant the baseline lacks
+
+
+def test_pairs_are_keyed_by_repetition_number_not_position():
+    a = _rows("p1-a", [[4.0], [4.1], [4.2]])
+    b = [row for row in _rows("p1-b", [[4.0], [9.9], [4.3]]) if row["repetition"] != 2]  # b's 2nd never finished
+    comparison = sweep_statistics([_info("p1-a", "a", 0), _info("p1-b", "b", 1)], a + b)[1][0]
+    assert comparison.differences == [0.0, pytest.approx(0.1)]  # b - a: 1 with 1, 3 with 3 (not 3 with 2)
+
+
+def test_a_noisy_variant_does_not_widen_another_variants_tolerance():
+    stored = run_result([4.40, 4.38])
+    noisy = run_result([1.0, 2.5])
+    for run in noisy.variants:
+        run.variant = "fifo"
+    stored.variants += noisy.variants
+    checks = {c.variant: c for c in compare([("ef", 1, [one_call(4.0)]), ("fifo", 1, [one_call(2.0)])], stored, "b")}
+    assert not checks["ef"].passed and "tolerance 0.10" in checks["ef"].rule  # 2 x 0.02, at least 0.1
+    assert checks["fifo"].passed and "tolerance 3.00" in checks["fifo"].rule
+
+
+def test_a_failed_call_counts_as_mos_1_only_where_the_run_scored_that_mos():
+    failed = CallScores(
+        id="f",
+        name="f",
+        outcome="failed",
+        reason="not connected",
+        setup_s=None,
+        codec="opus",
+        dscp=46,
+        directions={"a->b": DirectionScores(codec="opus", wideband=True)},
+    )
+    unscored = one_call(4.3).model_copy(
+        update={"directions": {"a->b": DirectionScores(codec="opus", wideband=True, mos_emodel=4.3)}}
+    )  # --no-pesq: E-model only
+    result = run_result([4.4])
+    result.variants[0].calls = [unscored, failed]
+    rows = call_rows(_info("p1-ef", "ef", 0), result)
+    by_call = {row["call"]: row for row in rows}
+    assert by_call["f"]["mos_emodel"] == 1.0 and by_call["f"]["mos_pesq"] is None
