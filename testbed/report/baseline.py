@@ -21,6 +21,7 @@ from pathlib import Path
 
 from testbed.errors import InputError
 from testbed.results import RESULT_FILE, CheckResult, RunResult, metric
+from testbed.results.metrics import scored_metrics
 from testbed.results.scores import CallScores
 from testbed.scenario.fingerprint import experiment_fingerprint, experiment_sections
 from testbed.scenario.load import LoadedScenario
@@ -52,12 +53,8 @@ def load_baseline(run_dir: Path, loaded: LoadedScenario) -> RunResult:
 
 def _values(runs: Repetitions) -> Values:
     values: Values = defaultdict(list)
+    scored = scored_metrics([call for _, _, calls in runs for call in calls])
     for variant, _repetition, calls in runs:
-        scored = {
-            n
-            for n in BASELINE_METRICS
-            if any(metric(c, d, n) is not None for c in calls for d in c.directions.values())
-        }
         for call in calls:
             for label, direction in call.directions.items():
                 for name in BASELINE_METRICS:

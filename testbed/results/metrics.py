@@ -43,3 +43,13 @@ def metric(call: CallScores, direction: DirectionScores | UnscoredDirection | No
     if name == "p95_delay":
         return network.delay.p95_ms
     return network.jitter.mean_ms
+
+
+def scored_metrics(calls: list[CallScores]) -> set[str]:
+    """The MOS metrics a call that never connected counts as 1 in: the E-model always (scoring computes it
+    for every call that connected), PESQ where some call of the same run(s) has it (it is off with
+    --no-pesq, and sampled with many calls), else PESQ's figures would be the failed calls' alone."""
+    pesq = any(
+        metric(call, direction, "mos_pesq") is not None for call in calls for direction in call.directions.values()
+    )
+    return {"mos_emodel", "mos_pesq"} if pesq else {"mos_emodel"}

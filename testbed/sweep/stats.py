@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from testbed.results import CallScores, RunResult, metric
+from testbed.results import RunResult, metric
 from testbed.results.distribution import DEFAULT_MOS_THRESHOLD
+from testbed.results.metrics import scored_metrics
 from testbed.results.sweep import VARIANT_AXIS, Comparison, MetricStats, TrialInfo, TrialStats
 from testbed.stats import LEVEL, median, median_interval
 
@@ -34,9 +35,9 @@ def call_rows(trial: TrialInfo, result: RunResult) -> list[Row]:
     """One row per call direction of every repetition of a trial: the raw material every statistic is
     recomputed from (a merge concatenates the rows of all shards)."""
     rows = []
+    scored = scored_metrics([call for run in result.variants for call in run.calls])
     for run in result.variants:
         bar = run.distribution.threshold if run.distribution else DEFAULT_MOS_THRESHOLD
-        scored = _scored_metrics(run.calls)
         for call in run.calls:
             for label, direction in call.directions.items():
                 row: Row = {
@@ -56,16 +57,6 @@ def call_rows(trial: TrialInfo, result: RunResult) -> list[Row]:
                     row[name] = value
                 rows.append(row)
     return rows
-
-
-def _scored_metrics(calls: list[CallScores]) -> set[str]:
-    """The MOS metrics a run scored for some call (PESQ is off with --no-pesq, or sampled): only for those
-    does a call that never connected count as MOS 1, else PESQ's figures would be failed calls alone."""
-    return {
-        name
-        for name in ("mos_emodel", "mos_pesq")
-        if any(metric(call, direction, name) is not None for call in calls for direction in call.directions.values())
-    }
 
 
 def _metric_stats(name: str, rows: list[Row], repetitions: list[int]) -> MetricStats:

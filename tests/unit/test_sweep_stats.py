@@ -148,3 +148,7 @@ def test_a_failed_call_counts_as_mos_1_only_where_the_run_scored_that_mos():
     rows = call_rows(_info("p1-ef", "ef", 0), result)
     by_call = {row["call"]: row for row in rows}
     assert by_call["f"]["mos_emodel"] == 1.0 and by_call["f"]["mos_pesq"] is None
+    alone = run_result([4.4, 4.3])  # PESQ scored in repetition 1; repetition 2's only call failed
+    alone.variants[1].calls = [failed]
+    rows = [row for row in call_rows(_info("p1-ef", "ef", 0), alone) if row["repetition"] == 2]
+    assert rows[0]["mos_emodel"] == 1.0 and rows[0]["mos_pesq"] == 1.0
