@@ -16,7 +16,7 @@ from typing import Any
 
 from testbed.codecs import codec
 from testbed.errors import InputError
-from testbed.rescore import score_variant
+from testbed.rescore_pool import score_variants
 from testbed.results import metric as metric_of
 from testbed.results.run import VariantRunEntry
 from testbed.runner import run_variant
@@ -88,7 +88,7 @@ def run_trial(
         impairment_engine=impairment_engine,
         purpose=f"capacity {loaded.path} {variant} x{calls}",
     )
-    scores = score_variant(out_dir, run.workload, ScoringOptions(pesq=metric == "mos_pesq"))
+    scores = score_variants([(out_dir, run.workload)], ScoringOptions(pesq=metric == "mos_pesq"))[0]
     values = [metric_of(call, direction, metric) for call in scores.calls for direction in call.directions.values()]
     connected = sum(call.outcome == "connected" for call in scores.calls)
     worst = None if not values or any(v is None for v in values) else min(v for v in values if v is not None)

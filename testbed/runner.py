@@ -28,7 +28,7 @@ from testbed.report import html
 from testbed.report import junit as junit_report
 from testbed.report import result as result_file
 from testbed.report.thresholds import evaluate
-from testbed.rescore import score_variant
+from testbed.rescore_pool import score_variants
 from testbed.results import (
     LAB_FILE,
     RUN_FILE,
@@ -131,7 +131,10 @@ def run_variant(
             timeline_templates=loaded.timeline_templates,
             progress=lambda message: progress(f"variant {name}: {message}"),
         ).run()
+        finished = time.perf_counter()
     description.impairment_engine.stats = lab.engine_stats  # final counters, after teardown
+    workload.phases["lab_up"] = round(lab.up_seconds or 0.0, 4)
+    workload.phases["teardown"] = round(time.perf_counter() - finished, 4)
     write_variant_files(out_dir, workload, description)
     return VariantRun(name, entry.variant, entry.repetition, out_dir, workload, description)
 
@@ -269,23 +272,16 @@ def software_versions() -> dict[str, str]:
 def score_run(
     run_dir: Path, info: RunInfo, *, options: ScoringOptions = DEFAULT_SCORING, progress: Progress = _quiet
 ) -> list[result_file.ScoredVariant]:
-    """Score every variant run of a run directory from its files (writes each variant's scores.json)."""
-    scored = []
-    for entry in info.runs:
-        variant_dir = run_dir / entry.name
-        workload = WorkloadRecord.load(variant_dir / WORKLOAD_FILE)
-        scores = score_variant(variant_dir, workload, options=options, progress=progress)
-        scored.append(
-            result_file.ScoredVariant(
-                entry.name,
-                entry.variant,
-                entry.repetition,
-                workload,
-                LabDescription.load(variant_dir / LAB_FILE),
-                scores,
-            )
+    """Score every variant run of a run directory from its files, on every core (``rescore_pool``;
+    writes each variant's scores.json)."""
+    variants = [(run_dir / e.name, WorkloadRecord.load(run_dir / e.name / WORKLOAD_FILE)) for e in info.runs]
+    all_scores = score_variants(variants, options, progress)
+    return [
+        result_file.ScoredVariant(
+            entry.name, entry.variant, entry.repetition, workload, LabDescription.load(variant_dir / LAB_FILE), scores
         )
-    return scored
+        for entry, (variant_dir, workload), scores in zip(info.runs, variants, all_scores, strict=True)
+    ]
 
 
 def finish(
@@ -308,6 +304,7 @@ def finish(
         by_variant.setdefault(variant.variant, []).extend(
             call.model_copy(update={"id": call.id + suffix}) for call in variant.scores.calls
         )
+    progress("checking thresholds, writing the reports")
     checks = evaluate(loaded.scenario.thresholds, by_variant)
     if baseline is not None:
         runs = [(v.variant, v.repetition, v.scores.calls) for v in scored]

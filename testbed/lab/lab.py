@@ -178,9 +178,10 @@ class Lab:
                 links.wire_segment(self.netlink, segment, self.nodes, switch)
             links.configure_addresses(self.netlink, self.plan, self.nodes)
             tunnels.wire(self.netlink, self.scenario.topology, self.plan, self.nodes)
-            self.apply_impairments(self.links)
-            if self.router_template is not None and self.router is not None:
-                self.set_router_template(self.router_template)
+            with self.impairment_engines.starting_together():
+                self.apply_impairments(self.links)
+                if self.router_template is not None and self.router is not None:
+                    self.set_router_template(self.router_template)
             if files is not None:
                 self.services = services.start(
                     self.scenario, self.nodes, self.plan, files, self.run.run_id, self.log_dir

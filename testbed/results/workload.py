@@ -172,3 +172,8 @@ class WorkloadRecord(ResultFile):
     agents: dict[str, dict[str, Any]] = Field(description="node -> CPU its agent and children used")
     endpoints: dict[str, dict[str, Any]] = Field(default_factory=dict, description="node/kind -> endpoint statistics")
     out_dir: str
+    phases: dict[str, float] = Field(
+        default_factory=dict,
+        description="seconds per harness phase: lab_up, agents_ready (agents, endpoints prepared, taps), workload "
+        "(t0 to the scenario's last action), drain (calls hanging up), collect (records, agents closed), teardown",
+    )

@@ -159,7 +159,10 @@ def score_direction(
     decodable = len(received.payloads) == len(received.seq)
     ends = missing_ends(sent.rtp_ts, received.rtp_ts, call_codec(codec).frame_ticks)
     fec = options.fec
-    heard = playout(received, codec, buffer, decode=decodable, missing_ends=ends, fec=fec)
+    # decoded only for what needs the audio (PESQ, ViSQOL, the WAVs beside them): the schedule, its
+    # concealment and FEC recoveries, and so the E-model, come from the packets alone
+    decode = decodable and (options.pesq or options.visqol)
+    heard = playout(received, codec, buffer, decode=decode, missing_ends=ends, fec=fec)
     network_ms = stats.delay.mean_ms if np.isfinite(stats.delay.mean_ms) else 0.0
     buffer_ms = heard.mean_buffer_delay_ms if np.isfinite(heard.mean_buffer_delay_ms) else 0.0
     ta = emodel.absolute_delay_ms(network_ms, params, buffer_ms)

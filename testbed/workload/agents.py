@@ -13,6 +13,7 @@ import queue
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,7 +33,7 @@ class AgentError(LabError):
 class AgentClient:
     """One agent process inside one node."""
 
-    def __init__(self, node: Node, events: queue.Queue[Event]):
+    def __init__(self, node: Node, events: queue.Queue[Event], wait: bool = True):
         self.node = node
         self.events = events
         self._ids = itertools.count(1)
@@ -52,11 +53,16 @@ class AgentClient:
         assert self.process.stdout is not None
         follow(self.process.stdout, self._handle, name=f"agent {node.name}", on_end=self._gone)
         threading.Thread(target=self._read_stderr, name=f"agent {node.name} stderr", daemon=True).start()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait for the agent's ready line (``wait=False`` agents: several start at once this way)."""
         try:
             self._ready.result(READY_TIMEOUT)
         except Exception:
             self.close()
-            raise LabError(f"the agent in node {node.name} did not start: {self.last_words()}") from None
+            raise LabError(f"the agent in node {self.node.name} did not start: {self.last_words()}") from None
 
     def promote(self) -> None:
         """Real-time priority for the agent's pacing; from the host too, since containers may not set it."""
@@ -123,13 +129,17 @@ class AgentClient:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def close(self, timeout: float = 15.0) -> None:
-        """Ask the agent to finish (closing stdin ends calls and children), then make sure it is gone."""
+    def ask_to_finish(self) -> None:
+        """Close the agent's stdin: it ends its calls and children and exits."""
         try:
-            if self.process.stdin:
+            if self.process.stdin and not self.process.stdin.closed:
                 self.process.stdin.close()
         except OSError:
             pass
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Ask the agent to finish, then make sure it is gone."""
+        self.ask_to_finish()
         stop_process(self.process, timeout, terminate=False)
 
 
@@ -146,6 +156,16 @@ class Agents:
             self.clients[node] = AgentClient(self.nodes[node], self.events)
         return self.clients[node]
 
+    def start(self, nodes: Iterable[str]) -> None:
+        """Start the agents of ``nodes`` at once (their interpreters' start-up overlaps) and wait for all."""
+        started = []
+        for node in dict.fromkeys(nodes):
+            if node not in self.clients:
+                self.clients[node] = AgentClient(self.nodes[node], self.events, wait=False)
+                started.append(self.clients[node])
+        for client in started:
+            client.wait_ready()
+
     def promote_all(self) -> None:
         """Real-time priority for every agent started so far (once their endpoints are prepared)."""
         for client in self.clients.values():
@@ -160,6 +180,9 @@ class Agents:
                 return drained
 
     def close(self) -> None:
+        """Ask every agent to finish at once (each ends its calls and children), then wait for each."""
+        for client in self.clients.values():
+            client.ask_to_finish()
         for client in self.clients.values():
             client.close()
         self.clients.clear()

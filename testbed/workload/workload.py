@@ -66,6 +66,8 @@ class Workload:
         self.traffic_records: dict[str, TrafficRecord] = {}
         self.log: list[dict[str, Any]] = []
         self.t0 = 0.0
+        self.phases: dict[str, float] = {}  # seconds per phase of the harness (bench/run_overhead.py)
+        self._schedule_done: float | None = None
         self._actions: list[tuple[float, int, str, Callable[[], None]]] = []
         # what only bounds calls with a talk time (their fallback end, traffic that stops at the end):
         # once every call has ended, these run at once instead of at their bound
@@ -115,6 +117,7 @@ class Workload:
     # ------------------------------------------------------------ running
 
     def run(self) -> WorkloadRecord:
+        started = time.perf_counter()
         end = self.duration()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "calls").mkdir(exist_ok=True)
@@ -122,18 +125,28 @@ class Workload:
         sampler_targets = self._queue_targets()
         prepare_speech(self.calls, self.out_dir / "speech")
         with Agents(self.lab.nodes) as self.agents:
+            # every agent the workload will use, at once: none starts later, in the middle of the calls
+            self.agents.start([*self._call_nodes(), *(n for t in self.traffic.values() for n in (t.to, t.from_))])
             service = self.lab.services.signalling
             if service is not None and self.calls:
                 signal_through_lab(self.agents, self.calls, service.url, service.ca_file)
+            taps, taps_starting = self._start_taps()  # the taps' start-up overlaps the endpoints' preparing
             prepare(self.agents, self.calls)
             self.agents.promote_all()
-            taps = self._start_taps()
+            for future in taps_starting:
+                future.result(30.0)
             with QueueSampler(sampler_targets, interval=1.0) as sampler:
                 sampler_epoch = time.time()
                 self.t0 = time.time()
+                self.phases["agents_ready"] = time.perf_counter() - started
+                ready = time.perf_counter()
                 self._plan(end)
                 self.progress(f"workload: {len(self.calls)} call(s), {len(self.traffic)} traffic flow(s), {end:g}s")
                 self._loop()
+                schedule_done = self._schedule_done or time.perf_counter()
+                self.phases["workload"] = schedule_done - ready
+                self.phases["drain"] = time.perf_counter() - schedule_done
+                collecting = time.perf_counter()
                 self._pool.shutdown(wait=True)
                 for name in list(self.traffic_records):
                     if self.traffic_records[name].stopped_at is None:
@@ -142,6 +155,7 @@ class Workload:
             usage = {node: client.call("usage") for node, client in self.agents.clients.items()}
             endpoints = {node: client.call("endpoint_stats") for node, client in self.agents.clients.items()}
         self.lab.check_engines()
+        self.phases["collect"] = time.perf_counter() - collecting
         shift = sampler_epoch - self.t0
         queues = [s.model_copy(update={"time": round(s.time + shift, 3)}) for s in sampler.samples]
         return WorkloadRecord.model_validate(
@@ -161,6 +175,7 @@ class Workload:
                     f"{node}/{kind}": stats for node, kinds in endpoints.items() for kind, stats in kinds.items()
                 },
                 "out_dir": str(self.out_dir),
+                "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
             }
         )
 
@@ -182,6 +197,8 @@ class Workload:
             for call in self.calls:
                 check_setup_timeout(call, time.time())
             self.lab.check_engines()
+            if not self._actions and self._schedule_done is None:
+                self._schedule_done = time.perf_counter()  # the scenario's last action: what follows is drain
             if not self._actions and all(future.done() for future in self._futures):
                 for future in self._futures:
                     future.result()  # a bug in a call action surfaces here, not silently
@@ -290,29 +307,36 @@ class Workload:
     def _call_nodes(self) -> list[str]:
         return sorted({n for c in self.calls for n in (c.caller, c.callee)})
 
-    def _start_taps(self) -> dict[str, str]:
+    def _start_taps(self) -> tuple[dict[str, str], list[Future[dict[str, Any]]]]:
+        """Ask for a tap on every interface of every call node; the futures resolve when each is ready."""
         from testbed.media.tap import tap_command
 
         taps = {}
+        starting = []  # every tap at once: each waits for its own ready line in its agent
         for node in self._call_nodes():
             for interface in self.lab.plan.node_interfaces(node):
                 prefix = str(self.out_dir / "taps" / f"{node}-{interface.ifname}")
-                self.agents[node].call(
-                    "child_start",
-                    name=f"tap-{interface.ifname}",
-                    argv=tap_command(interface.ifname, prefix, python=self.lab.node(node).python),
+                starting.append(
+                    self.agents[node].request(
+                        "child_start",
+                        name=f"tap-{interface.ifname}",
+                        argv=tap_command(interface.ifname, prefix, python=self.lab.node(node).python),
+                    )
                 )
                 taps[f"{node}/{interface.ifname}"] = prefix
-        return taps
+        return taps, starting
 
     def _stop_taps(self, taps: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """Stop every tap; each one's closing summary (packets, the kernel's drop counter, CPU)."""
+        """Stop every tap (all at once: each writes its records as it ends); each one's closing summary
+        (packets, the kernel's drop counter, CPU)."""
         summaries: dict[str, dict[str, Any]] = {}
-        for key in taps:
-            node, interface = key.split("/")
+        stopping = {
+            key: self.agents[key.split("/")[0]].request("child_stop", name=f"tap-{key.split('/')[1]}") for key in taps
+        }
+        for key, future in stopping.items():
             try:
-                stopped = self.agents[node].call("child_stop", timeout=60, name=f"tap-{interface}")
-            except AgentError as exc:
+                stopped = future.result(60.0)
+            except (AgentError, TimeoutError) as exc:
                 self.progress(f"tap {key}: {exc}")
                 continue
             done = [r for r in stopped.get("reports", []) if r.get("event") == "done"]

@@ -98,6 +98,12 @@ class EngineProcess:
         self._rule_added = False
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process; ``wait_ready`` finishes the start (several engines start at once this way:
+        their interpreters' start-up overlaps)."""
         self.process = self.node.popen(
             [self.node.python, "-m", ENGINE.marker, self.config.to_json()],
             stdout=subprocess.PIPE,
@@ -113,6 +119,10 @@ class EngineProcess:
             on_text=self._text,
             on_end=self._ready.set,  # wake start() if the process ended before it was ready
         )
+
+    def wait_ready(self) -> None:
+        """Wait for the engine's ready line, then raise its priority and queue the link end's packets to it."""
+        assert self.process is not None
         if not self._ready.wait(READY_TIMEOUT) or not self._said_ready:
             stop_process(self.process, 0, terminate=False)
             raise LabError(
