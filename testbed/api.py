@@ -139,8 +139,6 @@ class Experiment:
         impairment_engine: str | None = None,
     ) -> SweepResult:
         """Run the sweep, or shard ``"I/N"`` of it, as `testbed sweep run` does; the statistics come back."""
-        if self.loaded.scenario.sweep is None:
-            raise InputError(f"{self.loaded.path}: no sweep section")
         plan = make_plan(self.loaded, repeat=repeat, seed=seed)
         directory = Path(out_dir) if out_dir is not None else default_out_dir(f"{self.name}-sweep")
         collected = run_shard(

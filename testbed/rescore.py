@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,13 @@ import numpy as np
 
 from testbed import rtp
 from testbed.codecs import FRAME_S, codec
-from testbed.errors import InputError
 from testbed.media.clips import load_clip
 from testbed.media.tap.records import DIRECTION_IN, DIRECTION_OUT, TapRecords, load_records
 from testbed.results import (
-    SCORES_FILE,
-    WORKLOAD_FILE,
     CallRecord,
     CallScores,
     DirectionScores,
     LegSummary,
-    VariantScores,
-    WorkloadRecord,
 )
 from testbed.results.scores import CallPath, UnscoredDirection
 from testbed.scenario.speech import write_wav
@@ -298,27 +292,3 @@ def call_path(call: CallRecord) -> CallPath | None:
         timings=caller.timings if caller else {},
         relay_tcp=caller.relay_tcp if caller and relayed else {},
     )
-
-
-def score_variant(
-    variant_dir: Path,
-    workload: WorkloadRecord | None = None,
-    options: ScoringOptions = DEFAULT_SCORING,
-    progress: Callable[[str], None] = lambda message: None,
-) -> VariantScores:
-    """Score every call of one variant directory and write its scores.json (``workload``: its
-    workload.json, when the caller has read it already)."""
-    if workload is None:
-        workload_file = variant_dir / WORKLOAD_FILE
-        if not workload_file.exists():
-            raise InputError(f"{variant_dir}: no workload.json (not a variant directory of a `testbed run`)")
-        workload = WorkloadRecord.load(workload_file)
-    calls = []
-    taps = TapFiles(workload.taps)
-    sample = options.pesq_sample([call.id for call in workload.calls])
-    for call in workload.calls:
-        progress(f"scoring {variant_dir.name}: {call.id}")
-        calls.append(score_call(call, taps, variant_dir, options, sampled=call.id in sample))
-    scores = VariantScores(variant=variant_dir.name, calls=calls)
-    scores.save(variant_dir / SCORES_FILE)
-    return scores

@@ -5,7 +5,7 @@ run scored call by call uses one core of many. Here the calls are dealt to one w
 the scoring code is imported once, in the parent, and no lab or agent runs while scoring does: the
 runner scores only after every lab is down, so the workers take no core from a call). Each worker
 gets a variant's calls in a few chunks and reads that variant's taps once per chunk (``TapFiles``).
-The result is the same as ``score_variant``'s, call for call (a unit test compares them).
+Worker processes score as this process does, call for call (a lab test compares them).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from testbed.errors import InputError
 from testbed.rescore import TapFiles, score_call
-from testbed.results import SCORES_FILE, CallRecord, CallScores, VariantScores, WorkloadRecord
+from testbed.results import SCORES_FILE, WORKLOAD_FILE, CallRecord, CallScores, VariantScores, WorkloadRecord
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
 
 Progress = Callable[[str], None]
@@ -28,6 +29,22 @@ def _score_chunk(
 ) -> list[CallScores]:
     files = TapFiles(taps)
     return [score_call(call, files, variant_dir, options, sampled=s) for call, s in zip(calls, sampled, strict=True)]
+
+
+def score_variant(
+    variant_dir: Path,
+    workload: WorkloadRecord | None = None,
+    options: ScoringOptions = DEFAULT_SCORING,
+    progress: Progress = lambda message: None,
+) -> VariantScores:
+    """Score every call of one variant directory in this process and write its scores.json (``workload``:
+    its workload.json, when the caller has read it already)."""
+    if workload is None:
+        workload_file = variant_dir / WORKLOAD_FILE
+        if not workload_file.exists():
+            raise InputError(f"{variant_dir}: no workload.json (not a variant directory of a `testbed run`)")
+        workload = WorkloadRecord.load(workload_file)
+    return score_variants([(variant_dir, workload)], options, progress, workers=1)[0]
 
 
 def workers_for(calls: int) -> int:

@@ -87,15 +87,15 @@ class Run:
     variants: list[VariantRun] = field(default_factory=list)
 
 
+def run_entry(variant: str, repetition: int) -> VariantRunEntry:
+    """One variant run: its directory is the variant's name, with "-rN" for repetition N > 1."""
+    name = variant if repetition == 1 else f"{variant}-r{repetition}"
+    return VariantRunEntry(name=name, variant=variant, repetition=repetition)
+
+
 def run_names(variants: list[str], repeat: int) -> list[VariantRunEntry]:
     """The variant runs in the order they run: each repetition runs every variant."""
-    return [
-        VariantRunEntry(
-            name=variant if repetition == 1 else f"{variant}-r{repetition}", variant=variant, repetition=repetition
-        )
-        for repetition in range(1, repeat + 1)
-        for variant in variants
-    ]
+    return [run_entry(variant, repetition) for repetition in range(1, repeat + 1) for variant in variants]
 
 
 def run_variant(

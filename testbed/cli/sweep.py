@@ -50,8 +50,6 @@ def _plan(
     from testbed.sweep.plan import make_plan
 
     loaded = load_scenario(scenario)
-    if loaded.scenario.sweep is None:
-        raise InputError(f"{scenario}: no sweep section (sweep: {{parameters: {{PATH: [VALUES]}}, repeat: N}})")
     variants = check_variants(scenario, variant, loaded.variant_names) if variant else None
     return make_plan(loaded, variants=variants, repeat=repeat, seed=seed, shuffled=False if listed else None)
 

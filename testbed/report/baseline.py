@@ -8,8 +8,7 @@ repetitions. A direction regresses when its median fell by more than the toleran
 ranges over repetitions do not overlap (with one repetition a range is its value), so run-to-run noise
 does not fail a build. The tolerance, unless given: twice the largest spread (max - min over
 repetitions) the baseline measured for that metric over the variant's directions, at least
-``MIN_TOLERANCE``;
-a baseline of one repetition measured none, and ``DEFAULT_TOLERANCE`` stands in.
+``MIN_TOLERANCE``; a baseline of one repetition measured none, and ``DEFAULT_TOLERANCE`` stands in.
 Each comparison is one check in the one threshold model (``CheckResult``), so JUnit names the metric,
 the call and the direction, and the message both values.
 """
@@ -20,8 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from testbed.errors import InputError
-from testbed.results import RESULT_FILE, CheckResult, RunResult, metric
-from testbed.results.metrics import scored_metrics
+from testbed.results import RESULT_FILE, CheckResult, RunResult
+from testbed.results.metrics import counted_metric, scored_metrics
 from testbed.results.scores import CallScores
 from testbed.scenario.fingerprint import experiment_fingerprint, experiment_sections
 from testbed.scenario.load import LoadedScenario
@@ -58,9 +57,7 @@ def _values(runs: Repetitions) -> Values:
         for call in calls:
             for label, direction in call.directions.items():
                 for name in BASELINE_METRICS:
-                    value = metric(call, direction, name)
-                    if value is None and call.outcome != "connected" and name in scored:
-                        value = 1.0  # a call that never connected is as bad as a call gets
+                    value = counted_metric(call, direction, name, scored)
                     if value is not None:
                         values[(variant, call.id, label, name)].append(value)
     return values

@@ -45,6 +45,17 @@ def metric(call: CallScores, direction: DirectionScores | UnscoredDirection | No
     return network.jitter.mean_ms
 
 
+def counted_metric(
+    call: CallScores, direction: DirectionScores | UnscoredDirection | None, name: str, scored: set[str]
+) -> float | None:
+    """``metric``, with a call that never connected counted as MOS 1 in the MOS metrics of ``scored``
+    (``scored_metrics``): what sweeps and baselines read, so a failed call cannot hide."""
+    value = metric(call, direction, name)
+    if value is None and call.outcome != "connected" and name in scored:
+        return 1.0
+    return value
+
+
 def scored_metrics(calls: list[CallScores]) -> set[str]:
     """The MOS metrics a call that never connected counts as 1 in: the E-model always (scoring computes it
     for every call that connected), PESQ where some call of the same run(s) has it (it is off with

@@ -2,8 +2,8 @@
 their shard assignment and their run order. Pure: a loaded scenario in, trials out; nothing runs here.
 
 A trial is a point of the non-variant axes with one variant; its repetitions are runs. Shards take whole
-trials (``index % total``), because a run's one-way delays need one host clock and a trial's
-repetitions are its statistics' replicates. A shard runs its runs in a seeded shuffled order by default,
+trials (``shard_of``), because a run's one-way delays need one host clock and a trial's repetitions are
+its statistics' replicates. A shard runs its runs in a seeded shuffled order by default,
 so drift over time (a warming host, a neighbour's load) spreads over the trials instead of posing as
 an effect of the one that ran last.
 """
@@ -21,7 +21,6 @@ from testbed.errors import InputError, ScenarioError
 from testbed.results.sweep import VARIANT_AXIS, Axis
 from testbed.scenario.fingerprint import digest, experiment_fingerprint, plan_fingerprint
 from testbed.scenario.load import LoadedScenario, load_scenario_document
-from testbed.scenario.sweep import SweepSpec
 from testbed.scenario.yamlsource import YamlDocument
 
 
@@ -45,9 +44,6 @@ class SweepPlan:
     fingerprint: str
     experiment_fingerprint: str
     scenarios: dict[str, LoadedScenario] = field(default_factory=dict, repr=False)  # by trial id
-
-    def trial(self, trial_id: str) -> Trial:
-        return next(trial for trial in self.trials if trial.id == trial_id)
 
 
 def _step(node: Any, part: str, path: str) -> Any:
@@ -129,7 +125,9 @@ def make_plan(
 ) -> SweepPlan:
     """Every trial of the scenario's sweep, each validated as a scenario (one ScenarioError lists every
     problem, each with its trial's values); the command's options override the section's."""
-    spec = loaded.scenario.sweep or SweepSpec()
+    spec = loaded.scenario.sweep
+    if spec is None:
+        raise InputError(f"{loaded.path}: no sweep section (sweep: {{parameters: {{PATH: [VALUES]}}, repeat: N}})")
     names = loaded.variant_names
     listed = spec.parameters.get(VARIANT_AXIS)
     problems = [

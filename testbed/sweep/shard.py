@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.errors import InputError
-from testbed.results.run import VariantRunEntry
 from testbed.results.sweep import SWEEP_FILE, TRIAL_FILE, TRIALS_DIR, ShardInfo, SweepFile, TrialInfo
-from testbed.runner import Progress, RunJob, finish, run_jobs, write_run_info
+from testbed.runner import Progress, RunJob, finish, run_entry, run_jobs, run_names, write_run_info
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
 from testbed.sweep.outputs import OUTPUT_FILES, Collected, write_outputs
 from testbed.sweep.plan import SweepPlan, Trial, new_seed, run_order, shard_trials
@@ -62,11 +61,6 @@ def _checked(index: str, total: str, offset: int, source: str) -> Shard:
     if not (index.isdigit() and total.isdigit() and 1 <= int(index) + offset <= int(total)):
         raise InputError(f"{source}: {index}/{total} is not a shard (index {1 - offset}..N of N)")
     return Shard(int(index) + offset, int(total), source)
-
-
-def _entry(trial: Trial, repetition: int) -> VariantRunEntry:
-    name = trial.variant if repetition == 1 else f"{trial.variant}-r{repetition}"
-    return VariantRunEntry(name=name, variant=trial.variant, repetition=repetition)
 
 
 def run_shard(
@@ -103,7 +97,7 @@ def run_shard(
             python=platform.python_version(),
             started=time.time(),
             seed=seed,
-            order=[f"{trial.id}/{_entry(trial, repetition).name}" for trial, repetition in order],
+            order=[f"{trial.id}/{run_entry(trial.variant, repetition).name}" for trial, repetition in order],
             parallel=at_once,
             source=shard.source,
         ),
@@ -117,19 +111,25 @@ def run_shard(
         f"shard {shard.index}/{shard.total} ({shard.source}): {len(trials)} of {len(plan.trials)} trials, "
         f"{len(order)} runs, {'seed ' + str(seed) if seed is not None else 'listed order'}, {at_once} at once"
     )
+    entries = [(trial, run_entry(trial.variant, repetition)) for trial, repetition in order]
     jobs = [
-        RunJob(plan.scenarios[trial.id], _entry(trial, repetition), out_dir / TRIALS_DIR / trial.id / entry.name)
-        for trial, repetition in order
-        for entry in [_entry(trial, repetition)]
+        RunJob(plan.scenarios[trial.id], entry, out_dir / TRIALS_DIR / trial.id / entry.name)
+        for trial, entry in entries
     ]
     done = run_jobs(jobs, parallel=at_once, backend=backend, impairment_engine=impairment_engine, progress=progress)
     collected = Collected(sweep_files=[sweep])
     for number, trial in enumerate(trials, start=1):
         trial_dir = out_dir / TRIALS_DIR / trial.id
         runs = [run for run in done if run.out_dir.parent == trial_dir]
-        entries = [_entry(trial, repetition) for repetition in range(1, plan.repeat + 1)]
         started = min(r.workload.t0 for r in runs)
-        write_run_info(plan.scenarios[trial.id], trial_dir, entries, started, parallel=at_once, trial=trial.parameters)
+        write_run_info(
+            plan.scenarios[trial.id],
+            trial_dir,
+            run_names([trial.variant], plan.repeat),
+            started,
+            parallel=at_once,
+            trial=trial.parameters,
+        )
         progress(f"scoring trial {number}/{len(trials)}: {trial.id}")
         collected.add(infos[trial.id], finish(plan.scenarios[trial.id], trial_dir, options=scoring), trial_dir)
     sweep.shard.finished = time.time()

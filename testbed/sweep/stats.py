@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from testbed.results import RunResult, metric
+from testbed.results import RunResult
 from testbed.results.distribution import DEFAULT_MOS_THRESHOLD
-from testbed.results.metrics import scored_metrics
+from testbed.results.metrics import counted_metric, scored_metrics
 from testbed.results.sweep import VARIANT_AXIS, Comparison, MetricStats, TrialInfo, TrialStats
 from testbed.stats import LEVEL, median, median_interval
 
@@ -51,10 +51,7 @@ def call_rows(trial: TrialInfo, result: RunResult) -> list[Row]:
                     "threshold": bar,
                 }
                 for name in SWEEP_METRICS:
-                    value = metric(call, direction, name)
-                    if value is None and call.outcome != "connected" and name in scored:
-                        value = 1.0  # a failed call, where the run scored that MOS at all
-                    row[name] = value
+                    row[name] = counted_metric(call, direction, name, scored)
                 rows.append(row)
     return rows
 

@@ -8,8 +8,7 @@ import json
 
 import yaml
 
-from testbed.rescore import score_variant
-from testbed.rescore_pool import score_variants
+from testbed.rescore_pool import score_variant, score_variants
 from testbed.results import WorkloadRecord
 from testbed.scoring.options import ScoringOptions
 from tests.helpers import REPO
