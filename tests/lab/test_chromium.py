@@ -175,9 +175,11 @@ def test_a_browser_that_never_asks_is_not_marked(registry, no_leftovers, tmp_pat
     assert ef_class_packets(tmp_path / "out" / "ef-priority") < 0.01 * upstream["dscp"]["packets"]
 
 
+# the gateway sends without in-band FEC, so every lost packet is concealed: with FEC, Chrome rebuilt all
+# 7 single losses of one CI run from the packets after them and concealed nothing at all
 LOSSY = """name: lossy
 links: {wan: {router: {loss: 2%}, gateway: {loss: 2%}}}
-calls: [{name: rep, from: client, to: gateway, duration: 8s, endpoint: {from: chromium}}]
+calls: [{name: rep, from: client, to: gateway, duration: 8s, endpoint: {from: chromium}, opus: {fec: false}}]
 """
 
 
