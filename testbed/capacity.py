@@ -16,6 +16,7 @@ from typing import Any
 
 from testbed.codecs import codec
 from testbed.errors import InputError
+from testbed.lab import forkserver
 from testbed.rescore_pool import score_variants
 from testbed.results import metric as metric_of
 from testbed.results.run import VariantRunEntry
@@ -122,7 +123,7 @@ def search(
     def trial(n: int) -> bool:
         if n not in tried:
             tried[n] = run_trial(
-                loaded, variant, n, out_dir / variant / f"calls-{n}", metric, min_mos, impairment_engine
+                loaded, variant, n, out_dir / variant / f"calls-{n}", metric, min_mos, impairment_engine, backend
             )
             result.trials.append(tried[n])
             t = tried[n]
@@ -132,6 +133,12 @@ def search(
             )
         return tried[n].passed
 
+    with forkserver.serving(backend or scenario.backend):  # one warm fork server for every trial
+        return _bisect(result, trial, max_calls)
+
+
+def _bisect(result: VariantCapacity, trial: Callable[[int], bool], max_calls: int) -> VariantCapacity:
+    """Double the calls until a trial fails, then bisect between the last pass and that failure."""
     good, bad = 0, None
     n = 1
     while n <= max_calls:

@@ -12,7 +12,6 @@ Imports only the standard library: node processes start in tens of milliseconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import select
@@ -23,7 +22,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # asyncio is the agent's; taps and traffic processes start without it
+    import asyncio
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -134,6 +136,8 @@ def follow(
 async def next_event(reader: asyncio.StreamReader, timeout: float | None = None) -> dict[str, Any] | None:
     """The next event from a child's stdout (asyncio), skipping blank lines; None at its end or after
     ``timeout`` seconds without a line."""
+    import asyncio
+
     while True:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout)
@@ -169,6 +173,8 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, 
 
 async def stop_child(process: asyncio.subprocess.Process, timeout: float = STOP_TIMEOUT) -> int | None:
     """``stop_process`` for a child of an asyncio program."""
+    import asyncio
+
     if process.returncode is None:
         try:
             process.terminate()
@@ -232,18 +238,20 @@ class StopSignals:
 @dataclass(frozen=True)
 class RealTime:
     """A real-time scheduling class for a kind of process; ``marker`` is the module name in its command
-    line, by which the harness finds it from the host (``testbed.lab.priority``)."""
+    line and ``comm`` its process name when the fork server started it (``testbed.lab.forkserver``), by
+    which the harness finds it from the host (``testbed.lab.priority``)."""
 
     marker: str
     policy: int
     priority: int
+    comm: str
 
 
 # The engines decide the network's timing, so they run above the agents, which pace media in 20 ms steps
 # and sleep between packets (neither can starve the machine). Children start at normal priority
 # (SCHED_RESET_ON_FORK): a spinning traffic source must never be real-time.
-AGENT = RealTime("testbed.media.agent", os.SCHED_RR, 5)
-ENGINE = RealTime("testbed.lab.engine", os.SCHED_FIFO, 10)
+AGENT = RealTime("testbed.media.agent", os.SCHED_RR, 5, "vtb-agent")
+ENGINE = RealTime("testbed.lab.engine", os.SCHED_FIFO, 10, "vtb-engine")
 
 
 def set_realtime(rt: RealTime, pid: int = 0) -> bool:

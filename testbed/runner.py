@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed.lab import Lab
+from testbed.lab import Lab, forkserver
 from testbed.report import baseline as baseline_report
 from testbed.report import html
 from testbed.report import junit as junit_report
@@ -44,7 +44,7 @@ from testbed.scenario.fingerprint import experiment_fingerprint, experiment_sect
 from testbed.scenario.load import LoadedScenario
 from testbed.scenario.model import Scenario
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
-from testbed.workload import Workload
+from testbed.workload import Workload, scenario_clips
 
 RESULTS = Path("results")
 Progress = Callable[[str], None]
@@ -114,6 +114,9 @@ def run_variant(
     scenario = scenario or loaded.variant(entry.variant)
     name = entry.name
     progress(f"variant {name}: building the lab")
+    server = forkserver.current()
+    if server is not None and (backend or scenario.backend) == "netns":
+        server.preload_clips(scenario_clips(scenario))  # encoded beside the lab's build, not after it
     with Lab(
         scenario,
         backend=backend,
@@ -190,17 +193,18 @@ def run_jobs(
     signal handlers and namespaces belong to one process). All have finished when this returns, so scoring
     never competes with a running call for the cores. A failed job stops the ones not yet started."""
     if parallel <= 1 or len(jobs) <= 1:
-        return [
-            run_variant(
-                job.loaded,
-                job.entry,
-                job.out_dir,
-                backend=backend,
-                impairment_engine=impairment_engine,
-                progress=progress,
-            )
-            for job in jobs
-        ]
+        with forkserver.serving(backend or jobs[0].loaded.scenario.backend if jobs else "netns"):
+            return [
+                run_variant(
+                    job.loaded,
+                    job.entry,
+                    job.out_dir,
+                    backend=backend,
+                    impairment_engine=impairment_engine,
+                    progress=progress,
+                )
+                for job in jobs
+            ]
     with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_run_job, job, backend, impairment_engine) for job in jobs]
         progress(f"{len(jobs)} runs, {parallel} at once, each in its own lab")
@@ -225,9 +229,10 @@ def _run_job(job: RunJob, backend: str | None, impairment_engine: str | None) ->
     def progress(message: str) -> None:
         print(f"[{job.out_dir.parent.name}/{job.out_dir.name}] {message}", file=sys.stderr, flush=True)
 
-    return run_variant(
-        job.loaded, job.entry, job.out_dir, backend=backend, impairment_engine=impairment_engine, progress=progress
-    )
+    with forkserver.serving(backend or job.loaded.scenario.backend):
+        return run_variant(
+            job.loaded, job.entry, job.out_dir, backend=backend, impairment_engine=impairment_engine, progress=progress
+        )
 
 
 def write_run_info(

@@ -7,6 +7,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -62,6 +63,17 @@ def reports_errors(command: F) -> F:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise CapabilityError("this command needs root (network namespaces); run it with sudo")
+
+
+def warm_start(backend: str | None, parallel: int = 1) -> AbstractContextManager[object]:
+    """Start the run's fork server before the command's own imports and the scenario's loading, so its
+    warm-up overlaps them (``testbed.lab.forkserver``). Not for ``--parallel`` (each worker starts its own)
+    or the docker backend; a scenario that picks docker itself leaves it idle."""
+    if parallel > 1 or backend not in (None, "netns"):
+        return nullcontext()
+    from testbed.lab import forkserver
+
+    return forkserver.serving()
 
 
 def check_variants(path: Path, requested: list[str] | None, known: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from testbed.cli.common import (
     progress_printer,
     reports_errors,
     require_root,
+    warm_start,
 )
 from testbed.errors import ExitCode, InputError
 from testbed.units import format_rate
@@ -62,26 +63,29 @@ def run(
     capability, 4 testbed failure.
     """
     require_root()
-    from testbed.report.baseline import load_baseline
-    from testbed.runner import Baseline, default_out_dir, finish, run_scenario
-    from testbed.scenario import load_scenario
+    with warm_start(backend, parallel):
+        from testbed.report.baseline import load_baseline
+        from testbed.runner import Baseline, default_out_dir, run_scenario
+        from testbed.scenario import load_scenario
+
+        loaded = load_scenario(scenario)
+        variants = check_variants(scenario, variant, loaded.variant_names)
+        stored = Baseline(baseline, load_baseline(baseline, loaded), tolerance) if baseline is not None else None
+        out_dir = out_dir_option or default_out_dir(loaded.scenario.name)
+        progress = progress_printer()
+        run_scenario(
+            loaded,
+            out_dir,
+            variants=variants,
+            repeat=repeat,
+            parallel=parallel,
+            impairment_engine=impairment_engine,
+            backend=backend,
+            progress=progress,
+        )
+    from testbed.runner import finish
     from testbed.scoring.options import ScoringOptions
 
-    loaded = load_scenario(scenario)
-    variants = check_variants(scenario, variant, loaded.variant_names)
-    stored = Baseline(baseline, load_baseline(baseline, loaded), tolerance) if baseline is not None else None
-    out_dir = out_dir_option or default_out_dir(loaded.scenario.name)
-    progress = progress_printer()
-    run_scenario(
-        loaded,
-        out_dir,
-        variants=variants,
-        repeat=repeat,
-        parallel=parallel,
-        impairment_engine=impairment_engine,
-        backend=backend,
-        progress=progress,
-    )
     progress("scoring")
     options = ScoringOptions(visqol=visqol)
     _report(finish(loaded, out_dir, junit=junit, progress=progress, options=options, baseline=stored), out_dir, as_json)
@@ -120,30 +124,31 @@ def capacity(
 ) -> None:
     """The largest number of concurrent calls each variant carries with every direction at --min-mos."""
     require_root()
-    from testbed.capacity import search
-    from testbed.runner import default_out_dir
-    from testbed.scenario import load_scenario
-
     if metric not in ("mos_emodel", "mos_pesq"):
         raise InputError(f"--metric {metric!r}: use mos_emodel or mos_pesq")
-    loaded = load_scenario(scenario)
-    names = check_variants(scenario, variant, loaded.variant_names)
-    out_dir = out_dir_option or default_out_dir(f"{loaded.scenario.name}-capacity")
-    progress = progress_printer()
-    results = [
-        search(
-            loaded,
-            name,
-            out_dir,
-            min_mos=min_mos,
-            metric=metric,
-            max_calls=max_calls,
-            impairment_engine=impairment_engine,
-            backend=backend,
-            progress=progress,
-        )
-        for name in names
-    ]
+    with warm_start(backend):
+        from testbed.capacity import search
+        from testbed.runner import default_out_dir
+        from testbed.scenario import load_scenario
+
+        loaded = load_scenario(scenario)
+        names = check_variants(scenario, variant, loaded.variant_names)
+        out_dir = out_dir_option or default_out_dir(f"{loaded.scenario.name}-capacity")
+        progress = progress_printer()
+        results = [
+            search(
+                loaded,
+                name,
+                out_dir,
+                min_mos=min_mos,
+                metric=metric,
+                max_calls=max_calls,
+                impairment_engine=impairment_engine,
+                backend=backend,
+                progress=progress,
+            )
+            for name in names
+        ]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "capacity.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     if as_json:

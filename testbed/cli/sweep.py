@@ -18,6 +18,7 @@ from testbed.cli.common import (
     progress_printer,
     reports_errors,
     require_root,
+    warm_start,
 )
 from testbed.errors import ExitCode, InputError
 
@@ -85,16 +86,17 @@ def run(
     plan = _plan(scenario, variant, repeat, seed, listed)
     suffix = "sweep" if which.total == 1 else f"shard{which.index}of{which.total}"
     out_dir = out_dir_option or default_out_dir(f"{plan.loaded.scenario.name}-{suffix}")
-    collected = run_shard(
-        plan,
-        out_dir,
-        which,
-        parallel=parallel,
-        backend=backend,
-        impairment_engine=impairment_engine,
-        scoring=ScoringOptions(pesq=not no_pesq),
-        progress=progress_printer(),
-    )
+    with warm_start(backend, parallel):
+        collected = run_shard(
+            plan,
+            out_dir,
+            which,
+            parallel=parallel,
+            backend=backend,
+            impairment_engine=impairment_engine,
+            scoring=ScoringOptions(pesq=not no_pesq),
+            progress=progress_printer(),
+        )
     _show(collected.result, out_dir, as_json)
 
 

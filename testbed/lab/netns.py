@@ -28,7 +28,8 @@ T = TypeVar("T")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
+def setns_fd(fd: int) -> None:
+    """Move the calling thread into the network namespace open at ``fd``."""
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"setns failed: {os.strerror(errno)}")
@@ -83,7 +84,7 @@ def run_in(path: str | Path, function: Callable[..., T], *args: Any) -> T:
     def enter_and_call() -> T:
         fd = os.open(path, os.O_RDONLY)
         try:
-            _setns(fd)
+            setns_fd(fd)
         finally:
             os.close(fd)
         return function(*args)
@@ -133,7 +134,7 @@ def popen(path: str | Path, argv: Sequence[str], **kwargs: Any) -> subprocess.Po
     fd = os.open(path, os.O_RDONLY)
 
     def enter() -> None:
-        _setns(fd)
+        setns_fd(fd)
 
     try:
         return subprocess.Popen(list(argv), preexec_fn=enter, pass_fds=(fd,), **kwargs)

@@ -23,12 +23,14 @@ __all__ = ["AGENT", "ENGINE", "RealTime", "promote"]
 
 
 def promote(namespace: Path, rt: RealTime) -> int:
-    """Give every process in ``namespace`` whose command line contains ``rt.marker`` the real-time class.
+    """Give every process in ``namespace`` whose command line contains ``rt.marker`` (or whose name is
+    ``rt.comm``: a child of the fork server) the real-time class.
     Returns how many were promoted (0 where the kernel refuses, e.g. without CAP_SYS_NICE)."""
     promoted = 0
     for pid in netns.pids_in(namespace):
         try:
-            if rt.marker.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            ours = rt.marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not ours and Path(f"/proc/{pid}/comm").read_text().strip() != rt.comm:
                 continue
         except OSError:
             continue  # gone meanwhile

@@ -275,10 +275,10 @@ class Agent:
             await self._end_child(name)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="testbed node agent")
     parser.add_argument("--node", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     asyncio.run(Agent(args.node).serve())
     return ExitCode.OK
 

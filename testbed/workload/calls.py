@@ -129,6 +129,22 @@ def expand_calls(specs: list[CallSpec], configured_loss: float = 0.0) -> list[Ca
     return calls
 
 
+ENCODED_CLIP_ENDPOINTS = ("aiortc", "rtp")  # the endpoints that send a pre-encoded clip
+
+
+def clips_to_encode(calls: list[Call]) -> list[tuple[str, str, tuple[Any, ...]]]:
+    """The (codec, clip, Opus settings) the calls' endpoints will encode, as far as the scenario alone
+    says (a user's speech and conversations are written during the run, so not theirs)."""
+    keys = {
+        (call.codec, call.clips[side], tuple(call.opus))
+        for call in calls
+        if not call.speech and call.pattern != "conversation"
+        for side in SIDES
+        if call.endpoints[side] in ENCODED_CLIP_ENDPOINTS
+    }
+    return sorted(keys)
+
+
 def prepare_speech(calls: list[Call], directory: Path) -> None:
     """Convert each user's reference WAV once to the rates the testbed sends and scores at, in the run's
     directory (so it stays with the run for rescoring, and containers see it), and point the calls'

@@ -21,13 +21,14 @@ from testbed.errors import LabError
 from testbed.lab import Lab
 from testbed.lab.queues import QueueSampler
 from testbed.results import TrafficRecord, WorkloadRecord
-from testbed.scenario.model import Impairment, TimelineEvent, TrafficSpec
+from testbed.scenario.model import Impairment, Scenario, TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.agents import AgentError, Agents
 from testbed.workload.calls import (
     DRAIN_S,
     Call,
     check_setup_timeout,
+    clips_to_encode,
     end_calls,
     expand_calls,
     on_call_event,
@@ -353,6 +354,11 @@ class Workload:
         for link, ends in self.lab.links.items():
             targets |= {(node, link) for node in ends}
         return [(node, self.lab.node(node).netns_path, link) for node, link in sorted(targets)]
+
+
+def scenario_clips(scenario: Scenario) -> list[tuple[str, str, tuple[Any, ...]]]:
+    """What the scenario's endpoints will encode (``calls.clips_to_encode``), known before its lab is up."""
+    return clips_to_encode(expand_calls(scenario.calls, configured_loss(scenario.links)))
 
 
 def configured_loss(links: dict[str, dict[str, Impairment]]) -> float:

@@ -109,9 +109,11 @@ def test_ctrl_c_during_a_run_leaves_nothing(registry, no_leftovers, tmp_path):
         for namespace in lab_namespaces(run_id)
         for pid in netns.pids_in(netns.NETNS_RUN_DIR / namespace)
     }
-    commands = {pid: _read(Path(f"/proc/{pid}/cmdline")) for pid in ours}
-    assert any(b"testbed.media.agent" in c for c in commands.values()), "the run had agents to stop"
-    assert any(b"testbed.lab.engine" in c for c in commands.values()), "and an impairment engine"
+    # a process's command line, and its name (the fork server's children: vtb-agent, vtb-engine)
+    commands = {pid: _read(Path(f"/proc/{pid}/cmdline")) + b" " + _read(Path(f"/proc/{pid}/comm")) for pid in ours}
+    assert any(b"vtb-agent" in c for c in commands.values()), "the run had agents (forked) to stop"
+    assert any(b"vtb-engine" in c for c in commands.values()), "and an impairment engine"
+    assert any(b"testbed.media.tap" in c for c in commands.values()), "and taps (the agents' children)"
     process.send_signal(signal.SIGINT)
     stderr = rest_of_output(process, timeout=60, stream="stderr")
     assert process.returncode == 130, stderr

@@ -207,7 +207,7 @@ def test_set_realtime_resets_on_fork():
                 """
                 import os, subprocess, sys
                 from testbed.proc import RealTime, set_realtime
-                if not set_realtime(RealTime("x", os.SCHED_FIFO, 3)):
+                if not set_realtime(RealTime("x", os.SCHED_FIFO, 3, "x")):
                     sys.exit(3)
                 grandchild = subprocess.run([sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
                                             capture_output=True, text=True)
@@ -230,4 +230,4 @@ def test_set_realtime_resets_on_fork():
 
 
 def test_set_realtime_says_when_refused():
-    assert set_realtime(RealTime("x", os.SCHED_FIFO, 1), pid=2**22 + 12345) is False  # no such process
+    assert set_realtime(RealTime("x", os.SCHED_FIFO, 1, "x"), pid=2**22 + 12345) is False  # no such process

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.lab import netns
+from testbed.lab import forkserver, netns
 from testbed.lab.backends.base import node_sysctls, run_in_namespace
 from testbed.lab.registry import Registry, Resource, RunRecord
 
@@ -30,6 +30,11 @@ class NetnsNode:
         return netns.NETNS_RUN_DIR / self.namespace
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a program in the node: forked by the run's fork server when it is one of the testbed's
+        own (agents, engines: their imports are done), otherwise a fresh process."""
+        server = forkserver.current()
+        if server is not None and server.handles(argv, kwargs):
+            return server.spawn(self.netns_path, argv, **kwargs)
         return netns.popen(self.netns_path, argv, **kwargs)
 
     def run(

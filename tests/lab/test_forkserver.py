@@ -1,0 +1,129 @@
+"""The fork server: children forked into a real namespace, with the Popen interface their callers use;
+exit statuses, signals, real-time promotion by name, and nothing held or left when it ends."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testbed.lab import forkserver, netns
+from testbed.lab.priority import promote
+from testbed.proc import AGENT, ENGINE
+
+
+@pytest.fixture
+def namespace() -> Iterator[Path]:
+    name = f"vtb-fs{uuid.uuid4().hex[:6]}"
+    path = netns.create(name)
+    try:
+        yield path
+    finally:
+        netns.remove(name)
+
+
+def _agent(server: forkserver.ForkServer, path: Path) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", AGENT.marker, "--node", "n1"]
+    kwargs = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    assert server.handles(argv, kwargs)
+    return server.spawn(path, argv, bufsize=1, start_new_session=True, **kwargs)
+
+
+def test_an_agent_is_forked_into_the_namespace_and_speaks_on_its_pipes(namespace: Path) -> None:
+    with forkserver.serving() as server:
+        assert server is not None
+        agent = _agent(server, namespace)
+        assert agent.stdout is not None and agent.stdin is not None
+        assert '"ready"' in agent.stdout.readline()
+        assert os.stat(f"/proc/{agent.pid}/ns/net").st_ino == os.stat(namespace).st_ino
+        assert Path(f"/proc/{agent.pid}/comm").read_text().strip() == AGENT.comm
+        assert os.getsid(agent.pid) == agent.pid  # start_new_session: a terminal's Ctrl-C is the harness's
+        assert promote(namespace, AGENT) == 1  # found by its name, as the harness finds a container's
+        assert os.sched_getscheduler(agent.pid) & ~os.SCHED_RESET_ON_FORK == AGENT.policy
+        agent.stdin.write('{"id": 1, "cmd": "usage", "args": {}}\n')
+        agent.stdin.flush()
+        assert '"id":1' in agent.stdout.readline().replace(" ", "")
+        agent.stdin.close()  # the agent's way to finish
+        assert agent.wait(10) == 0
+        assert agent.poll() == 0
+        server_pid = server.process.pid
+        held = [os.readlink(f"/proc/{server_pid}/fd/{fd}") for fd in os.listdir(f"/proc/{server_pid}/fd")]
+        assert not any("net:" in target for target in held)  # the server holds no namespace open
+    assert server.process.poll() is not None  # ended with the context
+    assert forkserver.current() is None
+
+
+def test_a_killed_child_reports_its_signal_and_signals_never_reach_a_reused_pid(namespace: Path) -> None:
+    with forkserver.serving() as server:
+        assert server is not None
+        engine = server.spawn(
+            namespace,
+            [sys.executable, "-m", ENGINE.marker, "{not json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert engine.wait(10) != 0  # a bad config: the engine's own error, as a fresh process would give
+        assert engine.stdout is not None and engine.stdout.read().strip()
+        agent = _agent(server, namespace)
+        agent.kill()
+        assert agent.wait(10) == -signal.SIGKILL
+        agent.terminate()  # after its end: a no-op, never a signal to whatever has that pid now
+        with pytest.raises(subprocess.TimeoutExpired):
+            _agent(server, namespace).wait(0.2)
+
+
+def test_other_programs_and_options_take_the_popen_path() -> None:
+    server = forkserver.ForkServer()
+    try:
+        assert not server.handles([sys.executable, "-m", "testbed.media.tap"], {})
+        assert not server.handles(["tc", "qdisc"], {})
+        assert not server.handles([sys.executable, "-m", AGENT.marker], {"env": {}})
+        assert server.handles([sys.executable, "-m", ENGINE.marker, "{}"], {"stderr": subprocess.STDOUT})
+    finally:
+        server.close()
+
+
+def test_the_server_ends_when_its_harness_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "server.pid"
+    harness = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+                import time
+                from testbed.lab import forkserver
+                server = forkserver.ForkServer()
+                open({str(pid_file)!r}, "w").write(str(server.process.pid))
+                time.sleep(60)
+            """),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server_pid = int(pid_file.read_text())
+        harness.kill()
+        harness.wait()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{server_pid}").exists() and "Z" not in _state(server_pid):
+            assert time.monotonic() < deadline, "the fork server outlived its harness"
+            time.sleep(0.05)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "Z"
