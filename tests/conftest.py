@@ -64,3 +64,28 @@ def no_leftovers(registry):
     assert ours == set(), "namespaces left behind"
     assert after.root_links - before.root_links == set(), "links left in the root namespace"
     assert registry.runs() == [], "registry entries left behind"
+
+
+# ---------------------------------------------------------------- where CI's time goes
+
+_SECONDS_BY_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Sum each test file's setup, call and teardown time (the summary below)."""
+    path = report.nodeid.split("::", 1)[0]
+    _SECONDS_BY_FILE[path] = _SECONDS_BY_FILE.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Seconds per test group and file, slowest first: the figures CI's time budget is kept with."""
+    if not _SECONDS_BY_FILE:
+        return
+    groups: dict[str, float] = {}
+    for path, seconds in _SECONDS_BY_FILE.items():
+        group = path.split("/")[1] if path.startswith("tests/") and path.count("/") > 1 else path
+        groups[group] = groups.get(group, 0.0) + seconds
+    terminalreporter.section("time per test group and file")
+    terminalreporter.write_line("  ".join(f"{g} {s:.0f} s" for g, s in sorted(groups.items(), key=lambda i: -i[1])))
+    for path, seconds in sorted(_SECONDS_BY_FILE.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
