@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:  # asyncio is the agent's; taps and traffic processes start without it
     import asyncio
@@ -171,7 +171,21 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, 
     return process.returncode
 
 
-async def stop_child(process: asyncio.subprocess.Process, timeout: float = STOP_TIMEOUT) -> int | None:
+class AsyncChild(Protocol):
+    """What an asyncio program needs of its child: ``asyncio.subprocess.Process``, or a child the fork
+    server forked for it (``testbed.media.forked.ForkedChild``)."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
+async def stop_child(process: AsyncChild, timeout: float = STOP_TIMEOUT) -> int | None:
     """``stop_process`` for a child of an asyncio program."""
     import asyncio
 

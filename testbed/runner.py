@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed.lab import Lab, forkserver
+from testbed.lab import forkserver
 from testbed.report import baseline as baseline_report
 from testbed.report import html
 from testbed.report import junit as junit_report
@@ -44,7 +44,7 @@ from testbed.scenario.fingerprint import experiment_fingerprint, experiment_sect
 from testbed.scenario.load import LoadedScenario
 from testbed.scenario.model import Scenario
 from testbed.scoring.options import DEFAULT_SCORING, ScoringOptions
-from testbed.workload import Workload, scenario_clips
+from testbed.workload import scenario_clips
 
 RESULTS = Path("results")
 Progress = Callable[[str], None]
@@ -116,7 +116,10 @@ def run_variant(
     progress(f"variant {name}: building the lab")
     server = forkserver.current()
     if server is not None and (backend or scenario.backend) == "netns":
-        server.preload_clips(scenario_clips(scenario))  # encoded beside the lab's build, not after it
+        server.preload_clips(scenario_clips(scenario))  # encoded beside the lab's imports and build
+    from testbed.lab import Lab  # imported here, after the preload (the first variant waits for these)
+    from testbed.workload import Workload
+
     with Lab(
         scenario,
         backend=backend,

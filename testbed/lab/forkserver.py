@@ -201,7 +201,6 @@ class ForkServer:
                 "argv": list(argv[3:]),
                 "env": dict(os.environ),
                 "cwd": os.getcwd(),
-                "session": bool(kwargs.get("start_new_session")),
             }
             socket.send_fds(self._control, [json.dumps(request).encode()], theirs)
         except BaseException:

@@ -5,6 +5,7 @@ The harness's side, and why, is ``testbed.lab.forkserver``.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -29,12 +30,18 @@ class Entry:
     module: str
     function: str
     comm: str
+    channel: bool = False  # the child gets its own line to the server (FORK_FD_ENV) for its children
 
+
+FORK_FD_ENV = "TESTBED_FORK_FD"  # an agent's descriptor of its line to the fork server (testbed.media.forked)
 
 # keyed by the module a ``python -m`` command line names (testbed.proc's markers)
 ENTRIES = {
-    AGENT.marker: Entry("testbed.media.agent", "main", AGENT.comm),
+    AGENT.marker: Entry("testbed.media.agent", "main", AGENT.comm, channel=True),
     ENGINE.marker: Entry("testbed.lab.engine.engine", "main", ENGINE.comm),
+    # the agents' children: packet taps and cross traffic
+    "testbed.media.tap": Entry("testbed.media.tap.capture", "main", "vtb-tap"),
+    "testbed.media.traffic": Entry("testbed.media.traffic.cli", "main", "vtb-traffic"),
 }
 # imported once by the server, so no child imports them again (what the endpoints load lazily too)
 WARM = (
@@ -49,21 +56,27 @@ WARM = (
     "testbed.media.encoded_clip",
     "opuslib_next",
     "testbed.media.signalling",
+    "testbed.media.tap.capture",
+    "testbed.media.traffic.cli",
     "aiortc",
 )
 
 
-def _run_child(entry: Entry, argv: list[str], env: dict[str, str], cwd: str, fds: list[int], session: bool) -> int:
-    """In the forked child: become the program in its node, as ``python -m`` would have started it."""
+def _run_child(entry: Entry, request: dict[str, Any], fds: list[int], channel: int | None) -> int:
+    """In the forked child: become the program in its node, as ``python -m`` would have started it.
+    Always in a session of its own: a terminal's Ctrl-C is the harness's to handle, never a child's."""
     from testbed.lab.netns import setns_fd
 
+    argv, env = request["argv"], dict(request["env"])
     netns_fd, stdin, stdout, stderr = fds
-    if session:
-        os.setsid()
+    os.setsid()
     setns_fd(netns_fd)
     for target, fd in enumerate((stdin, stdout, stderr)):
         os.dup2(fd, target)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    if channel is not None:
+        os.dup2(channel, 3)
+        env[FORK_FD_ENV] = "3"
+    os.closerange(3 if channel is None else 4, os.sysconf("SC_OPEN_MAX"))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _set_comm(entry.comm)
@@ -72,7 +85,7 @@ def _run_child(entry: Entry, argv: list[str], env: dict[str, str], cwd: str, fds
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     os.environ.clear()
     os.environ.update(env)
-    os.chdir(cwd)
+    os.chdir(request["cwd"])
     sys.argv = [entry.module, *argv]
     main = getattr(importlib.import_module(entry.module), entry.function)
     try:
@@ -99,16 +112,23 @@ def _set_comm(name: str) -> None:
     ctypes.CDLL(None).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
-def _spawn(request: dict[str, Any], fds: list[int]) -> int:
+def _spawn(request: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket | None]:
+    """Fork the requested program; its pid, and the server's end of its own line (``Entry.channel``)."""
     entry = ENTRIES[request["entry"]]
+    gc.freeze()  # the server's objects out of the child's collections: no copy-on-write of every page mid-call
+    if len(fds) != MAX_FDS:
+        raise ValueError(f"a spawn takes {MAX_FDS} descriptors, not {len(fds)}")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if entry.channel else (None, None)
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            code = _run_child(entry, request["argv"], request["env"], request["cwd"], fds, request["session"])
+            code = _run_child(entry, request, fds, theirs.fileno() if theirs is not None else None)
         finally:
             os._exit(code)
-    return pid
+    if theirs is not None:
+        theirs.close()
+    return pid, ours
 
 
 def _preload(clips: list[list[Any]]) -> None:
@@ -146,33 +166,57 @@ def serve(control: socket.socket) -> None:
 
 
 def _loop(control: socket.socket) -> None:
-    children: dict[int, int] = {}  # pidfd -> pid
+    """Serve the harness and the agents' lines; each child's exit goes to whoever asked for it, with the
+    CPU it used (an agent counts its children's CPU; they are not its children in the kernel's eyes)."""
+    clients = {control.fileno(): control}  # the harness's line and each agent's
+    children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> pid, who asked for it
     while True:
-        readable, _, _ = select.select([control.fileno(), *children], [], [])
+        readable, _, _ = select.select([*clients, *children], [], [])
         for fd in readable:
-            if fd == control.fileno():
-                message, fds, _, _ = socket.recv_fds(control, 1 << 20, MAX_FDS)
+            if fd in clients:
+                client = clients[fd]
+                try:
+                    message, fds, _, _ = socket.recv_fds(client, 1 << 20, MAX_FDS)
+                except OSError:
+                    message, fds = b"", []
                 if not message:
-                    return  # the harness is gone
+                    if client is control:
+                        return  # the harness is gone
+                    del clients[fd]  # an agent ended
+                    client.close()
+                    continue
                 request = json.loads(message)
                 if request.get("op") == "preload":  # beside the spawns, which must not wait for it
                     threading.Thread(target=_preload, args=(request["clips"],), daemon=True).start()
                     continue
                 try:
-                    pid = _spawn(request, fds)
-                    children[os.pidfd_open(pid)] = pid
+                    pid, line = _spawn(request, fds)
+                    children[os.pidfd_open(pid)] = (pid, client)
+                    if line is not None:
+                        clients[line.fileno()] = line
                     reply: dict[str, Any] = {"id": request["id"], "pid": pid}
-                except Exception as exc:  # noqa: BLE001 - the harness says it
+                except Exception as exc:  # noqa: BLE001 - the requester says it
                     reply = {"id": request["id"], "error": f"{type(exc).__name__}: {exc}"}
                 finally:
                     for received in fds:
                         os.close(received)  # the child has them; the server must not hold a namespace
-                control.send(json.dumps(reply).encode())
+                _send(client, reply, control)
             else:
-                pid = children.pop(fd)
-                _, status = os.waitpid(pid, 0)
+                pid, client = children.pop(fd)
+                _, status, usage = os.wait4(pid, 0)
                 os.close(fd)
-                control.send(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
+                cpu = round(usage.ru_utime + usage.ru_stime, 3)
+                _send(client, {"exit": pid, "code": os.waitstatus_to_exitcode(status), "cpu_s": cpu}, control)
+
+
+def _send(client: socket.socket, message: dict[str, Any], control: socket.socket) -> None:
+    """A reply or exit report. An agent that has gone no longer needs it; the harness always does (a
+    failure to reach it ends the server: ``serve``)."""
+    try:
+        client.send(json.dumps(message).encode())
+    except OSError:
+        if client is control:
+            raise
 
 
 if __name__ == "__main__":

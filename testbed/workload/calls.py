@@ -11,11 +11,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr
 
-from testbed.lab.turn import TurnEndpoint
 from testbed.media.clips import load_clip
 from testbed.media.conversation import conversation, speak
 from testbed.results import CallRecord, LegSummary
@@ -23,6 +22,9 @@ from testbed.scenario.model import CallSpec
 from testbed.scenario.speech import RATES, rate_path, write_rates, write_wav
 from testbed.scenario.speech import check as check_speech
 from testbed.workload.agents import AgentError, Agents
+
+if TYPE_CHECKING:  # the TURN server's code comes with the lab, not with every call's bookkeeping
+    from testbed.lab.turn import TurnEndpoint
 
 SIDES = ("caller", "callee")
 CLIPS = {"caller": "client", "callee": "gateway"}  # each side sends its own voice, so directions never mix
@@ -127,22 +129,6 @@ def expand_calls(specs: list[CallSpec], configured_loss: float = 0.0) -> list[Ca
                 )
             )
     return calls
-
-
-ENCODED_CLIP_ENDPOINTS = ("aiortc", "rtp")  # the endpoints that send a pre-encoded clip
-
-
-def clips_to_encode(calls: list[Call]) -> list[tuple[str, str, tuple[Any, ...]]]:
-    """The (codec, clip, Opus settings) the calls' endpoints will encode, as far as the scenario alone
-    says (a user's speech and conversations are written during the run, so not theirs)."""
-    keys = {
-        (call.codec, call.clips[side], tuple(call.opus))
-        for call in calls
-        if not call.speech and call.pattern != "conversation"
-        for side in SIDES
-        if call.endpoints[side] in ENCODED_CLIP_ENDPOINTS
-    }
-    return sorted(keys)
 
 
 def prepare_speech(calls: list[Call], directory: Path) -> None:

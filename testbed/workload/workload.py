@@ -21,14 +21,13 @@ from testbed.errors import LabError
 from testbed.lab import Lab
 from testbed.lab.queues import QueueSampler
 from testbed.results import TrafficRecord, WorkloadRecord
-from testbed.scenario.model import Impairment, Scenario, TimelineEvent, TrafficSpec
+from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.agents import AgentError, Agents
 from testbed.workload.calls import (
     DRAIN_S,
     Call,
     check_setup_timeout,
-    clips_to_encode,
     end_calls,
     expand_calls,
     on_call_event,
@@ -37,6 +36,7 @@ from testbed.workload.calls import (
     prepare_speech,
     signal_through_lab,
 )
+from testbed.workload.clips import configured_loss
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
 TICK = 0.05
@@ -354,28 +354,6 @@ class Workload:
         for link, ends in self.lab.links.items():
             targets |= {(node, link) for node in ends}
         return [(node, self.lab.node(node).netns_path, link) for node, link in sorted(targets)]
-
-
-def scenario_clips(scenario: Scenario) -> list[tuple[str, str, tuple[Any, ...]]]:
-    """What the scenario's endpoints will encode (``calls.clips_to_encode``), known before its lab is up."""
-    return clips_to_encode(expand_calls(scenario.calls, configured_loss(scenario.links)))
-
-
-def configured_loss(links: dict[str, dict[str, Impairment]]) -> float:
-    """The highest random loss (percent, a Gilbert-Elliott model's mean) configured on a link end: what
-    ``opus: {expected_loss: auto}`` provisions FEC for."""
-    worst = 0.0
-    for ends in links.values():
-        for impairment in ends.values():
-            loss = impairment.loss
-            if loss is None:
-                continue
-            if loss.model == "random" and loss.rate is not None:
-                worst = max(worst, loss.rate)
-            elif loss.model == "gilbert_elliott" and loss.p is not None and loss.r is not None and loss.p + loss.r > 0:
-                bad = loss.p / (loss.p + loss.r)
-                worst = max(worst, bad * loss.loss_bad + (1 - bad) * loss.loss_good)
-    return worst
 
 
 def _by_time(calls: list[Call], when: Callable[[Call], float]) -> dict[float, list[Call]]:

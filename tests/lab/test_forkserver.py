@@ -1,6 +1,7 @@
 """The fork server: children forked into a real namespace, with the Popen interface their callers use;
 exit statuses, signals, real-time promotion by name, and nothing held or left when it ends."""
 
+import json
 import os
 import signal
 import subprocess
@@ -59,6 +60,39 @@ def test_an_agent_is_forked_into_the_namespace_and_speaks_on_its_pipes(namespace
     assert forkserver.current() is None
 
 
+def _ask(agent: subprocess.Popen[str], request_id: int, cmd: str, **args: object) -> dict:
+    assert agent.stdin is not None and agent.stdout is not None
+    agent.stdin.write(json.dumps({"id": request_id, "cmd": cmd, "args": args}) + "\n")
+    agent.stdin.flush()
+    while True:
+        message = json.loads(agent.stdout.readline())
+        if message.get("id") == request_id:
+            assert message["ok"], message
+            return message["result"]
+
+
+def test_an_agents_children_are_forked_too_and_their_cpu_counted(namespace: Path) -> None:
+    with forkserver.serving() as server:
+        assert server is not None
+        agent = _agent(server, namespace)
+        assert agent.stdout is not None and '"ready"' in agent.stdout.readline()
+        sink = [sys.executable, "-m", "testbed.media.traffic", "sink", "--kind", "udp", "--port", "5100"]
+        started = _ask(agent, 1, "child_start", name="sink", argv=[*sink, "--flows", "1", "--report-every", "0.2"])
+        pid = started["pid"]
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "vtb-traffic"
+        assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(namespace).st_ino
+        assert os.getsid(pid) == pid  # never in a terminal's foreground group
+        assert "TESTBED_FORK_FD" not in Path(f"/proc/{pid}/environ").read_text()
+        time.sleep(0.5)
+        stopped = _ask(agent, 2, "child_stop", name="sink")
+        assert stopped["code"] == 0 and stopped["reports"]  # its report lines came through the pipe
+        assert not Path(f"/proc/{pid}").exists()
+        assert _ask(agent, 3, "usage")["children_cpu_s"] > 0  # the server told the agent its child's CPU
+        assert agent.stdin is not None
+        agent.stdin.close()
+        assert agent.wait(10) == 0
+
+
 def test_a_killed_child_reports_its_signal_and_signals_never_reach_a_reused_pid(namespace: Path) -> None:
     with forkserver.serving() as server:
         assert server is not None
@@ -82,7 +116,7 @@ def test_a_killed_child_reports_its_signal_and_signals_never_reach_a_reused_pid(
 def test_other_programs_and_options_take_the_popen_path() -> None:
     server = forkserver.ForkServer()
     try:
-        assert not server.handles([sys.executable, "-m", "testbed.media.tap"], {})
+        assert not server.handles([sys.executable, "-m", "http.server"], {})
         assert not server.handles(["tc", "qdisc"], {})
         assert not server.handles([sys.executable, "-m", AGENT.marker], {"env": {}})
         assert server.handles([sys.executable, "-m", ENGINE.marker, "{}"], {"stderr": subprocess.STDOUT})
