@@ -17,7 +17,7 @@ from pydantic import PrivateAttr
 
 from testbed.media.clips import load_clip
 from testbed.media.conversation import conversation, speak
-from testbed.results import CallRecord, LegSummary
+from testbed.results import CallRecord
 from testbed.scenario.model import CallSpec
 from testbed.scenario.speech import RATES, rate_path, write_rates, write_wav
 from testbed.scenario.speech import check as check_speech
@@ -28,15 +28,6 @@ if TYPE_CHECKING:  # the TURN server's code comes with the lab, not with every c
 
 SIDES = ("caller", "callee")
 CLIPS = {"caller": "client", "callee": "gateway"}  # each side sends its own voice, so directions never mix
-# Between stopping a call's media and hanging up, the path drains: the harness waits until every leg of
-# the batch has heard no RTP for QUIET_S (what was queued or delayed on the path has arrived by then),
-# at least DRAIN_S (each agent handles what is already in its sockets) and at most DRAIN_MAX_S (a path
-# that delays more than that is reported as packets in flight, not as loss; docs/design.md, "The
-# endpoint interface").
-DRAIN_S = 0.2
-QUIET_S = 0.3
-DRAIN_MAX_S = 3.0
-DRAIN_POLL_S = 0.05
 
 
 class Call(CallRecord):
@@ -195,7 +186,7 @@ def ice_config(asked: dict[str, Any], turn: TurnEndpoint | None) -> dict[str, An
     }
 
 
-def _batches(calls: Iterable[Call], side: str) -> dict[tuple[str, str], list[Call]]:
+def side_batches(calls: Iterable[Call], side: str) -> dict[tuple[str, str], list[Call]]:
     """Calls grouped by the node and endpoint kind that serve their ``side``: one request per group."""
     groups: dict[tuple[str, str], list[Call]] = defaultdict(list)
     for call in calls:
@@ -203,7 +194,7 @@ def _batches(calls: Iterable[Call], side: str) -> dict[tuple[str, str], list[Cal
     return groups
 
 
-def _each(
+def per_batch(
     agents: Agents,
     calls: list[Call],
     side: str,
@@ -214,7 +205,7 @@ def _each(
     """Send ``command`` per (node, kind) batch; pair each call with its result. A batch the agent refuses
     marks its calls as errors; a per-leg ``{"error": ...}`` marks that call only."""
     paired = []
-    for (node, kind), batch in _batches(calls, side).items():
+    for (node, kind), batch in side_batches(calls, side).items():
         try:
             results = agents[node].call(command, timeout=timeout, kind=kind, **arguments(batch))["legs"]
         except AgentError as exc:
@@ -279,10 +270,12 @@ def place_calls(agents: Agents, calls: list[Call], out_dir: Path) -> None:
     now = time.time()
     for call in calls:
         call.offered_at = now
-    offers = _each(agents, calls, "caller", "endpoint_open", lambda b: {"legs": [c.leg("caller", out_dir) for c in b]})
+    offers = per_batch(
+        agents, calls, "caller", "endpoint_open", lambda b: {"legs": [c.leg("caller", out_dir) for c in b]}
+    )
     offered = {call.id: offer for call, offer in offers}
     live = [call for call in calls if call.id in offered]
-    answers = _each(
+    answers = per_batch(
         agents,
         live,
         "callee",
@@ -291,7 +284,7 @@ def place_calls(agents: Agents, calls: list[Call], out_dir: Path) -> None:
     )
     answered = {call.id: answer for call, answer in answers}
     live = [call for call in live if call.id in answered]
-    _each(
+    per_batch(
         agents,
         live,
         "caller",
@@ -320,48 +313,3 @@ def check_setup_timeout(call: Call, now: float) -> None:
     if call.outcome == "pending" and call.offered_at is not None and now - call.offered_at > call.setup_timeout:
         call.outcome = "failed"
         call.reason = f"not connected within the setup timeout of {call.setup_timeout:g}s"
-
-
-def drain(agents: Agents, calls: list[Call], minimum: float = DRAIN_S, maximum: float = DRAIN_MAX_S) -> float:
-    """Wait until every leg of ``calls`` has been quiet for QUIET_S (or ``maximum`` passed); seconds waited."""
-    started = time.monotonic()
-    time.sleep(minimum)
-    while time.monotonic() - started < maximum:
-        quiet = [value for side in SIDES for _, value in _each(agents, calls, side, "endpoint_quiet_for", _ids)]
-        if all(value is None or value >= QUIET_S for value in quiet):
-            break
-        time.sleep(DRAIN_POLL_S)
-    return round(time.monotonic() - started, 3)
-
-
-def _ids(batch: list[Call]) -> dict[str, Any]:
-    return {"calls": [c.id for c in batch]}
-
-
-def end_calls(agents: Agents, calls: list[Call], drain_s: float = DRAIN_S, drain_max_s: float = DRAIN_MAX_S) -> None:
-    """Stop both sides' media, let the path drain (``drain``), then hang up both sides and keep each
-    side's summary. A side that is gone is noted, not fatal."""
-    for side in SIDES:
-        _each(agents, calls, side, "endpoint_stop_media", _ids, timeout=30)
-    if drain_s > 0:
-        waited = drain(agents, calls, drain_s, max(drain_s, drain_max_s))
-        for call in calls:
-            call.drain_s = waited
-    for side in SIDES:
-        for (node, kind), batch in _batches(calls, side).items():
-            try:
-                summaries = agents[node].call("endpoint_hang_up", timeout=60, kind=kind, calls=[c.id for c in batch])
-                legs = summaries["legs"]
-            except AgentError as exc:
-                legs = [{"error": str(exc)}] * len(batch)
-            for call, summary in zip(batch, legs, strict=True):
-                if "codec" not in summary:  # the leg never existed or its agent is gone: say why
-                    summary = {
-                        "call": call.id,
-                        "endpoint": kind,
-                        "codec": call.codec,
-                        "dscp": call.dscp,
-                        "clip": call.clips[side],
-                        "error": summary.get("error") or "no summary",
-                    }
-                call.sides[side] = LegSummary.model_validate(summary)

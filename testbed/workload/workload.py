@@ -25,10 +25,8 @@ from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.agents import AgentError, Agents
 from testbed.workload.calls import (
-    DRAIN_S,
     Call,
     check_setup_timeout,
-    end_calls,
     expand_calls,
     on_call_event,
     place_calls,
@@ -37,6 +35,7 @@ from testbed.workload.calls import (
     signal_through_lab,
 )
 from testbed.workload.clips import configured_loss
+from testbed.workload.hangup import DRAIN_S, end_calls
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
 TICK = 0.05

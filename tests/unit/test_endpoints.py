@@ -9,7 +9,7 @@ from typing import get_args
 from testbed.media.endpoints import KINDS, LegSpec
 from testbed.scenario.endpoints import EndpointKind
 from testbed.scenario.model import Scenario
-from testbed.workload.calls import Call, _batches, expand_calls
+from testbed.workload.calls import Call, expand_calls, side_batches
 
 
 def test_the_scenario_offers_the_registered_kinds():
@@ -22,7 +22,7 @@ def test_a_call_group_is_one_batch_per_node_and_kind():
     )
     calls = expand_calls(scenario.calls)
     assert [c.id for c in calls] == ["rep-1", "rep-2", "rep-3", "rep-4", "rep-5", "solo"]
-    by_caller = _batches(calls, "caller")
+    by_caller = side_batches(calls, "caller")
     assert {key: [c.id for c in batch] for key, batch in by_caller.items()} == {
         ("client", "aiortc"): ["rep-1", "rep-2", "rep-3", "rep-4", "rep-5"],
         ("gateway", "aiortc"): ["solo"],

@@ -152,6 +152,19 @@ class AiortcLeg:
             return None
         return (time.time_ns() - self.received.arrival_ns[-1]) / 1e9
 
+    def sent_packets(self) -> int | None:
+        return self.track.sent
+
+    def received_packets(self) -> int | None:
+        return len(set(self.received.seq))  # a duplicate is not a packet more
+
+    def last_sent_seq(self) -> int | None:
+        # known once every packet the track handed over has reached the socket (at once, in practice)
+        return self.sent.seq[-1] if self.sent.seq and len(self.sent.seq) == self.track.sent else None
+
+    def last_received_seq(self) -> int | None:
+        return self.received.seq[-1] if self.received.seq else None
+
     # ------------------------------------------------------------ media and state
 
     def _track(self, track: MediaStreamTrack) -> None:

@@ -142,6 +142,18 @@ class ChromiumLeg:
                 self.stopped_at = await self.page.evaluate("() => stopMedia()")
         return self.stopped_at
 
+    def sent_packets(self) -> int | None:
+        return None  # the browser's counters are not read per poll: the drain waits for quiet
+
+    def received_packets(self) -> int | None:
+        return None
+
+    def last_sent_seq(self) -> int | None:
+        return None
+
+    def last_received_seq(self) -> int | None:
+        return None
+
     async def quiet_for(self) -> float | None:
         if self.ended or self.page is None:
             return None

@@ -28,6 +28,23 @@ class Leg(Protocol):
         """Seconds since the last RTP packet arrived (None: none yet): the drain watches it."""
         ...
 
+    def sent_packets(self) -> int | None:
+        """RTP packets this side sent (final once its media stopped); None where the kind cannot count
+        them (a browser): the drain then waits for quiet instead."""
+        ...
+
+    def received_packets(self) -> int | None:
+        """Distinct RTP packets this side received (by sequence number); None where it cannot count."""
+        ...
+
+    def last_sent_seq(self) -> int | None:
+        """The sequence number of the last packet this side sent (None: unknown)."""
+        ...
+
+    def last_received_seq(self) -> int | None:
+        """The sequence number of the packet that arrived last (None: none, or unknown)."""
+        ...
+
     async def hang_up(self) -> dict[str, Any]:
         """End the leg, write its records, return its summary (``results.LegSummary``)."""
         ...
@@ -94,13 +111,17 @@ class LegBatches(Generic[L]):
 
     async def stop_media(self, calls: list[str]) -> list[dict[str, Any]]:
         async def one(call: str) -> dict[str, Any]:
-            return {"stopped_at": await self._leg(call).stop_media()}
+            leg = self._leg(call)
+            stopped_at = await leg.stop_media()
+            return {"stopped_at": stopped_at, "sent": leg.sent_packets(), "last_seq": leg.last_sent_seq()}
 
         return await each_leg([one(call) for call in calls])
 
     async def quiet_for(self, calls: list[str]) -> list[Any]:
-        async def one(call: str) -> float | None:
-            return await self._leg(call).quiet_for()
+        async def one(call: str) -> dict[str, Any]:
+            leg = self._leg(call)
+            quiet = await leg.quiet_for()
+            return {"quiet": quiet, "received": leg.received_packets(), "last_seq": leg.last_received_seq()}
 
         return await each_leg([one(call) for call in calls])
 

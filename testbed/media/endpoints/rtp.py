@@ -93,6 +93,18 @@ class RtpLeg:
         last = self.engine.last_arrival_ns(self.stream)
         return (time.time_ns() - last) / 1e9 if last else None
 
+    def sent_packets(self) -> int | None:
+        return None  # not counted per leg for the drain yet: it waits for quiet
+
+    def received_packets(self) -> int | None:
+        return None
+
+    def last_sent_seq(self) -> int | None:
+        return None
+
+    def last_received_seq(self) -> int | None:
+        return None
+
     async def hang_up(self) -> dict[str, Any]:
         """End the leg, write what it sent (``*-sent.npz``) and summarise this side."""
         spec, leg = self.spec, self.stream
