@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.lab.backends import make_backend
-from testbed.lab.registry import Registry, RunRecord
+from testbed.lab.registry import Registry, Resource, RunRecord
 
 
 @dataclass
@@ -29,7 +30,8 @@ def remove_run(registry: Registry, record: RunRecord) -> Removal:
     except Exception as exc:
         result.failed.append(f"backend {record.backend}: {exc}")
         return result
-    for resource in reversed(record.resources):
+
+    def remove(resource: Resource) -> None:
         try:
             if resource.kind == "files":
                 if _remove_files(registry, record, Path(resource.name)):
@@ -38,6 +40,18 @@ def remove_run(registry: Registry, record: RunRecord) -> Removal:
                 result.removed.append(f"{resource.kind} {resource.name}")
         except Exception as exc:  # keep going: one stuck resource must not leak the others
             result.failed.append(f"{resource.kind} {resource.name}: {exc}")
+
+    newest_first = list(reversed(record.resources))
+    nodes = [r for r in newest_first if r.kind != "files"]
+    if getattr(backend, "creates_at_once", 1) > 1 and len(nodes) > 1:  # containers: side by side
+        with ThreadPoolExecutor(max_workers=backend.creates_at_once, thread_name_prefix="remove-node") as pool:
+            list(pool.map(remove, nodes))
+    else:
+        for resource in nodes:
+            remove(resource)
+    for resource in newest_first:
+        if resource.kind == "files":  # after the nodes whose processes may still write there
+            remove(resource)
     if not result.failed:
         registry.forget(record.run_id)
     return result

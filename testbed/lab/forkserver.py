@@ -204,6 +204,8 @@ class ForkServer:
             }
             socket.send_fds(self._control, [json.dumps(request).encode()], theirs)
         except BaseException:
+            with self._lock:
+                self._pending = {k: v for k, v in self._pending.items() if v[0] is not child}
             for stream in (child.stdin, child.stdout, child.stderr):
                 if stream is not None:
                     stream.close()
@@ -211,7 +213,13 @@ class ForkServer:
         finally:
             for fd in theirs:
                 os.close(fd)
-        future.result(READY_TIMEOUT)
+        try:
+            future.result(READY_TIMEOUT)
+        except BaseException:
+            for stream in (child.stdin, child.stdout, child.stderr):
+                if stream is not None:
+                    stream.close()
+            raise
         return child
 
     def preload_clips(self, clips: Sequence[tuple[str, str, Sequence[Any]]]) -> None:
@@ -270,6 +278,9 @@ def serving(backend: str = "netns") -> Iterator[ForkServer | None]:
     """A fork server for the enclosed runs on the netns backend (started now, it warms up while they
     build their labs; one already serving is reused). Other backends: None."""
     global _current
+    if os.environ.get("TESTBED_FORK_SERVER") == "0":  # every child a fresh interpreter, as before the server
+        yield None
+        return
     if backend != "netns" or _current is not None:
         yield _current if backend == "netns" else None
         return

@@ -17,6 +17,7 @@ from typing import Any
 from testbed.errors import CapabilityError, InputError, LabError
 from testbed.lab import edge, impair, links, qos, services, tunnels
 from testbed.lab.backends import Node, make_backend
+from testbed.lab.backends.base import create_nodes
 from testbed.lab.cleanup import remove_run
 from testbed.lab.engine.harness import EngineProcess
 from testbed.lab.engine_set import ENGINE_FAILED_SIGNAL, EngineFailed, EngineSet
@@ -164,13 +165,9 @@ class Lab:
         try:
             files = self._files_dir() if services.needed(self.scenario) else None
             backend = make_backend(self.backend_name, self.registry, [*self.shared_dirs, *([files] if files else [])])
-            for name, kind in self.plan.nodes.items():
-                self.nodes[name] = backend.create_node(self.run, name, kind)
-            for segment in self.plan.segments.values():
-                if segment.switched:
-                    self.nodes[switch_name(segment.name)] = backend.create_node(
-                        self.run, switch_name(segment.name), "switch"
-                    )
+            wanted = [*self.plan.nodes.items()]
+            wanted += [(switch_name(s.name), "switch") for s in self.plan.segments.values() if s.switched]
+            self.nodes.update(create_nodes(backend, self.run, wanted))
             for node in self.nodes.values():
                 links.bring_up_loopback(self.netlink, node)
             for segment in self.plan.segments.values():

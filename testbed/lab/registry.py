@@ -11,12 +11,15 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testbed.proc import start_time
+
+_ADDING = threading.Lock()
 
 DEFAULT_ROOT = Path("/run/voip-testbed/runs")
 RUN_ID = re.compile(r"^[0-9a-f]{6}$")
@@ -95,8 +98,9 @@ class Registry:
         temporary.replace(self._path(record.run_id))
 
     def add(self, record: RunRecord, resource: Resource) -> None:
-        record.resources.append(resource)
-        self.save(record)
+        with _ADDING:  # a backend may create nodes on several threads (docker)
+            record.resources.append(resource)
+            self.save(record)
 
     def load(self, run_id: str) -> RunRecord | None:
         if not RUN_ID.match(run_id):

@@ -79,6 +79,7 @@ def _run_child(entry: Entry, request: dict[str, Any], fds: list[int], channel: i
     os.closerange(3 if channel is None else 4, os.sysconf("SC_OPEN_MAX"))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     _set_comm(entry.comm)
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - the process's own stdio
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
@@ -119,7 +120,13 @@ def _spawn(request: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket 
     if len(fds) != MAX_FDS:
         raise ValueError(f"a spawn takes {MAX_FDS} descriptors, not {len(fds)}")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if entry.channel else (None, None)
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for end in (ours, theirs):
+            if end is not None:
+                end.close()
+        raise
     if pid == 0:
         code = 1
         try:
@@ -151,7 +158,10 @@ def _preload(clips: list[list[Any]]) -> None:
 def serve(control: socket.socket) -> None:
     """The server's loop: warm up, say ready, then spawn on request and report exits until the harness's
     end of the socket closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the harness's to handle
+    # a terminal's Ctrl-C, a hang-up or a SIGTERM to the whole process group (`timeout`) is the harness's
+    # to handle: it unwinds its labs, and its children must still be told apart; the server ends with it
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     failed = []
     for module in WARM:
         try:

@@ -47,6 +47,19 @@ class ForkedChild:
             self._pidfd = None
         self._exited.set()
 
+    def _watch_alone(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Learn of the exit from the pidfd (readable once the process has ended)."""
+        pidfd = self._pidfd
+        if pidfd is None:
+            self._ended(255, 0.0)
+            return
+
+        def ended() -> None:
+            loop.remove_reader(pidfd)
+            self._ended(255, 0.0)
+
+        loop.add_reader(pidfd, ended)
+
     async def wait(self) -> int:
         await self._exited.wait()
         assert self.returncode is not None
@@ -115,13 +128,16 @@ class ForkLine:
                     future.set_result(message)
 
     def _gone(self) -> None:
-        """The server ended (the harness is gone): children's exits will not be told; count them ended."""
-        asyncio.get_running_loop().remove_reader(self._socket.fileno())
+        """The server ended: no exit will be told any more. Each child is watched through its own pidfd
+        instead (status unknown: 255), and can still be stopped."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._socket.fileno())
+        self._socket.close()
         for future in self._replies.values():
             if not future.done():
                 future.set_exception(ConnectionError("the fork server is gone"))
         for child in self._children.values():
-            child._ended(255, 0.0)
+            child._watch_alone(loop)
         self._replies.clear()
         self._children.clear()
 

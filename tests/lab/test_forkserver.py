@@ -124,6 +124,24 @@ def test_other_programs_and_options_take_the_popen_path() -> None:
         server.close()
 
 
+def test_a_sigterm_to_the_process_group_leaves_the_server_to_its_harness(namespace: Path) -> None:
+    """`timeout` or a closed terminal signals the whole group: the harness unwinds, the server serves on."""
+    with forkserver.serving() as server:
+        assert server is not None
+        agent = _agent(server, namespace)  # warmed up and serving
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            os.kill(server.process.pid, signum)
+        time.sleep(0.2)
+        assert server.process.poll() is None
+        assert agent.stdin is not None
+        agent.stdin.close()
+        assert agent.wait(10) == 0  # its exit still reported
+        another = _agent(server, namespace)  # and it still forks
+        assert another.stdin is not None and another.poll() is None
+        another.stdin.close()
+        assert another.wait(10) == 0
+
+
 def test_the_server_ends_when_its_harness_is_killed(tmp_path: Path) -> None:
     pid_file = tmp_path / "server.pid"
     harness = subprocess.Popen(

@@ -54,6 +54,7 @@ class Node(Protocol):
 
 class Backend(Protocol):
     name: str
+    creates_at_once: int  # nodes it creates side by side (a container takes a few hundred ms; a namespace ms)
 
     def create_node(self, run: RunRecord, name: str, kind: str) -> Node: ...
 
@@ -62,6 +63,19 @@ class Backend(Protocol):
     def remove_leftover(self, resource: Resource) -> bool:
         """Remove one registry resource of a dead run; True if something was removed."""
         ...
+
+
+def create_nodes(backend: Backend, run: RunRecord, wanted: Sequence[tuple[str, str]]) -> dict[str, Node]:
+    """Create the (name, kind) nodes, ``backend.creates_at_once`` at a time. Each is recorded in the
+    registry before it exists, so when one fails the lab's teardown removes every other one, finished
+    or not; the first failure is raised once all have ended."""
+    if backend.creates_at_once <= 1 or len(wanted) <= 1:
+        return {name: backend.create_node(run, name, kind) for name, kind in wanted}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=backend.creates_at_once, thread_name_prefix="create-node") as pool:
+        futures = {name: pool.submit(backend.create_node, run, name, kind) for name, kind in wanted}
+    return {name: future.result() for name, future in futures.items()}
 
 
 def run_in_namespace(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,18 +78,21 @@ class DockerNode:
 
 class DockerBackend:
     name = "docker"
+    creates_at_once = 8  # each container's start is mostly the engine's waiting: side by side, not in turn
 
     def __init__(self, registry: Registry, shared_dirs: Sequence[Path] = (), image: str = NODE_IMAGE):
         self.registry = registry
         self.shared_dirs = [Path(d).resolve() for d in shared_dirs]
         self.image = image
         self._client: Any = None
+        self._client_lock = threading.Lock()
 
     @property
     def engine(self) -> Any:
-        if self._client is None:
-            self._client = client()
-        return self._client
+        with self._client_lock:  # nodes are created on several threads: one client, pinged once
+            if self._client is None:
+                self._client = client()
+            return self._client
 
     @staticmethod
     def container_name(run_id: str, node: str) -> str:
@@ -97,12 +101,13 @@ class DockerBackend:
     def create_node(self, run: RunRecord, name: str, kind: str) -> DockerNode:
         import docker
 
+        engine = self.engine
         container_name = self.container_name(run.run_id, name)
         self.registry.add(run, Resource("container", container_name, {"node": name, "kind": kind}))
         for directory in self.shared_dirs:
             directory.mkdir(parents=True, exist_ok=True)
         try:
-            container = self.engine.containers.run(
+            container = engine.containers.run(
                 self.image,
                 ["sleep", "infinity"],
                 name=container_name,

@@ -69,6 +69,8 @@ class EncodedClipTrack(MediaStreamTrack):
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if self.stopped_at is not None:  # stopped while it waited: what stop_media counted is final
+                raise MediaStreamError
             self.lateness_ms.append(max(0.0, (time.monotonic() - due) * 1000))
         packet = Packet(self.payloads[(self.offset + self.sent) % len(self.payloads)])
         packet.pts = self.sent * self.frame_samples
