@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -244,6 +244,18 @@ class StopSignals:
         """Wait ``seconds`` (microsecond resolution, unlike epoll) or until a stop signal."""
         if seconds > 0 and not self.requested:
             select.select([self.reader], [], [], seconds)
+
+
+# ================================================================ the fork server's requests
+
+FORK_FD_ENV = "TESTBED_FORK_FD"  # an agent's descriptor of its own line to the fork server
+
+
+def spawn_request(request_id: int, argv: Sequence[str]) -> dict[str, Any]:
+    """A spawn request for the fork server (``testbed.lab.zygote``): ``python -m PROGRAM ARGS`` with this
+    process's environment and working directory, as ``subprocess`` would pass them to a fresh one.
+    The harness and the agents both send it; the descriptors go beside it (SCM_RIGHTS)."""
+    return {"id": request_id, "entry": argv[2], "argv": list(argv[3:]), "env": dict(os.environ), "cwd": os.getcwd()}
 
 
 # ================================================================ real-time priority

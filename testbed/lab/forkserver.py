@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from testbed.lab import zygote
+from testbed.proc import spawn_request
 
 READY_TIMEOUT = 30.0
 
@@ -195,14 +196,7 @@ class ForkServer:
                 self._ids += 1
                 request_id = self._ids
                 self._pending[request_id] = (child, future)
-            request = {
-                "id": request_id,
-                "entry": argv[2],
-                "argv": list(argv[3:]),
-                "env": dict(os.environ),
-                "cwd": os.getcwd(),
-            }
-            socket.send_fds(self._control, [json.dumps(request).encode()], theirs)
+            socket.send_fds(self._control, [json.dumps(spawn_request(request_id, argv)).encode()], theirs)
         except BaseException:
             with self._lock:
                 self._pending = {k: v for k, v in self._pending.items() if v[0] is not child}

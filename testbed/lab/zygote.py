@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from testbed.proc import AGENT, ENGINE
+from testbed.proc import AGENT, ENGINE, FORK_FD_ENV
 
 MAX_FDS = 4  # namespace, stdin, stdout, stderr
 
@@ -32,8 +32,6 @@ class Entry:
     comm: str
     channel: bool = False  # the child gets its own line to the server (FORK_FD_ENV) for its children
 
-
-FORK_FD_ENV = "TESTBED_FORK_FD"  # an agent's descriptor of its line to the fork server (testbed.media.forked)
 
 # keyed by the module a ``python -m`` command line names (testbed.proc's markers)
 ENTRIES = {

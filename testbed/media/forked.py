@@ -21,7 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-FORK_FD_ENV = "TESTBED_FORK_FD"  # testbed.lab.zygote's name for it
+from testbed.proc import FORK_FD_ENV, spawn_request
+
 PROGRAMS = ("testbed.media.tap", "testbed.media.traffic")  # what the server forks for an agent
 MAX_MESSAGE = 1 << 16
 
@@ -150,13 +151,7 @@ class ForkLine:
         request_id = next(self._ids)
         reply: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._replies[request_id] = reply
-        request = {
-            "id": request_id,
-            "entry": argv[2],
-            "argv": list(argv[3:]),
-            "env": dict(os.environ),
-            "cwd": os.getcwd(),
-        }
+        request = spawn_request(request_id, argv)
         try:
             socket.send_fds(self._socket, [json.dumps(request).encode()], theirs)
         except BaseException:

@@ -43,7 +43,7 @@ from testbed.media.endpoints.chromium_browser import (
     chromium_version,
     microphone_file,
 )
-from testbed.media.endpoints.legs import LegBatches
+from testbed.media.endpoints.legs import LegBatches, Uncounted
 
 HANG_UP_TIMEOUT_S = 30.0
 
@@ -71,7 +71,7 @@ def candidate_pair(pair: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
-class ChromiumLeg:
+class ChromiumLeg(Uncounted):
     """One side of one call: one browser, one page, one peer connection."""
 
     def __init__(self, endpoint: ChromiumEndpoint, leg: LegSpec):
@@ -141,18 +141,6 @@ class ChromiumLeg:
             if not self.ended:
                 self.stopped_at = await self.page.evaluate("() => stopMedia()")
         return self.stopped_at
-
-    def sent_packets(self) -> int | None:
-        return None  # the browser's counters are not read per poll: the drain waits for quiet
-
-    def received_packets(self) -> int | None:
-        return None
-
-    def last_sent_seq(self) -> int | None:
-        return None
-
-    def last_received_seq(self) -> int | None:
-        return None
 
     async def quiet_for(self) -> float | None:
         if self.ended or self.page is None:

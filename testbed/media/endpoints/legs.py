@@ -50,6 +50,23 @@ class Leg(Protocol):
         ...
 
 
+class Uncounted:
+    """For a leg kind that does not count its packets for the drain (a browser; the light endpoint's
+    legs for now): the drain then waits for quiet."""
+
+    def sent_packets(self) -> int | None:
+        return None
+
+    def received_packets(self) -> int | None:
+        return None
+
+    def last_sent_seq(self) -> int | None:
+        return None
+
+    def last_received_seq(self) -> int | None:
+        return None
+
+
 L = TypeVar("L", bound=Leg)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from testbed.codecs import PAYLOAD_TYPES, codec
 from testbed.media.encoded_clip import BROWSER_OPUS, encoded_clip, opus_settings
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec, Preparation
-from testbed.media.endpoints.legs import LegBatches
+from testbed.media.endpoints.legs import LegBatches, Uncounted
 from testbed.media.light.packets import payload_matrix
 from testbed.media.light.streams import FRAME_NS, Clip, LightLeg, StreamEngine, route_source
 from testbed.media.records import pacing_summary, save_sent
@@ -64,7 +64,7 @@ def _reachable(addresses: list[str], port: int) -> str:
     raise ValueError(f"no route to any of the callee's addresses {addresses}")
 
 
-class RtpLeg:
+class RtpLeg(Uncounted):
     """One side of one call: its stream in the node's engine, described by a transport address."""
 
     def __init__(self, spec: LegSpec, endpoint: LightEndpoint):
@@ -92,18 +92,6 @@ class RtpLeg:
     async def quiet_for(self) -> float | None:
         last = self.engine.last_arrival_ns(self.stream)
         return (time.time_ns() - last) / 1e9 if last else None
-
-    def sent_packets(self) -> int | None:
-        return None  # not counted per leg for the drain yet: it waits for quiet
-
-    def received_packets(self) -> int | None:
-        return None
-
-    def last_sent_seq(self) -> int | None:
-        return None
-
-    def last_received_seq(self) -> int | None:
-        return None
 
     async def hang_up(self) -> dict[str, Any]:
         """End the leg, write what it sent (``*-sent.npz``) and summarise this side."""
