@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from testbed.proc import AGENT, ENGINE, FORK_FD_ENV
+from testbed.proc import AGENT, FORK_FD_ENV
 
 MAX_FDS = 4  # namespace, stdin, stdout, stderr
 
@@ -36,7 +36,8 @@ class Entry:
 # keyed by the module a ``python -m`` command line names (testbed.proc's markers)
 ENTRIES = {
     AGENT.marker: Entry("testbed.media.agent", "main", AGENT.comm, channel=True),
-    ENGINE.marker: Entry("testbed.lab.engine.engine", "main", ENGINE.comm),
+    # not the impairment engines: they decide the network's timing, and forked from this server's large
+    # heap they released packets late (> 1 ms) twice as often as fresh interpreters (office, 5 runs each)
     # the agents' children: packet taps and cross traffic
     "testbed.media.tap": Entry("testbed.media.tap.capture", "main", "vtb-tap"),
     "testbed.media.traffic": Entry("testbed.media.traffic.cli", "main", "vtb-traffic"),
@@ -46,7 +47,6 @@ WARM = (
     "numpy",
     "testbed.lab.netns",
     "testbed.media.agent",
-    "testbed.lab.engine.engine",
     "testbed.media.endpoints",
     "testbed.media.endpoints.aiortc",
     "testbed.media.endpoints.rtp",

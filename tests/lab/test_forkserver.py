@@ -96,15 +96,15 @@ def test_an_agents_children_are_forked_too_and_their_cpu_counted(namespace: Path
 def test_a_killed_child_reports_its_signal_and_signals_never_reach_a_reused_pid(namespace: Path) -> None:
     with forkserver.serving() as server:
         assert server is not None
-        engine = server.spawn(
+        traffic = server.spawn(
             namespace,
-            [sys.executable, "-m", ENGINE.marker, "{not json"],
+            [sys.executable, "-m", "testbed.media.traffic", "--no-such-option"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        assert engine.wait(10) != 0  # a bad config: the engine's own error, as a fresh process would give
-        assert engine.stdout is not None and engine.stdout.read().strip()
+        assert traffic.wait(10) == 2  # argparse's own error, as a fresh process would give
+        assert traffic.stdout is not None and "error: " in traffic.stdout.read()
         agent = _agent(server, namespace)
         agent.kill()
         assert agent.wait(10) == -signal.SIGKILL
@@ -119,7 +119,8 @@ def test_other_programs_and_options_take_the_popen_path() -> None:
         assert not server.handles([sys.executable, "-m", "http.server"], {})
         assert not server.handles(["tc", "qdisc"], {})
         assert not server.handles([sys.executable, "-m", AGENT.marker], {"env": {}})
-        assert server.handles([sys.executable, "-m", ENGINE.marker, "{}"], {"stderr": subprocess.STDOUT})
+        assert not server.handles([sys.executable, "-m", ENGINE.marker, "{}"], {})  # engines: fresh interpreters
+        assert server.handles([sys.executable, "-m", AGENT.marker, "--node", "n"], {"stderr": subprocess.STDOUT})
     finally:
         server.close()
 

@@ -112,7 +112,7 @@ def test_ctrl_c_during_a_run_leaves_nothing(registry, no_leftovers, tmp_path):
     # a process's command line, and its name (the fork server's children: vtb-agent, vtb-engine)
     commands = {pid: _read(Path(f"/proc/{pid}/cmdline")) + b" " + _read(Path(f"/proc/{pid}/comm")) for pid in ours}
     assert any(b"vtb-agent" in c for c in commands.values()), "the run had agents (forked) to stop"
-    assert any(b"vtb-engine" in c for c in commands.values()), "and an impairment engine"
+    assert any(b"testbed.lab.engine" in c for c in commands.values()), "and an impairment engine"
     assert any(b"vtb-tap" in c for c in commands.values()), "and taps (forked for the agents)"
     process.send_signal(signal.SIGINT)
     stderr = rest_of_output(process, timeout=60, stream="stderr")
