@@ -1,10 +1,12 @@
-"""A pre-imported process that forks the lab's agents and impairment engines into their nodes.
+"""A pre-imported process that forks the lab's agents (and their taps and traffic) into their nodes.
 
-Why: every agent and engine used to be a fresh interpreter (``python -m ...``) that imported numpy,
-aiortc and the scenario model before it could say ready; seven of them at the start of each variant
-cost about a second of two cores. The fork server imports all of that once, in the background, while
-the CLI loads the scenario and the first lab comes up; a child is then a ``fork()`` that enters its
-node's network namespace (``setns``) and calls the program's ``main`` (a few milliseconds).
+Why: every agent used to be a fresh interpreter (``python -m ...``) that imported numpy and aiortc
+before it could say ready, then encoded its clip, and its taps imported numpy: most of a second of two
+cores at the start of each variant. The impairment engines stay fresh interpreters (forked from this
+heap they released packets late more often; docs/design.md, "The fork server"). The fork server
+imports all of that once, in the background, while the CLI loads the scenario and the first lab
+comes up; a child is then a ``fork()`` that enters its node's network namespace (``setns``) and
+calls the program's ``main`` (a few milliseconds).
 
 How: the harness and the server share a ``SOCK_SEQPACKET`` socket pair (no listening socket, no path
 anyone else can reach). A spawn request carries the program, its arguments, the environment, the

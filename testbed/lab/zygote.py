@@ -1,5 +1,6 @@
-"""The fork server's own process (``python -m testbed.lab.zygote FD``): imports what the lab's agents and
-engines need once, then forks each of them into its node on the harness's request and reports its exit.
+"""The fork server's own process (``python -m testbed.lab.zygote FD``): imports what the lab's agents (and
+their taps and traffic processes) need once, then forks each of them into its node on request and
+reports its exit.
 The harness's side, and why, is ``testbed.lab.forkserver``.
 """
 
@@ -139,8 +140,8 @@ def _spawn(request: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket 
 def _preload(clips: list[list[Any]]) -> None:
     """Encode the run's clips ([codec, clip, opus settings]) while the harness builds the lab: each agent
     forked afterwards has them in memory (``encoded_clip`` keeps them per process) and prepares at once;
-    one forked before a clip is done encodes it itself. Runs on a thread of its own, so an engine's or
-    agent's spawn never waits for it: a fork copies only the forking thread, and ``encoded_clip`` stores
+    one forked before a clip is done encodes it itself. Runs on a thread of its own, so an agent's
+    spawn never waits for it: a fork copies only the forking thread, and ``encoded_clip`` stores
     a clip only once it is whole (the encoder, ``opuslib_next``, is imported beforehand, so the thread
     holds no import lock). A clip that fails here fails again, with its message, in the agent that
     needs it."""
