@@ -16,6 +16,7 @@ from testbed.cli.common import (
     check_variants,
     err,
     out,
+    preload_clips,
     progress_printer,
     reports_errors,
     require_root,
@@ -64,11 +65,13 @@ def run(
     """
     require_root()
     with warm_start(backend, parallel):
-        from testbed.report.baseline import load_baseline
-        from testbed.runner import Baseline, default_out_dir, run_scenario
         from testbed.scenario import load_scenario
 
         loaded = load_scenario(scenario)
+        preload_clips(loaded.scenario)  # before the runner's imports: the first agents find them encoded
+        from testbed.report.baseline import load_baseline
+        from testbed.runner import Baseline, default_out_dir, run_scenario
+
         variants = check_variants(scenario, variant, loaded.variant_names)
         stored = Baseline(baseline, load_baseline(baseline, loaded), tolerance) if baseline is not None else None
         out_dir = out_dir_option or default_out_dir(loaded.scenario.name)
@@ -127,11 +130,13 @@ def capacity(
     if metric not in ("mos_emodel", "mos_pesq"):
         raise InputError(f"--metric {metric!r}: use mos_emodel or mos_pesq")
     with warm_start(backend):
-        from testbed.capacity import search
-        from testbed.runner import default_out_dir
         from testbed.scenario import load_scenario
 
         loaded = load_scenario(scenario)
+        preload_clips(loaded.scenario)
+        from testbed.capacity import search
+        from testbed.runner import default_out_dir
+
         names = check_variants(scenario, variant, loaded.variant_names)
         out_dir = out_dir_option or default_out_dir(f"{loaded.scenario.name}-capacity")
         progress = progress_printer()

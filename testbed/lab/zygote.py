@@ -44,16 +44,14 @@ ENTRIES = {
     "testbed.media.traffic": Entry("testbed.media.traffic.cli", "main", "vtb-traffic"),
 }
 # imported once by the server, so no child imports them again (what the endpoints load lazily too)
+ENCODER = ("numpy", "opuslib_next", "testbed.media.encoded_clip")  # first: a preload can start early
 WARM = (
-    "numpy",
     "testbed.lab.netns",
     "testbed.media.agent",
     "testbed.media.endpoints",
     "testbed.media.endpoints.aiortc",
     "testbed.media.endpoints.rtp",
     "testbed.media.endpoints.chromium",
-    "testbed.media.encoded_clip",
-    "opuslib_next",
     "testbed.media.signalling",
     "testbed.media.tap.capture",
     "testbed.media.traffic.cli",
@@ -137,6 +135,30 @@ def _spawn(request: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket 
     return pid, ours
 
 
+_asked: set[str] = set()  # clips already being encoded: the CLI and the runner both ask
+
+
+def _start_preload(request: dict[str, Any]) -> None:
+    """Encode the clips asked for that no earlier request asked for, on a thread (``_preload``)."""
+    new = [clip for clip in request["clips"] if json.dumps(clip) not in _asked]
+    _asked.update(json.dumps(clip) for clip in new)
+    if new:
+        threading.Thread(target=_preload, args=(new,), daemon=True).start()
+
+
+def _early_preload(control: socket.socket) -> None:
+    """While warming up: if the harness's next message is a preload, start it now rather than after
+    every import (the first agents wait for their clips, not for the server's imports). Anything else
+    stays queued for the loop."""
+    try:
+        message = control.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, OSError):
+        return
+    if message and json.loads(message).get("op") == "preload":
+        control.recv(1 << 20)
+        _start_preload(json.loads(message))
+
+
 def _preload(clips: list[list[Any]]) -> None:
     """Encode the run's clips ([codec, clip, opus settings]) while the harness builds the lab: each agent
     forked afterwards has them in memory (``encoded_clip`` keeps them per process) and prepares at once;
@@ -162,7 +184,9 @@ def serve(control: socket.socket) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     failed = []
-    for module in WARM:
+    for index, module in enumerate((*ENCODER, *WARM)):
+        if index >= len(ENCODER):
+            _early_preload(control)
         try:
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - a missing optional part costs its child an import, no more
@@ -196,7 +220,7 @@ def _loop(control: socket.socket) -> None:
                     continue
                 request = json.loads(message)
                 if request.get("op") == "preload":  # beside the spawns, which must not wait for it
-                    threading.Thread(target=_preload, args=(request["clips"],), daemon=True).start()
+                    _start_preload(request)
                     continue
                 try:
                     pid, line = _spawn(request, fds)

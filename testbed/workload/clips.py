@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.scenario.model import Impairment, Scenario
-from testbed.workload.calls import SIDES, Call, expand_calls
+from testbed.workload.call_plan import SIDES, Call, expand_calls
 
 ENCODED_CLIP_ENDPOINTS = ("aiortc", "rtp")  # the endpoints that send a pre-encoded clip
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from testbed.results import LegSummary
 from testbed.workload.agents import AgentError, Agents
-from testbed.workload.calls import SIDES, Call, per_batch, side_batches
+from testbed.workload.call_plan import SIDES, Call, side_batches
+from testbed.workload.calls import per_batch
 
 DRAIN_S = 0.2
 QUIET_S = 0.3

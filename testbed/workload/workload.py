@@ -24,10 +24,9 @@ from testbed.results import TrafficRecord, WorkloadRecord
 from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.agents import AgentError, Agents
+from testbed.workload.call_plan import Call, expand_calls
 from testbed.workload.calls import (
-    Call,
     check_setup_timeout,
-    expand_calls,
     on_call_event,
     place_calls,
     prepare,

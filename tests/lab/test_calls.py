@@ -18,7 +18,8 @@ from testbed.media.encoded_clip import aiortc_capability
 from testbed.scenario.load import load_template
 from testbed.scenario.model import Scenario
 from testbed.workload.agents import Agents
-from testbed.workload.calls import Call, on_call_event, place_calls
+from testbed.workload.call_plan import Call
+from testbed.workload.calls import on_call_event, place_calls
 from testbed.workload.hangup import end_calls
 from tests.helpers import REPO
 from tests.helpers.qos import class_packets

@@ -17,7 +17,7 @@ from testbed.media.tap.records import TapRecords, empty_columns
 from testbed.rescore import _sent_from_taps, dscp_on_wire
 from testbed.scenario.model import Scenario
 from testbed.scoring.browser import BrowserListener, browser_figures, played_span, talk_span, uniform_rate
-from testbed.workload.calls import expand_calls
+from testbed.workload.call_plan import expand_calls
 
 
 def scenario(call: dict) -> Scenario:

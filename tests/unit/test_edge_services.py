@@ -15,7 +15,7 @@ from testbed.lab.turn import TurnEndpoint, command, peer_ranges
 from testbed.media.signalling import Mailbox
 from testbed.scenario import load_scenario
 from testbed.scenario.edge import TurnSpec
-from testbed.workload.calls import ice_config
+from testbed.workload.call_plan import ice_config
 from tests.helpers.cli import run_cli
 
 EDGE = """name: edge

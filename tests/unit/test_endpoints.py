@@ -9,7 +9,7 @@ from typing import get_args
 from testbed.media.endpoints import KINDS, LegSpec
 from testbed.scenario.endpoints import EndpointKind
 from testbed.scenario.model import Scenario
-from testbed.workload.calls import Call, expand_calls, side_batches
+from testbed.workload.call_plan import Call, expand_calls, side_batches
 
 
 def test_the_scenario_offers_the_registered_kinds():

@@ -523,3 +523,35 @@ def test_trace_file_errors(tmp_path):
     assert issubclass(TraceError, InputError)
     with pytest.raises(TraceError, match="no rows"):
         Trace("x", ())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"delay": "30ms", "jitter": "8ms", "jitter_distribution": "pareto", "duplicate": "2%", "reorder": "5%"},
+        {"delay": "10ms", "loss": {"model": "gilbert_elliott", "p": "3%", "r": "30%", "loss_bad": "80%"}},
+        {"delay": "5ms", "loss": {"model": "four_state", "p13": "2%", "p31": "60%", "p14": "1%"}, "corrupt": "1%"},
+    ],
+)
+def test_the_engine_decides_the_same_from_the_harness_dump_as_from_the_model(data):
+    """The harness hands the engine ``model_dump()`` and the engine reads it without pydantic: any unit
+    or field read differently would change every decision."""
+    import json
+
+    from testbed.lab.engine.engine import impairment_fields
+
+    validated = impairment(**data)
+    dumped = impairment_fields(json.loads(json.dumps(validated.model_dump())))
+    ours = run(ImpairmentModel(dumped, np.random.default_rng(7)), 3000, packet=PACKET)
+    theirs = run(ImpairmentModel(validated, np.random.default_rng(7)), 3000, packet=PACKET)
+    assert ours == theirs
+    assert sum(d.drop for d in ours) or sum(d.duplicate for d in ours)  # the models did something
+
+
+def test_the_engine_process_starts_without_pydantic():
+    import subprocess
+    import sys
+
+    code = "import sys, testbed.lab.engine.engine; print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.scenario.model import Scenario
-from testbed.workload.calls import expand_calls
+from testbed.workload.call_plan import expand_calls
 from testbed.workload.hangup import DRAIN_S, QUIET_S, all_delivered, drain
 
 

@@ -26,7 +26,8 @@ import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -34,9 +35,11 @@ from testbed.errors import ExitCode
 from testbed.lab.engine.models import ImpairmentModel, corrupt_payload
 from testbed.lab.engine.nfqueue import NfQueue, QueuedPacket, queue_counters
 from testbed.proc import ENGINE, StopSignals, emit, set_realtime
-from testbed.scenario.model import Impairment
 from testbed.scenario.trace import load_trace
 from testbed.sockopts import SO_MARK
+
+if TYPE_CHECKING:
+    from testbed.scenario.model import Impairment
 
 COPY_MARK = 0x7E57  # packets the engine sends itself (duplicates) carry this mark; the rule skips them
 SPIN_NS = 200_000  # the last 0.2 ms before a release is spent spinning: select() wakes up late
@@ -111,10 +114,18 @@ class Lateness:
         stats.late_over_1ms = self.over
 
 
+def impairment_fields(fields: dict[str, Any]) -> Impairment:
+    """The impairment the harness validated (its ``model_dump()``: plain numbers, seconds and percents)
+    read as attributes. Validating it again here would import pydantic and the scenario model: over half
+    of an engine's start-up, paid by every engine of every lab while the lab comes up."""
+    loss = fields.get("loss")
+    return cast("Impairment", SimpleNamespace(**{**fields, "loss": SimpleNamespace(**loss) if loss else None}))
+
+
 class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
-        impairment = Impairment.model_validate(config.impairment)
+        impairment = impairment_fields(config.impairment)
         trace = load_trace(config.trace) if config.trace else None
         self.start_ns = time.monotonic_ns()
         self.model = ImpairmentModel(

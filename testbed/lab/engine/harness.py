@@ -81,7 +81,7 @@ class EngineProcess:
         self.label = f"{ifname}@{node.name}"
         self.config = EngineConfig(
             queue_num=queue_num,
-            impairment=impairment.model_dump(mode="json"),
+            impairment=impairment.model_dump(),  # validated here: the engine reads it as is
             max_len=kernel_queue_length(impairment),
             per_flow_order=impairment.flow_order == "kept",
             trace=impairment.trace,

@@ -66,12 +66,15 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from testbed.errors import InputError
-from testbed.scenario.model import Impairment, LossSpec
 from testbed.scenario.trace import Trace
+
+if TYPE_CHECKING:  # the engine process reads them as plain attributes (engine.impairment_fields)
+    from testbed.scenario.model import Impairment, LossSpec
 
 Rng = np.random.Generator | random.Random
 FlowKey = tuple[int | bytes, ...]
