@@ -172,7 +172,9 @@ def capacity(
             str(r.theoretical) if r.theoretical is not None else "-",
             trials,
         )
-    out.print(table)
+    from testbed.report.console import print_whole
+
+    print_whole(out, table)
     out.print(
         "per call: one direction on the wire (codec payload + RTP 12 + SRTP tag 10 + UDP 8 + IPv4 20 + Ethernet "
         "14 bytes, 50 packets/s); link holds: the slowest shaped link's rate / per call, with nothing else on it",

@@ -2,12 +2,15 @@
 Chrome-vs-model table when a browser was a listener, and a one-line verdict. A run with a variant of more
 than ``MANY_DIRECTIONS`` call directions gets one distribution row per variant and the run's worst
 directions instead of a row per direction. Sized for 80-column CI logs: units live in the headers,
-columns are one space apart."""
+columns are one space apart. Where the console is not a terminal (a CI log, a pipe), a table wider
+than the console is printed at its own width rather than folded: a log does not wrap, and a name
+split over two lines cannot be searched for."""
 
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 
 from testbed.report.figures import (
@@ -246,16 +249,31 @@ def verdict_line(result: RunResult) -> str:
     )
 
 
+def print_whole(console: Console, renderable: RenderableType) -> None:
+    """Print a table; to a non-terminal at its natural width if that is wider than the console (rich
+    assumes 80 columns there and would fold every label that does not fit)."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    natural = Measurement.get(console, console.options.update(width=10_000), renderable).maximum
+    width = console.width
+    console.width = max(width, natural)  # print(width=) cannot exceed the console's own
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
 def print_summary(result: RunResult, console: Console) -> None:
     table = distribution_table(result)
     if table is not None:
-        console.print(table)
+        print_whole(console, table)
         console.print()
-    console.print(summary_table(result))
+    print_whole(console, summary_table(result))
     for extra in (browser_table(result), path_table(result)):
         if extra is not None:
             console.print()
-            console.print(extra)
+            print_whole(console, extra)
     for variant in result.variants:
         if variant.harness is not None and variant.harness.flagged:
             console.print(f"  [yellow]![/] {variant.name}: {variant.harness.note}", highlight=False)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from testbed.report.console import print_whole
 from testbed.report.figures import percent
 from testbed.results.metrics import UNITS
 from testbed.results.sweep import VARIANT_AXIS, Axis, Comparison, Interval, MetricStats, SweepResult, TrialStats
@@ -152,7 +153,8 @@ def _row(trial: TrialStats, paths: list[str]) -> list[str]:
 
 
 def trial_table(result: SweepResult) -> Table:
-    """A row per trial. Every column folds: a cell too wide for the console wraps, never loses its end."""
+    """A row per trial. Every column folds in a terminal: a cell too wide for it wraps, never loses its
+    end (``print_whole``: elsewhere the table keeps its own width)."""
     axes = swept(result)
     names = short_names(axes)
     table = Table(
@@ -180,12 +182,12 @@ def trial_table(result: SweepResult) -> Table:
 
 def print_sweep(result: SweepResult, console: Console) -> None:
     """The trial table, the comparisons, what is missing and how the intervals were made, within
-    ``console.width`` (80 columns when the output is not a terminal)."""
+    ``console.width`` in a terminal (the trial table at its own width elsewhere)."""
     runs = f", up to {result.parallel} runs at once" if result.parallel > 1 else ""
     console.print(
         f"plan {result.plan_fingerprint[:12]}, {len(result.shards)} shard(s){runs}", markup=False, highlight=False
     )
-    console.print(trial_table(result))
+    print_whole(console, trial_table(result))
     names = short_names(swept(result))
     for comparison in result.comparisons:
         style = "green" if comparison.holds else "yellow" if comparison.excludes_zero else None

@@ -57,11 +57,16 @@ def test_bad_router_template_fails_the_gate(registry, no_leftovers, tmp_path):
 
 
 def test_good_router_template_passes_the_gate(registry, no_leftovers, tmp_path):
+    """... and its console summary, in a log (stdout a pipe), keeps names wider than 80 columns whole."""
+    variant, call = "candidate-ef-priority-for-the-branch-offices", "sales-floor-softphone"
     scenario = tmp_path / "gated.yaml"
-    scenario.write_text(GATED % "ef-priority")
+    scenario.write_text((GATED % "ef-priority").replace("candidate", variant).replace("sales", call))
     result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(variant)]
+    assert sorted(row[2] for row in rows) == ["client->gateway", "gateway->client"], result.stdout
+    assert all(row[1] == "sales-floor-softphone" for row in rows) and "…" not in result.stdout
 
 
 def test_office_demo_verdict(registry, no_leftovers, tmp_path):

@@ -358,3 +358,27 @@ def test_junit_says_who_listened_and_the_ef_share(tmp_path):
     out = "\n".join(e.text or "" for e in root.iter("system-out"))
     assert "gateway->client: MOS E-model 4.183, PESQ 4.104 (heard by Chromium), EF on wire 100%" in out
     assert "gateway->client: MOS E-model 4.375, PESQ 3.99, EF on wire 0%" in out
+
+
+def test_a_wide_summary_stays_whole_in_a_log():
+    """Output that is not a terminal (rich assumes 80 columns there): names longer than the table can
+    fold stay on one line, whole, rather than folded or cut."""
+    long_variant = "candidate-ef-priority-with-policed-voice-class"
+    output = summary(
+        run(
+            call("sales-floor-softphone-number-12", {"client->gateway": model_heard(0.0)}),
+            variant=long_variant,
+        )
+    )
+    row = next(line for line in output.splitlines() if line.startswith(long_variant))
+    assert "sales-floor-softphone-number-12" in row and "client->gateway" in row
+    assert "…" not in output
+    assert max(len(line.rstrip()) for line in output.splitlines()) > 80  # its own width, not folded to 80
+
+
+def test_a_wide_summary_folds_in_a_terminal():
+    console = Console(width=80, record=True, color_system=None, force_terminal=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    print_summary(run(call("sales-floor-softphone-number-12", {"client->gateway": model_heard(0.0)})), console)
+    output = console.export_text()
+    assert max(len(line.rstrip()) for line in output.splitlines()) <= 80
+    assert "…" not in output

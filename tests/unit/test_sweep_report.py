@@ -141,11 +141,16 @@ def _check_html(result: SweepResult, path: Path, figures: int) -> str:
 
 
 def _check_console(result: SweepResult) -> str:
+    """In a terminal of 80 columns the table fits (cells fold, none is cut); in a log (not a terminal)
+    every trial is one whole row, however wide."""
+    terminal = io.StringIO()
+    sweep_console.print_sweep(result, Console(file=terminal, width=80, color_system=None, force_terminal=True))
+    assert "…" not in terminal.getvalue()
+    assert max(len(line) for line in terminal.getvalue().splitlines()) <= 80
     out = io.StringIO()
     sweep_console.print_sweep(result, Console(file=out, width=80, color_system=None))
     text = out.getvalue()
     assert "…" not in text
-    assert max(len(line) for line in text.splitlines()) <= 80
     rows = re.findall(r"^(.*?)\b(fifo|ef-priority) +(\d+) ", text, re.MULTILINE)  # a trial's row: variant, reps
     assert len(rows) == len(result.trials)
     for (values, variant, reps), trial in zip(rows, result.trials, strict=True):
