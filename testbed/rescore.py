@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,9 @@ def _browser_listener(receiver: LegSummary) -> BrowserListener | None:
     )
 
 
+AUDIO_DIR = "audio"  # in a variant's directory: what each listener heard, and the references
+
+
 def _reference(sender: LegSummary, rate: int) -> np.ndarray:
     """The clip as the sender looped it. A browser's microphone file has silence in front of the clip
     and after it, to ``clip_frames`` 20 ms frames in all (aiortc pads only its last frame, with the
@@ -155,6 +160,21 @@ def _reference(sender: LegSummary, rate: int) -> np.ndarray:
     clip = np.concatenate([np.zeros(int(round(sender.clip_lead_s * rate)), np.int16), clip])
     total = sender.clip_frames * int(round(rate * FRAME_S))
     return np.concatenate([clip, np.zeros(max(0, total - clip.size), np.int16)])
+
+
+def write_reference(variant_dir: Path, sender: LegSummary, rate: int) -> str:
+    """The clip a direction's audio is compared with, as a WAV in the variant's audio directory (once
+    per clip: named by its content), so the run directory holds both sides of every comparison and
+    can be shared whole. Written under a temporary name and renamed: scoring workers may race."""
+    samples = _reference(sender, rate)
+    digest = hashlib.sha1(samples.tobytes(), usedforsecurity=False).hexdigest()[:8]
+    name = f"{AUDIO_DIR}/reference-{Path(sender.clip).name}-{rate // 1000}k-{digest}.wav"
+    target = variant_dir / name
+    if not target.exists():
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        write_wav(partial, samples, rate)
+        partial.replace(target)
+    return name
 
 
 def dscp_on_wire(departures: TapRecords | None) -> dict[str, Any]:
@@ -248,13 +268,12 @@ def score_call(
             score.pesq_note = "not in the PESQ sample (ScoringOptions.pesq_calls): packet-based figures only"
         score.delay_source = source
         score.dscp = dscp_on_wire(departures)
+        files: dict[str, str] = {}
         if score.audio is not None and len(score.audio):
-            write_wav(
-                variant_dir / "audio" / f"{call.id}-{sender_node}-to-{receiver_node}.wav",
-                score.audio,
-                score.audio_rate,
-            )
-        directions[label] = DirectionScores.model_validate(score.as_dict())
+            files["audio_file"] = f"{AUDIO_DIR}/{call.id}-{sender_node}-to-{receiver_node}.wav"
+            write_wav(variant_dir / files["audio_file"], score.audio, score.audio_rate)
+            files["reference_file"] = write_reference(variant_dir, sender, clip_rate)
+        directions[label] = DirectionScores.model_validate(score.as_dict() | files)
     summary = call.model_dump(include={"id", "name", "outcome", "reason", "setup_s", "drain_s", "codec", "dscp"})
     return CallScores(**summary, talk_s=talk_time(call), directions=directions, path=call_path(call))
 

@@ -300,10 +300,12 @@ def finish(
     options: ScoringOptions = DEFAULT_SCORING,
     baseline: Baseline | None = None,
     progress: Progress = _quiet,
+    script_dir: Path | None = None,
 ) -> RunResult:
     """Score every variant of a run directory, check the thresholds (and the ``baseline``, when given),
     and write result.json, junit.xml and report.html. Works on a fresh run and on a stored one
-    (``testbed score``); ``options`` say what scoring computes (``ScoringOptions``)."""
+    (``testbed score``); ``options`` say what scoring computes (``ScoringOptions``); ``script_dir``: where
+    the report's plotly script goes (a sweep's trials share the sweep's; default: beside the report)."""
     info = RunInfo.load(out_dir / RUN_FILE)
     scored = score_run(out_dir, info, options=options, progress=progress)
     by_variant: dict[str, list[CallScores]] = {}
@@ -322,5 +324,5 @@ def finish(
     junit_report.write(result, out_dir / "junit.xml")
     if junit is not None:
         junit_report.write(result, junit)
-    html.write(result, out_dir / "report.html")
+    html.write(result, out_dir / "report.html", script_dir)
     return result

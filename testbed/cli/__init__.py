@@ -11,7 +11,7 @@ import sys
 import typer
 from typer.exceptions import Abort, TyperException
 
-from testbed.cli import files, host, images, lab, runs, sweep
+from testbed.cli import files, host, images, lab, report, runs, sweep
 from testbed.errors import ExitCode
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ for commands in (files.app, host.app, runs.app, sweep.merge_app):
 app.add_typer(lab.app, name="lab")
 app.add_typer(images.app, name="images")
 app.add_typer(sweep.app, name="sweep")
+app.add_typer(report.app, name="report")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,7 +102,9 @@ def _report(result: RunResult, out_dir: Path, as_json: bool) -> None:
     else:
         print_summary(result, out)
         out.print(
-            f"report: {out_dir / 'report.html'}  (result.json, junit.xml, audio/ and taps/ beside it)", highlight=False
+            f"report: {out_dir / 'report.html'}  (result.json, junit.xml, audio/ and taps/ beside it)",
+            highlight=False,
+            soft_wrap=True,  # a path is never broken over two lines
         )
     if not result.verdict.passed:
         raise typer.Exit(ExitCode.FAILED)

@@ -24,6 +24,7 @@ from testbed.report.figures import (
     heard_by_browser,
     listener_name,
     many_directions,
+    mos_grade,
     percent,
     worst_directions,
 )
@@ -40,11 +41,13 @@ def _num(value: float | None, digits: int = 2, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
+COLORS = {"good": "green", "fair": "yellow", "bad": "red"}  # by MOS band (figures.MOS_BANDS)
+
+
 def _mos(value: float | None) -> str:
     if value is None:
         return "-"
-    color = "green" if value >= 4.0 else "yellow" if value >= 3.1 else "red"
-    return f"[{color}]{value:.2f}[/]"
+    return f"[{COLORS[mos_grade(value)]}]{value:.2f}[/]"
 
 
 def _table(title: str, columns: list[str], left: int) -> Table:

@@ -8,6 +8,8 @@ direction and reads fine without it); such a run's per-second plots are limited 
 
 from __future__ import annotations
 
+from testbed.report.charts import cdf_chart
+from testbed.report.charts import escape as _escape
 from testbed.report.figures import (
     Direction,
     distribution,
@@ -16,8 +18,6 @@ from testbed.report.figures import (
     percent,
     worst_of,
 )
-from testbed.report.svg import cdf_chart
-from testbed.report.svg import escape as _escape
 from testbed.results import RunResult, metric
 from testbed.results.distribution import WORST_KEPT, MosSummary
 

@@ -159,11 +159,41 @@ def browser_versions(result: RunResult) -> list[str]:
     return list(dict.fromkeys(versions))
 
 
+@dataclass(frozen=True)
+class Band:
+    """A named MOS range (``above`` is its lower bound; excellent's is exclusive) and its table colour."""
+
+    name: str
+    above: float
+    css: str
+
+
+# Twilio's Voice SDK preflight test names a call's quality from its average MOS: excellent above 4.2,
+# great 4.1-4.2, good 3.7-4.1, fair 3.1-3.7, degraded below 3.1 (iOS SDK, TVOPreflightCallQuality; the
+# JavaScript SDK's PreflightTest.CallQuality says the same at one decimal: good 3.7-4.0, fair 3.1-3.6).
+MOS_BANDS = (
+    Band("excellent", 4.2, "good"),
+    Band("great", 4.1, "good"),
+    Band("good", 3.7, "good"),
+    Band("fair", 3.1, "fair"),
+    Band("degraded", float("-inf"), "bad"),
+)
+BANDS_SOURCE = (
+    "MOS bands of Twilio's preflight test (Voice SDK callQuality): excellent > 4.2, great 4.1-4.2, "
+    "good 3.7-4.1, fair 3.1-3.7, degraded < 3.1"
+)
+
+
+def mos_band(value: float) -> Band:
+    """The band a MOS falls in (``MOS_BANDS``)."""
+    if value > MOS_BANDS[0].above:
+        return MOS_BANDS[0]
+    return next(band for band in MOS_BANDS[1:] if value >= band.above)
+
+
 def mos_grade(value: float | None) -> str:
-    """good (>= 4.0), fair (>= 3.1), bad, or '' without a value: the colour of a MOS in tables."""
-    if value is None:
-        return ""
-    return "good" if value >= 4.0 else "fair" if value >= 3.1 else "bad"
+    """The table colour of a MOS (its band's: good from 3.7, fair from 3.1, else bad); '' without one."""
+    return "" if value is None else mos_band(value).css
 
 
 def distribution(variant: VariantResult) -> MosDistribution:

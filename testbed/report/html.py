@@ -8,10 +8,16 @@ as dashed vertical lines in every time plot. A run with many calls adds a Distri
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from testbed.report import charts
+from testbed.report.charts import Series, line_chart
+from testbed.report.charts import escape as _escape
 from testbed.report.distribution_html import distribution_section, plotted_directions
 from testbed.report.figures import (
+    BANDS_SOURCE,
+    MOS_BANDS,
     BrowserListener,
     browser_listeners,
     browser_versions,
@@ -19,14 +25,20 @@ from testbed.report.figures import (
     dscp_values,
     ef_on_wire,
     listener_name,
+    mos_band,
     mos_grade,
 )
+from testbed.report.listen import listen_section
 from testbed.report.paths import path_section
-from testbed.report.svg import Series, line_chart
-from testbed.report.svg import escape as _escape
 from testbed.results import RunResult, VariantResult, metric
 from testbed.results.scores import CallScores, DirectionScores
 
+QUEUE_TIME = "seconds from the variant's start"
+SHADE = {"good": "#2ca02c", "fair": "#ffbf00", "bad": "#d62728"}
+MOS_SHADES = [  # the MOS bands (figures.MOS_BANDS), shaded in the MOS charts
+    (max(band.above, 1.0), 4.6 if index == 0 else MOS_BANDS[index - 1].above, band.name, SHADE[band.css])
+    for index, band in enumerate(MOS_BANDS)
+]
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; } h3 { font-size: 1em; }
@@ -34,7 +46,8 @@ table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .good { background: #dff0d8; } .fair { background: #fcf8e3; } .bad { background: #f2dede; }
 .pass { color: #2a7a2a; font-weight: bold; } .fail { color: #b02a2a; font-weight: bold; }
-.plots { display: flex; flex-wrap: wrap; gap: 12px; } svg { background: #fff; border: 1px solid #ddd; }
+.plots { display: flex; flex-wrap: wrap; gap: 12px; } .plot { flex: 0 0 auto; border: 1px solid #ddd; }
+.nodata { width: 640px; padding: 1em; color: #666; }
 .note { color: #666; font-size: 0.9em; }
 .blocks { display: flex; flex-wrap: wrap; gap: 0 2em; }
 """
@@ -66,8 +79,7 @@ def mos_table(result: RunResult) -> str:
                 mos_e, mos_p = metric(call, s, "mos_emodel"), metric(call, s, "mos_pesq")
                 rows.append(
                     f"<tr><td>{_escape(variant.name)}</td><td>{_escape(call.id)}</td><td>{_escape(direction)}</td>"
-                    f'<td class="num {mos_grade(mos_e)}">{_fmt(mos_e)}</td>'
-                    f'<td class="num {mos_grade(mos_p)}">{_fmt(mos_p)}</td>'
+                    f"{_mos_cell(mos_e)}{_mos_cell(mos_p)}"
                     f"{_cell(scored.mos_visqol if scored else None, 2)}"
                     f"{_cell(scored.r if scored else None, 1)}{_cell(scored.ta_ms if scored else None, 0, ' ms')}"
                     f"{_cell(scored.ppl_percent if scored else None, 2, '%')}"
@@ -168,7 +180,10 @@ def browser_section(result: RunResult) -> str:
 
 
 def _mos_cell(value: float | None) -> str:
-    return f'<td class="num {mos_grade(value)}">{_fmt(value)}</td>'
+    """A MOS coloured and titled by its band (``figures.MOS_BANDS``)."""
+    if value is None:
+        return '<td class="num">-</td>'
+    return f'<td class="num {mos_grade(value)}" title="{mos_band(value).name}">{value:.2f}</td>'
 
 
 def direction_plots(result: RunResult) -> str:
@@ -203,7 +218,7 @@ def direction_plots(result: RunResult) -> str:
             f"<h3>{_escape(call_id)}: {_escape(direction)}</h3><div class='plots'>"
             + line_chart("one-way delay (mean per second)", "ms", delay, markers)
             + line_chart("network loss per second", "%", loss, markers, y_min=0)
-            + line_chart("MOS (E-model, 3 s window)", "MOS", mos, markers, y_min=1, y_max=4.6)
+            + line_chart("MOS (E-model, 3 s window)", "MOS", mos, markers, y_min=1, y_max=4.6, bands=MOS_SHADES)
             + "</div>"
         )
     return "".join(parts)
@@ -244,8 +259,8 @@ def queue_plots(result: RunResult) -> str:
                 parts.append(
                     f"<h3>{_escape(variant.name)}: {_escape(node)} {_escape(interface)} egress</h3>"
                     "<div class='plots'>"
-                    + line_chart("queue backlog per class", "packets", backlog, markers)
-                    + line_chart("drops per second per class", "packets", drops, markers)
+                    + line_chart("queue backlog per class", "packets", backlog, markers, x_label=QUEUE_TIME)
+                    + line_chart("drops per second per class", "packets", drops, markers, x_label=QUEUE_TIME)
                     + "</div>"
                 )
     return "".join(parts) or "<p class='note'>No router classes were sampled.</p>"
@@ -281,12 +296,12 @@ def thresholds_section(result: RunResult) -> str:
     return head + "".join(rows) + "</table>"
 
 
-def render(result: RunResult) -> str:
+def render(result: RunResult, script_prefix: str = "") -> str:
     scenario = result.scenario
     environment = result.environment
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_escape(scenario.name)} - voip-testbed"
-        f"</title><style>{STYLE}</style></head><body>"
+        f"</title><style>{STYLE}</style>{charts.script_tag(script_prefix)}</head><body>"
         f"<h1>{_escape(scenario.name)}</h1><p>{_escape(scenario.description)}</p>"
         f"<p class='note'>{_escape(scenario.file)} on {_escape(environment.host)}, kernel "
         f"{_escape(environment.kernel)}, {_escape(', '.join(environment.backend))} backend, impairments by "
@@ -297,7 +312,9 @@ def render(result: RunResult) -> str:
         "browser was the listener ('heard by'), both are of the browser's own playout; the model's figures "
         "are under Browser listeners.</p>"
         f"<h2>Verdict</h2>{thresholds_section(result)}{distribution_section(result)}"
-        f"<h2>Calls</h2>{mos_table(result)}"
+        f"<h2>Calls</h2>{mos_table(result)}<p class='note'>Colours: {_escape(BANDS_SOURCE)} (hover a MOS for "
+        "its band); green from good, yellow fair, red degraded.</p>"
+        f"{listen_section(result)}"
         "<h2>On the wire</h2><p class='note'>The DSCP each sender really marked its RTP with, counted on its "
         "own interface, and where each direction's send times for one-way delay came from.</p>"
         f"{wire_table(result)}{browser_section(result)}{path_section(result)}"
@@ -309,6 +326,11 @@ def render(result: RunResult) -> str:
     )
 
 
-def write(result: RunResult, path: Path) -> Path:
-    path.write_text(render(result))
+def write(result: RunResult, path: Path, script_dir: Path | None = None) -> Path:
+    """``report.html`` and the plotly script its charts use (``charts.write_script``): beside it, or in
+    ``script_dir`` (a sweep's trials share one copy at the sweep's top, not 4.6 MB each)."""
+    script_dir = script_dir or path.parent
+    charts.write_script(script_dir)
+    prefix = os.path.relpath(script_dir, path.parent).replace(os.sep, "/") + "/"
+    path.write_text(render(result, "" if prefix == "./" else prefix))
     return path

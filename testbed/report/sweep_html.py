@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-import plotly.offline
 
-from testbed.report import sweep_console
+from testbed.report import charts, sweep_console
 from testbed.report.figures import mos_grade, percent
 from testbed.report.sweep_console import (
     counted,
@@ -32,7 +31,6 @@ from testbed.report.sweep_console import (
 from testbed.results.metrics import UNITS
 from testbed.results.sweep import Axis, MetricStats, SweepResult, TrialStats
 
-PLOTLY_JS = "plotly.min.js"
 MOS_NAMES = {"mos_emodel": "MOS E-model", "mos_pesq": "MOS PESQ"}
 MAX_PANELS = 6  # an axis' curves per combination of the other axes' values: more figures stop being read
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
@@ -270,8 +268,7 @@ def _header(result: SweepResult) -> str:
 
 
 def _plots(figures: list[go.Figure]) -> str:
-    divs = (fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}) for fig in figures)
-    return '<div class="plots">' + "".join(f'<div class="plot">{div}</div>' for div in divs) + "</div>"
+    return '<div class="plots">' + "".join(charts.embed(fig) for fig in figures) + "</div>"
 
 
 def write(result: SweepResult, path: Path, trial_links: dict[str, str] | None = None) -> Path:
@@ -296,12 +293,9 @@ def write(result: SweepResult, path: Path, trial_links: dict[str, str] | None = 
         body += ["<h2>Comparisons (paired by repetition)</h2>", comparison_table(result)]
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(result.scenario)} sweep - voip-testbed</title>"
-        f'<style>{STYLE}</style><script src="{PLOTLY_JS}"></script></head><body>{"".join(body)}</body></html>'
+        f"<style>{STYLE}</style>{charts.script_tag()}</head><body>{''.join(body)}</body></html>"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    script = plotly.offline.get_plotlyjs().encode()
-    target = path.parent / PLOTLY_JS
-    if not target.exists() or target.stat().st_size != len(script):
-        target.write_bytes(script)
+    charts.write_script(path.parent)
     path.write_text(page)
     return path

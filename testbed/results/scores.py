@@ -171,6 +171,12 @@ class DirectionScores(Record):
     per_second: PerSecondMos = Field(default_factory=PerSecondMos)
     note: str = ""
     audio_rate: int = 0
+    audio_file: str | None = Field(
+        None, description="what the listener heard (the audio PESQ scored), a WAV relative to the variant directory"
+    )
+    reference_file: str | None = Field(
+        None, description="the clip that audio is compared with, a WAV relative to the variant directory"
+    )
     delay_source: str = Field(
         "application send time",
         description="where send times come from: the application, the sender's interface tap, or RTP timestamps",

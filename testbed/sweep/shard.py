@@ -131,7 +131,8 @@ def run_shard(
             trial=trial.parameters,
         )
         progress(f"scoring trial {number}/{len(trials)}: {trial.id}")
-        collected.add(infos[trial.id], finish(plan.scenarios[trial.id], trial_dir, options=scoring), trial_dir)
+        result = finish(plan.scenarios[trial.id], trial_dir, options=scoring, script_dir=out_dir)  # one plotly copy
+        collected.add(infos[trial.id], result, trial_dir)
     sweep.shard.finished = time.time()
     sweep.save(out_dir / SWEEP_FILE)
     write_outputs(collected, out_dir)

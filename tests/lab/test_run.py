@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ElementTree
 
 import jsonschema
 
+from testbed.report.browser import view_report
 from tests.helpers import REPO
 from tests.helpers.lab import run_testbed
 
@@ -70,7 +71,9 @@ def test_good_router_template_passes_the_gate(registry, no_leftovers, tmp_path):
 
 
 def test_office_demo_verdict(registry, no_leftovers, tmp_path):
-    """What `make demo` shows: ef-priority keeps both directions at MOS >= 4, fifo does not."""
+    """What `make demo` shows: ef-priority keeps both directions at MOS >= 4, fifo does not; and its report
+    in headless Chromium: no console error, every chart drawn, a player per variant and call direction
+    whose file loads, beside its reference."""
     scenario = tmp_path / "office.yaml"
     shutil.copy(REPO / "scenarios" / "office.yaml", scenario)
     result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--json", timeout=300)
@@ -88,3 +91,15 @@ def test_office_demo_verdict(registry, no_leftovers, tmp_path):
     jsonschema.validate(stored, schema)  # the published schema describes what a run writes
     assert stored["environment"]["backend"] == ["netns"]
     assert stored["environment"]["scored_on"]["host"] == stored["environment"]["host"]
+
+    report = tmp_path / "out" / "report.html"
+    view = view_report(report, tmp_path / "images")
+    assert view.console_errors == []
+    assert view.charts == report.read_text().count('class="plotly-graph-div"') >= 2 * 3 + 2 * 2
+    for name, variant in variants.items():
+        for direction, scores in variant["calls"][0]["directions"].items():
+            heard, reference = f"{name}/{scores['audio_file']}", f"{name}/{scores['reference_file']}"
+            assert view.audio[heard] > 5 and view.audio[reference] > 5, (direction, view.audio)
+    assert len(view.audio) == 2 * 2 * 2
+    assert (tmp_path / "images" / "report.png").stat().st_size > 50_000
+    assert len(view.images) == 1 + view.charts

@@ -81,6 +81,12 @@ def test_two_shards_of_a_sweep_partition_it_and_merge_to_the_statistics_of_their
     assert not gains[("10mbit", "mos_emodel")].excludes_zero
     report = (merged / "sweep.html").read_text()
     assert "plotly.min.js" in report and (merged / "plotly.min.js").is_file() and "75%" in report
+    for shard in shards:  # the trials' reports share the shard's one copy of the plotly script
+        trial_reports = list((shard / "trials").glob("*/report.html"))
+        assert trial_reports and (shard / "plotly.min.js").is_file()
+        for trial_report in trial_reports:
+            assert '<script src="../../plotly.min.js"></script>' in trial_report.read_text()
+            assert not (trial_report.parent / "plotly.min.js").exists()
 
     other = _scenario(tmp_path, "other.yaml", one=lambda d: d["sweep"].update(parameters={"variant": ["fifo"]}))
     odd = tmp_path / "odd"

@@ -277,11 +277,10 @@ def test_html_of_a_large_run_has_the_cdf_and_worst_calls():
     page = html.render(large_run())
     assert "<h2>Distribution</h2>" in page and "MOS E-model over the call directions" in page
     section = page[page.index("<h2>Distribution</h2>") : page.index("<h2>Calls</h2>")]
-    assert section.count("<svg") == 1 and section.count("<polyline") == 2
+    assert section.count('class="plotly-graph-div"') == 1
     assert "fifo (600)" in section and "ef-priority (600)" in section
     assert section.count("<h3>fifo: the 5 worst of 600 directions</h3>") == 1
     assert "sales-301" in section  # the call that never connected is named
-    assert "<script" not in page
     plotted = page[page.index("<h2>Per second</h2>") :].count("<h3>")
     assert 0 < plotted <= 10  # the worst directions only, not 1202 plot groups
 
