@@ -12,6 +12,9 @@ many were. Metrics and their units: ``testbed.results.metrics``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from testbed.report.windows import evaluate_windows, series
 from testbed.results import UNITS, CheckResult, metric
 from testbed.results.distribution import DEFAULT_MOS_THRESHOLD, DEFAULT_THRESHOLD_SOURCE, percentile, percentile_name
 from testbed.results.scores import CallScores, DirectionScores, UnscoredDirection
@@ -32,6 +35,7 @@ def _bounds(rule: Threshold) -> str:
         )
         if part
     )
+    bounds += window_text(rule)
     gain = f"gain of {rule.variant} over {rule.over} " if rule.over else ""
     scope = f" in variant {rule.variant}" if rule.variant and not rule.over else ""
     call = f", call {rule.call}" if rule.call else ""
@@ -40,9 +44,19 @@ def _bounds(rule: Threshold) -> str:
 
 
 def describe(rule: Threshold) -> str:
-    """The rule as one line: "mos_emodel >= 4 in variant ef", "p5 of mos_emodel >= 4 in variant ef"."""
+    """The rule as one line: "mos_emodel >= 4 in variant ef", "p5 of mos_emodel >= 4 in variant ef",
+    "loss <= 1% in any 15 s (teams)", "rtt <= 400 ms, not broken in 3 of any 5 one-second samples (twilio)"."""
     head = rule.metric if rule.percentile is None else f"{percentile_name(rule.percentile)} of {rule.metric}"
-    return f"{head} {_bounds(rule)}"
+    return f"{head} {_bounds(rule)}" + (f" ({rule.preset})" if rule.preset else "")
+
+
+def window_text(rule: Threshold) -> str:
+    """ " in any 15 s", " in any 200 ms", ", not broken in 3 of any 5 one-second samples", or "" (whole call)."""
+    if rule.window is None:
+        return ""
+    if rule.samples is not None:
+        return f", not broken in {rule.samples} of any {rule.window:g} one-second samples"
+    return f" in any {rule.window * 1000:g} ms" if rule.window < 1 else f" in any {rule.window:g} s"
 
 
 def mos_threshold(rules: list[Threshold], variant: str) -> tuple[float, str]:
@@ -161,7 +175,7 @@ def _check(
     variants: Calls,
 ) -> CheckResult:
     value = metric(call, scores, rule.metric)
-    where = f"{variant} / {call.id} / {direction}"
+    where = f"{variant} / {call.id} / {direction}" + (f" [{rule.preset}]" if rule.preset else "")
 
     def check(value: float | None, passed: bool, message: str) -> CheckResult:
         rounded = None if value is None else round(value, 3)
@@ -169,6 +183,8 @@ def _check(
             rule=text, variant=variant, call=call.id, direction=direction, value=rounded, passed=passed, message=message
         )
 
+    if rule.window is not None and isinstance(scores, DirectionScores):
+        return _window_check(rule, where, call, scores, check)
     if value is None:
         pesq_note = scores.pesq_note if isinstance(scores, DirectionScores) else ""
         why = call.reason or scores.note or pesq_note or "not measured"
@@ -189,3 +205,26 @@ def _check(
     passed = _within(value, rule)
     unit = UNITS[rule.metric]
     return check(value, passed, f"{where}: {rule.metric} {value:.3g}{unit} ({'ok' if passed else needs})")
+
+
+def _window_check(
+    rule: Threshold, where: str, call: CallScores, scores: DirectionScores, check: Callable[..., CheckResult]
+) -> CheckResult:
+    """A windowed rule on one direction (``windows``): the failing (or worst) window named by its time,
+    seconds from the direction's first packet."""
+    data = series(call, scores, rule.metric, per_second=rule.samples is not None)
+    if data is None or not data.values.size:
+        return check(None, False, f"{where}: {rule.metric} per window unavailable (no series scored)")
+    found = evaluate_windows(data, rule)
+    unit = UNITS[rule.metric]
+    shown = "-" if found.value is None else f"{found.value:.3g}{unit}"
+    span = f"{found.start_s:g}-{found.end_s:g} s of the call"
+    if rule.samples is not None:
+        detail = f"{found.over_samples} of the samples in {span} break it, worst {shown}"
+        tail = f"{found.broken} of {found.windows} windows" if not found.passed else "ok"
+    else:
+        detail = f"{shown} in {span}{' (the whole call)' if found.windows == 1 else ''}"
+        tail = f"{found.broken} of {found.windows} windows break it" if not found.passed else "ok"
+    needs = "" if found.passed else f"; needs {_bounds(rule)}"
+    verdict = "worst window" if found.passed or rule.samples is None else "first failing window"
+    return check(found.value, found.passed, f"{where}: {rule.metric} {verdict} {detail} ({tail}{needs})")

@@ -12,16 +12,30 @@ UNITS = {
     "jitter": " ms",
     "setup_time": " s",
     "marked_ef": "%",
+    "mean_delay": " ms",
+    "rtt": " ms",
+    "reorder": "%",
 }
 METRICS = tuple(UNITS)
+
+
+def reverse_direction(call: CallScores, direction: DirectionScores) -> DirectionScores | None:
+    """The same call's other direction (B->A for A->B), if it was scored: with this one, a round trip."""
+    label = next((name for name, scores in call.directions.items() if scores is direction), None)
+    if label is None:
+        return None
+    other = call.directions.get("->".join(reversed(label.split("->"))))
+    return other if isinstance(other, DirectionScores) else None
 
 
 def metric(call: CallScores, direction: DirectionScores | UnscoredDirection | None, name: str) -> float | None:
     """One metric of one call direction (None when it could not be measured). Units as in ``UNITS``:
     loss is network loss in percent, p95_delay the one-way delay's 95th percentile, jitter the mean RFC
     3550 jitter, setup_time seconds, marked_ef the percentage of the sender's RTP packets marked EF (DSCP
-    46) as counted on the sender's own interface. The MOS are the headline listener's (``listener``): the
-    playout model's, or a browser's own playout."""
+    46) as counted on the sender's own interface, mean_delay the mean one-way delay, rtt this direction's
+    mean one-way delay plus the reverse direction's (the round trip a media packet and its answer make),
+    reorder the percentage of received packets that arrived out of order. The MOS are the headline
+    listener's (``listener``): the playout model's, or a browser's own playout."""
     if name == "setup_time":
         return call.setup_s
     if name not in UNITS:
@@ -42,6 +56,16 @@ def metric(call: CallScores, direction: DirectionScores | UnscoredDirection | No
         return None if fraction is None else 100.0 * fraction
     if name == "p95_delay":
         return network.delay.p95_ms
+    if name == "mean_delay":
+        return network.delay.mean_ms
+    if name == "reorder":
+        received = network.loss.received
+        return 100.0 * network.reordered / received if received else None
+    if name == "rtt":
+        reverse = reverse_direction(call, direction)
+        back = reverse.network.delay.mean_ms if reverse is not None and reverse.network is not None else None
+        there = network.delay.mean_ms
+        return None if there is None or back is None else there + back
     return network.jitter.mean_ms
 
 

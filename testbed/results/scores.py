@@ -61,6 +61,15 @@ class SecondSeries(Record):
     jitter_ms: list[float | None]
 
 
+class LossBins(Record):
+    """Packets sent and lost per ``bin_s`` of send time from the direction's first packet (0.1 s): what
+    threshold windows shorter than a second are evaluated on."""
+
+    bin_s: float
+    sent: list[int]
+    lost: list[int]
+
+
 class NetworkStats(Record):
     loss: LossStats
     delay: DelayStats
@@ -73,6 +82,7 @@ class NetworkStats(Record):
         description="packets still on the path when the listener hung up (not arrived, sent later than the "
         "hang-up minus the highest one-way delay seen): their fate is unknown, so no figure counts them",
     )
+    loss_bins: LossBins | None = None
 
 
 class PlayoutStats(Record):

@@ -16,7 +16,7 @@ from testbed.scenario.edge import EdgeSpec, IceSpec
 from testbed.scenario.endpoints import CallEndpoints
 from testbed.scenario.media import OpusSpec, SpeechSpec
 from testbed.scenario.sweep import SweepSpec
-from testbed.scenario.thresholds import Threshold
+from testbed.scenario.thresholds import Thresholds
 from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
 
 MAX_CALLS = 1000  # concurrent calls in one `count: N` group (the light endpoint carries 500+ on one machine)
@@ -396,5 +396,5 @@ class Scenario(Strict):
     traffic: list[TrafficSpec] = Field(default_factory=list)
     timeline: list[TimelineEvent] = Field(default_factory=list)
     variants: dict[Label, VariantSpec] = Field(default_factory=dict)
-    thresholds: list[Threshold] = Field(default_factory=list)
+    thresholds: Thresholds = Field(default_factory=list)
     sweep: SweepSpec | None = Field(default=None, description="`testbed sweep run`: parameters, values, repeat")

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from testbed.scenario.model import SCHEMA_VERSION, Scenario
 from testbed.scenario.router_template import RouterTemplate
+from testbed.scenario.thresholds import PRESETS
 
 
 def _schema(model: type[BaseModel], title: str, ident: str) -> dict[str, Any]:
@@ -21,7 +22,23 @@ def _schema(model: type[BaseModel], title: str, ident: str) -> dict[str, Any]:
 
 
 def scenario_schema() -> dict[str, Any]:
-    return _schema(Scenario, f"voip-testbed scenario (format {SCHEMA_VERSION})", "voip-testbed/scenario.schema.json")
+    schema = _schema(Scenario, f"voip-testbed scenario (format {SCHEMA_VERSION})", "voip-testbed/scenario.schema.json")
+    rules = schema["properties"]["thresholds"]  # a rule, or a preset entry the loader expands into rules
+    rules["items"] = {"anyOf": [rules["items"], _preset_entry()]}
+    return schema
+
+
+def _preset_entry() -> dict[str, Any]:
+    """``{preset: NAME, [variant, call, direction]}``, as ``thresholds.expand_presets`` accepts it."""
+    label = {"type": "string"}
+    return {
+        "type": "object",
+        "properties": {"preset": {"enum": sorted(PRESETS)}, "variant": label, "call": label, "direction": label},
+        "required": ["preset"],
+        "additionalProperties": False,
+        "description": "the vendor's published targets as rules (teams: Microsoft's to its edge; twilio: its "
+        "preflight warnings)",
+    }
 
 
 def router_template_schema() -> dict[str, Any]:

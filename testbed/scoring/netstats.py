@@ -111,6 +111,19 @@ class SecondSeries(_AsDict):
 
 
 @dataclass(frozen=True)
+class LossBins(_AsDict):
+    """Packets sent and lost per ``bin_s`` of send time from the first packet sent: fine enough for the
+    vendors' short windows (Microsoft's burst loss in any 200 ms), small enough to keep per direction."""
+
+    bin_s: float
+    sent: list[int]
+    lost: list[int]
+
+
+LOSS_BIN_S = 0.1
+
+
+@dataclass(frozen=True)
 class NetStats(_AsDict):
     loss: LossStats
     delay: DelayStats
@@ -119,6 +132,7 @@ class NetStats(_AsDict):
     duplicates: int
     per_second: SecondSeries
     in_flight: int = 0  # sent, not arrived by hang-up, and too recent to call lost: left out of everything
+    loss_bins: LossBins | None = None
 
 
 def in_flight(send_ns: npt.ArrayLike, recv_ns: npt.ArrayLike, hang_up_ns: int) -> npt.NDArray[np.bool_]:
@@ -273,7 +287,18 @@ def network_stats(
         reordered=reordered,
         duplicates=duplicates,
         per_second=_series(send, recv, lost_mask, by_arrival, running_jitter_ms, bin_s),
+        loss_bins=loss_bins(send, lost_mask),
     )
+
+
+def loss_bins(send: IntArray, lost: npt.NDArray[np.bool_], bin_s: float = LOSS_BIN_S) -> LossBins:
+    """Sent and lost packets per ``bin_s`` of send time (``LossBins``)."""
+    if send.size == 0:
+        return LossBins(bin_s, [], [])
+    bins = (send - send.min()) // int(bin_s * 1e9)
+    sent = np.bincount(bins)
+    lost_counts = np.bincount(bins, weights=lost.astype(np.int64), minlength=sent.size)
+    return LossBins(bin_s, [int(n) for n in sent], [int(n) for n in lost_counts])
 
 
 def _series(

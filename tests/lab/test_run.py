@@ -4,7 +4,6 @@ a stored run, and the office demo's verdict (fifo vs ef-priority)."""
 from __future__ import annotations
 
 import json
-import shutil
 import xml.etree.ElementTree as ElementTree
 
 import jsonschema
@@ -74,12 +73,19 @@ def test_office_demo_verdict(registry, no_leftovers, tmp_path):
     """What `make demo` shows: ef-priority keeps both directions at MOS >= 4, fifo does not; and its report
     in headless Chromium: no console error, every chart drawn, a player per variant and call direction
     whose file loads, beside its reference."""
-    scenario = tmp_path / "office.yaml"
-    shutil.copy(REPO / "scenarios" / "office.yaml", scenario)
+    scenario = tmp_path / "office.yaml"  # the demo, plus Microsoft Teams' network targets
+    scenario.write_text((REPO / "scenarios" / "office.yaml").read_text() + "  - {preset: teams}\n")
     result = run_testbed("run", str(scenario), "--out", str(tmp_path / "out"), "--json", timeout=300)
     assert result.stdout, result.stderr
     data = json.loads(result.stdout)
-    assert result.returncode == 0, data["verdict"]
+    demo = [c for c in data["thresholds"] if "(teams)" not in c["rule"]]
+    assert demo and all(c["passed"] for c in demo), data["verdict"]  # the demo's own verdict: PASS
+    teams = [c for c in data["thresholds"] if "(teams)" in c["rule"]]
+    assert all(c["passed"] for c in teams if c["variant"] == "ef-priority")
+    failed = [c["message"] for c in teams if not c["passed"]]
+    assert failed and all(m.startswith("fifo / ") and "[teams]" in m for m in failed)
+    assert any("loss worst window" in m and "s of the call" in m for m in failed), failed  # the window named
+    assert result.returncode == 1  # teams fails fifo, so the run fails
     variants = {v["name"]: v for v in data["variants"]}
     for name, limit in (("ef-priority", lambda mos: mos >= 4.0), ("fifo", lambda mos: mos <= 2.5)):
         for direction in variants[name]["calls"][0]["directions"].values():

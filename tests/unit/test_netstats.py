@@ -136,7 +136,7 @@ def test_as_dict_is_json_even_when_nothing_arrived():
     assert data["loss"]["fraction"] == 1.0 and data["delay"]["p50_ms"] is None
     assert data["loss"]["burst_ratio"] is None
     full = json.loads(json.dumps(network_stats(*stream(np.full(100, 20.0))).as_dict(), allow_nan=False))
-    assert set(full) == {"loss", "delay", "jitter", "reordered", "duplicates", "per_second", "in_flight"}
+    assert set(full) == {"loss", "delay", "jitter", "reordered", "duplicates", "per_second", "in_flight", "loss_bins"}
 
 
 def test_mismatched_arrays_are_refused():
