@@ -38,6 +38,7 @@ from testbed.results import (
     RunResult,
     WorkloadRecord,
 )
+from testbed.results.live import Monitor
 from testbed.results.run import VariantRunEntry
 from testbed.results.scores import CallScores
 from testbed.scenario.fingerprint import experiment_fingerprint, experiment_sections
@@ -108,6 +109,7 @@ def run_variant(
     impairment_engine: str | None = None,
     purpose: str | None = None,
     progress: Progress = _quiet,
+    monitor: Monitor | None = None,
 ) -> VariantRun:
     """Build the variant's lab, run its workload, take the lab down, write workload.json and lab.json.
     ``scenario`` replaces the variant's scenario (capacity multiplies its first call)."""
@@ -136,6 +138,8 @@ def run_variant(
             out_dir,
             timeline_templates=loaded.timeline_templates,
             progress=lambda message: progress(f"variant {name}: {message}"),
+            monitor=monitor,
+            name=name,
         ).run()
         finished = time.perf_counter()
     description.impairment_engine.stats = lab.engine_stats  # final counters, after teardown
@@ -161,6 +165,7 @@ def run_scenario(
     impairment_engine: str | None = None,
     backend: str | None = None,
     progress: Progress = _quiet,
+    monitor: Monitor | None = None,
 ) -> Run:
     """Run the named variants (default: all), ``repeat`` times, ``parallel`` at once; each gets a fresh lab."""
     entries = run_names(variants or loaded.variant_names, repeat)
@@ -168,7 +173,12 @@ def run_scenario(
     run = Run(loaded.scenario.name, out_dir)
     jobs = [RunJob(loaded, entry, out_dir / entry.name) for entry in entries]
     run.variants = run_jobs(
-        jobs, parallel=parallel, backend=backend, impairment_engine=impairment_engine, progress=progress
+        jobs,
+        parallel=parallel,
+        backend=backend,
+        impairment_engine=impairment_engine,
+        progress=progress,
+        monitor=monitor,
     )
     started = min((v.workload.t0 for v in run.variants), default=None)
     write_run_info(loaded, out_dir, entries, started, parallel=min(parallel, len(entries)))
@@ -191,6 +201,7 @@ def run_jobs(
     backend: str | None = None,
     impairment_engine: str | None = None,
     progress: Progress = _quiet,
+    monitor: Monitor | None = None,
 ) -> list[VariantRun]:
     """Run the jobs in order, or ``parallel`` at once, each in its own process and its own lab (a lab's
     signal handlers and namespaces belong to one process). All have finished when this returns, so scoring
@@ -205,6 +216,7 @@ def run_jobs(
                     backend=backend,
                     impairment_engine=impairment_engine,
                     progress=progress,
+                    monitor=monitor,
                 )
                 for job in jobs
             ]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -18,6 +18,7 @@ from rich.markup import escape
 from testbed.errors import CapabilityError, ExitCode, InputError, TestbedError
 
 if TYPE_CHECKING:
+    from testbed.results.live import Monitor
     from testbed.scenario.model import Scenario
 
 out = Console()
@@ -77,6 +78,18 @@ def warm_start(backend: str | None, parallel: int = 1) -> AbstractContextManager
     from testbed.lab import forkserver
 
     return forkserver.serving()
+
+
+@contextmanager
+def live_view(wanted: bool, runs: int) -> Iterator[Monitor | None]:
+    """The run's live console on stderr (``report.live_console``), or None when not wanted."""
+    if not wanted:
+        yield None
+        return
+    from testbed.report.live_console import LiveView
+
+    with LiveView(err, runs) as view:
+        yield view
 
 
 def preload_clips(scenario: Scenario) -> None:

@@ -15,6 +15,7 @@ from testbed.cli.common import (
     EngineOption,
     check_variants,
     err,
+    live_view,
     out,
     preload_clips,
     progress_printer,
@@ -57,6 +58,13 @@ def run(
         float | None,
         typer.Option(min=0.0, max=4.0, help="--baseline: MOS drop allowed (default: 2x the baseline's spread)"),
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            help="while calls run: in a terminal, each direction's last second and the time left; in a log, "
+            "a line every 10 s (not with --parallel)"
+        ),
+    ] = True,
 ) -> None:
     """Run a scenario: every variant's lab, calls, traffic and timeline; score, check thresholds, report.
 
@@ -76,16 +84,18 @@ def run(
         stored = Baseline(baseline, load_baseline(baseline, loaded), tolerance) if baseline is not None else None
         out_dir = out_dir_option or default_out_dir(loaded.scenario.name)
         progress = progress_printer()
-        run_scenario(
-            loaded,
-            out_dir,
-            variants=variants,
-            repeat=repeat,
-            parallel=parallel,
-            impairment_engine=impairment_engine,
-            backend=backend,
-            progress=progress,
-        )
+        with live_view(live and parallel == 1, len(variants) * repeat) as monitor:
+            run_scenario(
+                loaded,
+                out_dir,
+                variants=variants,
+                repeat=repeat,
+                parallel=parallel,
+                impairment_engine=impairment_engine,
+                backend=backend,
+                progress=progress,
+                monitor=monitor,
+            )
     from testbed.runner import finish
     from testbed.scoring.options import ScoringOptions
 

@@ -200,6 +200,10 @@ class Agent:
     async def cmd_endpoint_stats(self) -> dict[str, Any]:
         return {kind: endpoint.stats() for kind, endpoint in self.endpoints.items()}
 
+    async def cmd_live(self) -> dict[str, Any]:
+        """Every open leg's running counts (``media.live``), for the harness's live view."""
+        return {"legs": [leg for endpoint in self.endpoints.values() for leg in endpoint.live()]}
+
     # ------------------------------------------------------------ children: traffic and taps
 
     async def cmd_child_start(self, name: str, argv: list[str]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from testbed.errors import LabError
 from testbed.lab import Lab
 from testbed.lab.queues import QueueSampler
 from testbed.results import TrafficRecord, WorkloadRecord
+from testbed.results.live import Monitor
 from testbed.scenario.model import TimelineEvent, TrafficSpec
 from testbed.scenario.router_template import RouterTemplate
 from testbed.workload.agents import AgentError, Agents
@@ -35,6 +37,7 @@ from testbed.workload.calls import (
 )
 from testbed.workload.clips import configured_loss
 from testbed.workload.hangup import DRAIN_S, end_calls
+from testbed.workload.live import LiveSampler
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
 TICK = 0.05
@@ -51,6 +54,8 @@ class Workload:
         timeline_templates: dict[str, RouterTemplate] | None = None,
         progress: Callable[[str], None] | None = None,
         drain_s: float = DRAIN_S,
+        monitor: Monitor | None = None,
+        name: str = "",
     ):
         self.lab = lab
         self.drain_s = drain_s  # between stopping a call's media and hanging up
@@ -58,6 +63,7 @@ class Workload:
         self.out_dir = Path(out_dir)
         self.templates = timeline_templates or {}
         self.progress = progress or (lambda message: None)
+        self.monitor, self.name = monitor, name  # the live view (``workload.live``), if one watches
         self.calls = expand_calls(self.scenario.calls, configured_loss(lab.links))
         for call in self.calls:
             call.use_turn(lab.turn.endpoint if lab.turn is not None else None)
@@ -141,7 +147,8 @@ class Workload:
                 ready = time.perf_counter()
                 self._plan(end)
                 self.progress(f"workload: {len(self.calls)} call(s), {len(self.traffic)} traffic flow(s), {end:g}s")
-                self._loop()
+                with self._live(end):
+                    self._loop()
                 schedule_done = self._schedule_done or time.perf_counter()
                 self.phases["workload"] = schedule_done - ready
                 self.phases["drain"] = time.perf_counter() - schedule_done
@@ -177,6 +184,12 @@ class Workload:
                 "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
             }
         )
+
+    def _live(self, end: float) -> AbstractContextManager[object]:
+        """The live view's sampler while the schedule runs (nothing without a monitor or calls)."""
+        if self.monitor is None or not self.calls:
+            return nullcontext()
+        return LiveSampler(self.agents, self.calls, self.name, end, self.monitor)
 
     def _loop(self) -> None:
         while True:

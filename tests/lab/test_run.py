@@ -27,7 +27,10 @@ def test_idle_opus_call_scores_high_both_ways(registry, no_leftovers, tmp_path):
         assert scores["mos_emodel"] >= 4.2, (name, scores["mos_emodel"])
         assert scores["pesq_mode"] == "wb" and scores["network"]["loss"]["fraction"] == 0
     assert (tmp_path / "out" / "report.html").stat().st_size > 5000
-    assert len(list((tmp_path / "out" / "default" / "audio").glob("*.wav"))) == 2
+    assert len(list((tmp_path / "out" / "default" / "audio").glob("*.wav"))) == 2 + 2  # heard, references
+    live = [line for line in result.stderr.splitlines() if line.startswith("  variant default (1 of 1): ")]
+    assert live and "s left in the run" in live[-1], result.stderr  # the live view's lines in a log
+    assert any("lowest MOS estimate 4." in line for line in live), live  # from running counts, mid-call
 
 
 GATED = """name: gated

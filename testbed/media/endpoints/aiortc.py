@@ -33,6 +33,7 @@ from testbed.media.endpoints.aiortc_hooks import (
 )
 from testbed.media.endpoints.base import Description, EmitEvent, LegSpec, Preparation
 from testbed.media.endpoints.legs import LegBatches
+from testbed.media.live import LiveCounter
 from testbed.media.records import PacketRecord, SentRecord, pacing_summary
 
 
@@ -105,6 +106,7 @@ class AiortcLeg:
         self.track = EncodedClipTrack(payloads, int(leg.clip_offset * len(payloads)))
         self.received = PacketRecord()
         self.sent = SentRecord()
+        self.live = LiveCounter(aiortc_capability(leg.codec).clockRate)
         self.sink = MediaBlackhole()
         self.created = time.time()
         self.connected_at: float | None = None
@@ -251,6 +253,12 @@ class AiortcEndpoint(LegBatches[AiortcLeg]):
 
     def new_leg(self, leg: LegSpec) -> AiortcLeg:
         return AiortcLeg(leg, self.emit)
+
+    def live(self) -> list[dict[str, Any]]:
+        return [
+            {"call": call, "role": leg.leg.role, **leg.live.snapshot(leg.received, leg.sent)}
+            for call, leg in self.legs.items()
+        ]
 
     async def close(self) -> None:
         """The agent is ending: hang up whatever is still up (records are still written)."""

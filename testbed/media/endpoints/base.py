@@ -90,3 +90,7 @@ class Endpoint(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Per-endpoint statistics: legs served, sender pacing, whatever the kind can say."""
+
+    def live(self) -> list[dict[str, Any]]:
+        """Running counts per open leg for the live view (``media.live``: call, role, sent, received,
+        anchors, jitter); a kind that keeps no packet records says nothing (an empty list)."""

@@ -149,3 +149,7 @@ class LegBatches(Generic[L]):
             return await leg.hang_up()
 
         return await each_leg([one(call) for call in calls])
+
+    def live(self) -> list[dict[str, Any]]:
+        """Running counts per open leg (``Endpoint.live``); none for a kind without packet records."""
+        return []
