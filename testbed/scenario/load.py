@@ -81,10 +81,17 @@ def template_search_path(scenario_file: Path) -> list[Path]:
 
 
 def find_template(name: str, scenario_file: Path) -> Path | None:
+    """The template file of that name, next to the scenario first, then among the shipped ones (None: no
+    such file, or a name no file can have)."""
+    if "/" in name or name in ("", ".", ".."):
+        return None  # a name, never a path: nothing outside the template directories is read
     for directory in template_search_path(scenario_file):
         candidate = directory / f"{name}.yaml"
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a name too long for the file system, say: no such template
+            return None
     return None
 
 

@@ -17,7 +17,7 @@ from testbed.scenario.endpoints import CallEndpoints
 from testbed.scenario.media import OpusSpec, SpeechSpec
 from testbed.scenario.sweep import SweepSpec
 from testbed.scenario.thresholds import Thresholds
-from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict
+from testbed.scenario.types import Dscp, Duration, Label, Name, Percent, Rate, Size, Strict, TemplateName
 
 MAX_CALLS = 1000  # concurrent calls in one `count: N` group (the light endpoint carries 500+ on one machine)
 
@@ -218,9 +218,7 @@ class RouterSpec(Strict):
     """Which router node runs which QoS template, and which of its links face the WAN and the LAN."""
 
     node: Name | None = Field(default=None, description="default: the only node of kind router")
-    template: str = Field(
-        default="fifo", pattern=r"^[A-Za-z0-9_.-]+$", description="a file in scenarios/routers/ (without .yaml)"
-    )
+    template: TemplateName = Field(default="fifo", description="a file in scenarios/routers/ (without .yaml)")
     wan: Name | None = Field(default=None, description="upstream link; default: the link named 'wan'")
     lan: Name | None = Field(default=None, description="downstream link; default: the link named 'lan'")
     overrides: dict[str, Any] = Field(default_factory=dict, description="fields replaced in the template")
@@ -338,7 +336,7 @@ class TimelineEvent(Strict):
     impairments: dict[Name, Impairment] | None = Field(
         default=None, description="set_link: new impairment per sending endpoint"
     )
-    template: str | None = None
+    template: TemplateName | None = None
     node: Name | None = Field(
         default=None,
         description="flush_conntrack: whose connection tracking (and NAT mappings) to forget; default the router",

@@ -227,8 +227,8 @@ def _check_edge(problem: Callable[[Loc, str], str], scenario: Scenario, hosts: l
     if edge.media_prefix is not None and edge.turn is not None and edge.turn.node in hosts:
         try:
             plan = plan_addresses(scenario.topology)
-        except ValueError:
-            return  # the topology's own checks report it
+        except (ValueError, LookupError):
+            return  # a broken topology (an unknown node, a subnet too small): its own checks report it
         addresses = [i.address.ip for i in plan.interfaces if i.node == edge.turn.node]
         if not any(address in edge.media_prefix for address in addresses):
             yield problem(

@@ -136,3 +136,22 @@ class Strict(BaseModel):
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"unknown key {key!r}{hint} (allowed: {', '.join(allowed)})")
         return data
+
+
+TEMPLATE_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+
+
+def _check_template(value: str) -> str:
+    if not re.fullmatch(TEMPLATE_PATTERN, value) or value in (".", ".."):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(
+            f"{shown!r} is not a router template name: letters, digits, '.', '_' and '-', at most 100 characters "
+            "(a file in scenarios/routers/ without .yaml, never a path)"
+        )
+    return value
+
+
+# a router template by name: a file in a templates directory, never a path (nothing outside them is read)
+TemplateName = Annotated[
+    str, AfterValidator(_check_template), WithJsonSchema({"type": "string", "pattern": TEMPLATE_PATTERN})
+]

@@ -89,7 +89,11 @@ def load_yaml(path: Path) -> YamlDocument:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError([f"{path}: cannot read: {exc}"]) from None
     doc = YamlDocument(path=path, data=None)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first: a control character fails here
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ScenarioError([f"{path}:{line}: not YAML text: character U+{exc.character:04X} is not allowed"]) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -98,7 +102,7 @@ def load_yaml(path: Path) -> YamlDocument:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
         raise ScenarioError([f"{where}: YAML syntax error: {problem}"]) from None
     finally:
         loader.dispose()

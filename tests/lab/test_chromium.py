@@ -88,7 +88,10 @@ def test_browser_calls_score_high_both_ways(registry, no_leftovers, tmp_path):
     assert legs[("up", "caller")]["network_priority"] == "high"
     host_pair = {"local_type": "host", "remote_type": "host", "protocol": "udp", "relay_protocol": None}
     assert all(leg["candidate_pair"] == host_pair for leg in legs.values()), legs  # aiortc's and the browser's
-    assert len(list((tmp_path / "out" / "default" / "audio").glob("*.wav"))) == 4
+    audio = tmp_path / "out" / "default" / "audio"
+    assert len([p for p in audio.glob("*.wav") if not p.name.startswith("reference-")]) == 4  # what each heard
+    for d in (*up.values(), *down.values()):  # each beside the clip it was compared with
+        assert (audio.parent / d["audio_file"]).is_file() and (audio.parent / d["reference_file"]).is_file()
 
 
 CODECS = """name: codecs

@@ -38,6 +38,10 @@ BAD_FILES = {
     "bad_subnet.yaml": (4, "topology.links.lan.subnet: Input is not a valid IPv4 network (got '10.1.0.0/33')"),
     "gilbert_missing_r.yaml": (4, "links.wan.router.loss: loss model 'gilbert_elliott' needs r"),
     "bad_name.yaml": (1, "name: 'Office Uplink' is not a valid name"),
+    # found by the fuzzer (bench/fuzz.py): a YAML reader error, a template named by a path, a removed node
+    "control_character.yaml": (3, "not YAML text: character U+0007 is not allowed"),
+    "template_path.yaml": (3, "timeline[0].template: '../../etc/passwd' is not a router template name"),
+    "node_removed.yaml": (7, "topology.links.lan.endpoints[1]: unknown node 'router'"),
 }
 
 
