@@ -162,11 +162,11 @@ def _reference(sender: LegSummary, rate: int) -> np.ndarray:
     return np.concatenate([clip, np.zeros(max(0, total - clip.size), np.int16)])
 
 
-def write_reference(variant_dir: Path, sender: LegSummary, rate: int) -> str:
-    """The clip a direction's audio is compared with, as a WAV in the variant's audio directory (once
-    per clip: named by its content), so the run directory holds both sides of every comparison and
-    can be shared whole. Written under a temporary name and renamed: scoring workers may race."""
-    samples = _reference(sender, rate)
+def write_reference(variant_dir: Path, sender: LegSummary, samples: np.ndarray, rate: int) -> str:
+    """The clip a direction's audio is compared with (``samples``, as ``_reference`` made it for scoring),
+    as a WAV in the variant's audio directory (once per clip: named by its content), so the run directory
+    holds both sides of every comparison and can be shared whole. Written under a temporary name and
+    renamed: scoring workers may race."""
     digest = hashlib.sha1(samples.tobytes(), usedforsecurity=False).hexdigest()[:8]
     name = f"{AUDIO_DIR}/reference-{Path(sender.clip).name}-{rate // 1000}k-{digest}.wav"
     target = variant_dir / name
@@ -250,12 +250,13 @@ def score_call(
             # arrival times are the network's, head-of-line stalls included
             network_arrivals = TapArrivals(received.seq, received.arrival_ns)
             source += "; arrivals at the listener's application (media inside TCP/TLS)"
+        reference = _reference(sender, clip_rate)  # scored against, then written beside the audio
         score: DirectionScore = score_direction(
             call.codec,
             sent,
             network_arrivals,
             received,
-            _reference(sender, clip_rate),
+            reference,
             clip_rate,
             sender.clip_frames or None,
             options=replace(options, fec=options.fec and fec_sent(sender) is True),
@@ -272,7 +273,7 @@ def score_call(
         if score.audio is not None and len(score.audio):
             files["audio_file"] = f"{AUDIO_DIR}/{call.id}-{sender_node}-to-{receiver_node}.wav"
             write_wav(variant_dir / files["audio_file"], score.audio, score.audio_rate)
-            files["reference_file"] = write_reference(variant_dir, sender, clip_rate)
+            files["reference_file"] = write_reference(variant_dir, sender, reference, clip_rate)
         directions[label] = DirectionScores.model_validate(score.as_dict() | files)
     summary = call.model_dump(include={"id", "name", "outcome", "reason", "setup_s", "drain_s", "codec", "dscp"})
     return CallScores(**summary, talk_s=talk_time(call), directions=directions, path=call_path(call))

@@ -43,7 +43,7 @@ def remove_run(registry: Registry, record: RunRecord) -> Removal:
 
     newest_first = list(reversed(record.resources))
     nodes = [r for r in newest_first if r.kind != "files"]
-    if getattr(backend, "creates_at_once", 1) > 1 and len(nodes) > 1:  # containers: side by side
+    if backend.creates_at_once > 1 and len(nodes) > 1:  # containers: side by side
         with ThreadPoolExecutor(max_workers=backend.creates_at_once, thread_name_prefix="remove-node") as pool:
             list(pool.map(remove, nodes))
     else:

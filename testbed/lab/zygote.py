@@ -140,8 +140,9 @@ _asked: set[str] = set()  # clips already being encoded: the CLI and the runner 
 
 def _start_preload(request: dict[str, Any]) -> None:
     """Encode the clips asked for that no earlier request asked for, on a thread (``_preload``)."""
-    new = [clip for clip in request["clips"] if json.dumps(clip) not in _asked]
-    _asked.update(json.dumps(clip) for clip in new)
+    keyed = {json.dumps(clip): clip for clip in request["clips"]}
+    new = [clip for key, clip in keyed.items() if key not in _asked]
+    _asked.update(keyed)
     if new:
         threading.Thread(target=_preload, args=(new,), daemon=True).start()
 
@@ -154,9 +155,10 @@ def _early_preload(control: socket.socket) -> None:
         message = control.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except (BlockingIOError, OSError):
         return
-    if message and json.loads(message).get("op") == "preload":
+    request = json.loads(message) if message else {}
+    if request.get("op") == "preload":
         control.recv(1 << 20)
-        _start_preload(json.loads(message))
+        _start_preload(request)
 
 
 def _preload(clips: list[list[Any]]) -> None:

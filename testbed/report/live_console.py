@@ -17,13 +17,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from testbed.report.console import COLORS
 from testbed.report.figures import mos_grade
 from testbed.results.live import LiveDirection, LiveSample
 
 LOG_EVERY_S = 10.0
 PER_DIRECTION_ROWS = 8  # more directions than this in a variant: one summary row for it
 OVERHEAD_S = 3.0  # a variant's lab, drain and teardown around its workload, for the time left
-COLORS = {"good": "green", "fair": "yellow", "bad": "red", "": "white"}
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -31,7 +31,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def _mos(value: float | None) -> Text:
-    return Text(_num(value, 2), style=COLORS[mos_grade(value)])
+    return Text(_num(value, 2), style=COLORS.get(mos_grade(value), ""))
 
 
 class LiveView:
