@@ -17,7 +17,7 @@ from testbed.results.live import LiveDirection, LiveSample, Monitor
 from testbed.rtp import TS_BITS, nearest_cycle
 from testbed.scoring.emodel import absolute_delay_ms, call_inputs, rating
 from testbed.workload.agents import AgentError, Agents
-from testbed.workload.call_plan import Call
+from testbed.workload.call_plan import SIDES, Call
 
 INTERVAL_S = 1.0
 MIN_BUFFER_MS = 20.0  # the jitter buffer the estimate assumes at least (a WebRTC minimum is one frame or two)
@@ -46,12 +46,12 @@ class LiveSampler:
         while not self._stop.wait(INTERVAL_S):
             try:
                 legs = self._counts()
-            except AgentError:
-                continue  # an agent busy or ending: the next second says more
+            except (AgentError, TimeoutError):
+                continue  # an agent busy (no answer within the second) or ending: the next second says more
             self.monitor(LiveSample(self.variant, time.monotonic() - self.started, self.duration_s, self.sample(legs)))
 
     def _counts(self) -> dict[tuple[str, str], dict[str, Any]]:
-        nodes = sorted({call.node(side) for call in self.calls for side in ("caller", "callee")})
+        nodes = sorted({call.node(side) for call in self.calls for side in SIDES})
         futures = [self.agents[node].request("live") for node in nodes if node in self.agents.clients]
         legs: dict[tuple[str, str], dict[str, Any]] = {}
         for future in futures:

@@ -99,3 +99,40 @@ def test_a_direction_without_values_keeps_its_last_ones():
         rendered.print(view.render())
         text = rendered.export_text()
         assert "fifo     call  a->b       1.20" in text and "about 8 s left in the run" in text
+
+
+def test_an_agent_that_does_not_answer_in_time_skips_a_second_not_the_view(monkeypatch):
+    """A request that times out (a busy agent) must not end the sampler's thread."""
+    import time
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from testbed.scenario.model import Scenario
+    from testbed.workload import live
+    from testbed.workload.call_plan import expand_calls
+
+    monkeypatch.setattr(live, "INTERVAL_S", 0.05)
+    answers = iter([Future(), Future()])  # two seconds without an answer, then answers
+
+    def request(cmd: str) -> Future:
+        future = next(answers, None)
+        if future is None:
+            future = Future()
+            future.set_result({"legs": []})
+        return future
+
+    class Agents:  # what the sampler uses of testbed.workload.agents.Agents
+        clients = {"client": SimpleNamespace(request=request), "gateway": SimpleNamespace(request=request)}
+
+        def __getitem__(self, node: str) -> SimpleNamespace:
+            return self.clients[node]
+
+    agents = Agents()
+    scenario = Scenario.model_validate({"name": "x", "calls": [{"name": "c", "from": "client", "to": "gateway"}]})
+    [call] = expand_calls(scenario.calls)
+    samples: list[LiveSample] = []
+    with live.LiveSampler(agents, [call], "v", 5.0, samples.append):
+        deadline = time.monotonic() + 5
+        while not samples and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert samples and samples[0].variant == "v"
