@@ -39,6 +39,7 @@ class AgentClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # requests come from several threads (calls' pool, the live view)
         self._ready: Future[bool] = Future()
         self.process = node.popen(
             [node.python, "-m", AGENT.marker, "--node", node.name],
@@ -111,8 +112,9 @@ class AgentClient:
             self._pending[request_id] = future
         try:
             assert self.process.stdin is not None
-            self.process.stdin.write(json.dumps({"id": request_id, "cmd": cmd, "args": args}) + "\n")
-            self.process.stdin.flush()
+            with self._writing:  # one whole line at a time: a text stream is not safe for threads
+                self.process.stdin.write(json.dumps({"id": request_id, "cmd": cmd, "args": args}) + "\n")
+                self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             with self._lock:
                 self._pending.pop(request_id, None)
