@@ -1,5 +1,5 @@
-"""Opus as browsers send it, for real: 5% random loss on the WAN, one recorded run scored twice (a
-receiver that decodes in-band FEC, and one that ignores it); and a 10-call group whose clips start at
+"""Opus as browsers send it, for real: 5% random loss and 8 ms of jitter on the WAN, one recorded run
+scored twice (a receiver that decodes in-band FEC, and one that ignores it); and a 10-call group whose clips start at
 their own offsets sends what the codec's bitrate plus packet overhead says."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from tests.helpers.lab import run_testbed
 LOSSY = """name: lossy
 links:
   wan:
-    router: {loss: 5%}
-    gateway: {loss: 5%}
+    router: {loss: 5%, delay: 10ms, jitter: 8ms}
+    gateway: {loss: 5%, delay: 10ms, jitter: 8ms}
 calls:
   - {name: rep, from: client, to: gateway, talk: 8s}
 """
@@ -24,7 +24,12 @@ calls:
 SRTP_TAG = 10  # AES_CM_128_HMAC_SHA1_80's authentication tag after each payload
 
 
-def test_fec_recovers_frames_and_pesq_does_not_drop(registry, no_leftovers, tmp_path):
+def test_fec_recovers_frames_and_pesq_rises(registry, no_leftovers, tmp_path):
+    """Why the jitter: on a jitter-free path the model's buffer is shallow and the packet carrying a lost
+    frame's FEC copy often comes after that frame's turn, so only 0-3 of ~20 losses were recovered, and
+    PESQ moved by noise either way (a CI run: 2 frames recovered, PESQ 0.023 lower). 8 ms of jitter
+    deepens the buffer as a real one would: 10-19 recovered per direction, PESQ +0.3 to +0.9 (4 directions
+    measured), so the test can claim what FEC is for."""
     scenario = tmp_path / "lossy.yaml"
     scenario.write_text(LOSSY)
     out = tmp_path / "out"
@@ -35,22 +40,16 @@ def test_fec_recovers_frames_and_pesq_does_not_drop(registry, no_leftovers, tmp_
         again = run_testbed("score", str(out), "--json", *flags, timeout=180)
         assert again.stdout, again.stderr
         scored[label] = json.loads(again.stdout)["variants"][0]["calls"][0]["directions"]
-    recovered = 0
     for direction, with_fec in scored["fec"].items():
         without = scored["no-fec"][direction]
         assert with_fec["fec"]["sent"] is True and with_fec["fec"]["decoded"] is True
         assert without["fec"]["decoded"] is False and without["fec"]["recovered"] == 0
-        recovered += with_fec["fec"]["recovered"]
-        assert with_fec["playout"]["effective_loss"] <= without["playout"]["effective_loss"], direction
         # the same packets: the network saw the same loss either way
         assert with_fec["network"]["loss"] == without["network"]["loss"]
-        pesq = (with_fec["mos_pesq"], without["mos_pesq"])
-        assert pesq[0] >= pesq[1] - 0.02, (direction, pesq)
-        assert with_fec["mos_emodel"] >= without["mos_emodel"], direction
-    # on a jitter-free path the model's buffer is shallow and the next packet often comes just after
-    # the lost frame's turn, so recoveries are few (0 and 3 in one CI run): the late-frame study of
-    # issue 15 looks at NetEq's real margin
-    assert recovered > 0
+        assert with_fec["fec"]["recovered"] >= 3, (direction, with_fec["fec"], with_fec["network"]["loss"])
+        assert with_fec["playout"]["effective_loss"] < without["playout"]["effective_loss"], direction
+        assert with_fec["mos_pesq"] > without["mos_pesq"], (direction, with_fec["mos_pesq"], without["mos_pesq"])
+        assert with_fec["mos_emodel"] > without["mos_emodel"], direction
 
 
 GROUP = """name: group
