@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.errors import LabError
 from testbed.lab import forkserver
 from testbed.report import baseline as baseline_report
 from testbed.report import html
@@ -120,9 +121,11 @@ def run_variant(
     if server is not None and (backend or scenario.backend) == "netns":
         server.preload_clips(scenario_clips(scenario))  # encoded beside the lab's imports and build
     from testbed.lab import Lab  # imported here, after the preload (the first variant waits for these)
+    from testbed.lab.engine_set import EngineFailed
     from testbed.workload import Workload
 
-    with Lab(
+    workload: WorkloadRecord | None = None
+    lab = Lab(
         scenario,
         backend=backend,
         purpose=purpose or f"run {loaded.path} {name}",
@@ -130,23 +133,42 @@ def run_variant(
         log_dir=out_dir,
         router_template=loaded.variant_templates[entry.variant],
         impairment_engine=impairment_engine,
-    ) as lab:
-        description = LabDescription.model_validate(lab.describe())
-        progress(f"variant {name}: lab up in {(lab.up_seconds or 0) * 1000:.0f} ms; running the workload")
-        workload = Workload(
-            lab,
-            out_dir,
-            timeline_templates=loaded.timeline_templates,
-            progress=lambda message: progress(f"variant {name}: {message}"),
-            monitor=monitor,
-            name=name,
-        ).run()
-        finished = time.perf_counter()
+    )
+    try:
+        with lab:
+            description = LabDescription.model_validate(lab.describe())
+            progress(f"variant {name}: lab up in {(lab.up_seconds or 0) * 1000:.0f} ms; running the workload")
+            workload = Workload(
+                lab,
+                out_dir,
+                timeline_templates=loaded.timeline_templates,
+                progress=lambda message: progress(f"variant {name}: {message}"),
+                monitor=monitor,
+                name=name,
+            ).run()
+            finished = time.perf_counter()
+    except EngineFailed as exc:  # an engine died as the lab came down: the workload's record is still true
+        if workload is None:
+            raise
+        workload.fault = workload.fault or str(exc)
     description.impairment_engine.stats = lab.engine_stats  # final counters, after teardown
     workload.phases["lab_up"] = round(lab.up_seconds or 0.0, 4)
     workload.phases["teardown"] = round(time.perf_counter() - finished, 4)
     write_variant_files(out_dir, workload, description)
+    if workload.fault is not None:
+        raise RunFailed(f"variant {name}: {workload.fault}", out_dir)
     return VariantRun(name, entry.variant, entry.repetition, out_dir, workload, description)
+
+
+class RunFailed(LabError):
+    """A variant's workload stopped at a fault of the testbed; its partial records are in ``variant_dir``."""
+
+    def __init__(self, message: str, variant_dir: Path):
+        super().__init__(message)
+        self.variant_dir = variant_dir
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses from a --parallel worker
+        return (RunFailed, (str(self), self.variant_dir))
 
 
 def write_variant_files(variant_dir: Path, workload: WorkloadRecord, lab: LabDescription) -> None:
@@ -172,14 +194,21 @@ def run_scenario(
     out_dir.mkdir(parents=True, exist_ok=True)
     run = Run(loaded.scenario.name, out_dir)
     jobs = [RunJob(loaded, entry, out_dir / entry.name) for entry in entries]
-    run.variants = run_jobs(
-        jobs,
-        parallel=parallel,
-        backend=backend,
-        impairment_engine=impairment_engine,
-        progress=progress,
-        monitor=monitor,
-    )
+    try:
+        run.variants = run_jobs(
+            jobs,
+            parallel=parallel,
+            backend=backend,
+            impairment_engine=impairment_engine,
+            progress=progress,
+            monitor=monitor,
+        )
+    except RunFailed as exc:  # what ran until the fault stays readable: run.json lists the variants recorded
+        recorded = [entry for entry in entries if (out_dir / entry.name / WORKLOAD_FILE).exists()]
+        write_run_info(loaded, out_dir, recorded, None, parallel=min(parallel, len(entries)))
+        raise LabError(
+            f"{exc}\npartial results in {out_dir} (`testbed score {out_dir}` scores what was recorded)"
+        ) from None
     started = min((v.workload.t0 for v in run.variants), default=None)
     write_run_info(loaded, out_dir, entries, started, parallel=min(parallel, len(entries)))
     return run
@@ -327,7 +356,7 @@ def finish(
             call.model_copy(update={"id": call.id + suffix}) for call in variant.scores.calls
         )
     progress("checking thresholds, writing the reports")
-    checks = evaluate(loaded.scenario.thresholds, by_variant)
+    checks = result_file.fault_checks(scored) + evaluate(loaded.scenario.thresholds, by_variant)
     if baseline is not None:
         runs = [(v.variant, v.repetition, v.scores.calls) for v in scored]
         checks += baseline_report.compare(runs, baseline.result, str(baseline.path), baseline.tolerance)

@@ -3,13 +3,14 @@ exceptions into a one-line message and the documented exit code (``ExitCode``)."
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -51,6 +52,8 @@ def reports_errors(command: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug or an environment failure: one line, exit 4, details on request
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                _disk_full(exc)
             err.print(
                 f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
                 "(the testbed failed; run with TESTBED_DEBUG=1 for a traceback)",
@@ -62,6 +65,17 @@ def reports_errors(command: F) -> F:
             raise typer.Exit(ExitCode.TESTBED_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _disk_full(exc: OSError) -> NoReturn:
+    where = f" writing {exc.filename}" if exc.filename else ""
+    err.print(
+        f"[bold red]error:[/] no space left on the disk{escape(where)} ({escape(exc.strerror or '')}): free "
+        "some, or write the results elsewhere (--out); the lab was taken down, what was written before is kept",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(ExitCode.TESTBED_FAILED) from None
 
 
 def require_root() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from testbed.cli.common import (
@@ -116,6 +117,11 @@ def _report(result: RunResult, out_dir: Path, as_json: bool) -> None:
             highlight=False,
             soft_wrap=True,  # a path is never broken over two lines
         )
+    faults = [f"{v.name}: {v.fault}" for v in result.variants if v.fault is not None]
+    for fault in faults:
+        err.print(f"[bold red]error:[/] the run stopped at a fault, {escape(fault)}", highlight=False, soft_wrap=True)
+    if faults:
+        raise typer.Exit(ExitCode.TESTBED_FAILED)
     if not result.verdict.passed:
         raise typer.Exit(ExitCode.FAILED)
 

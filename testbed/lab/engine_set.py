@@ -40,6 +40,7 @@ class EngineSet:
         self._launching: list[EngineProcess] | None = None  # inside starting_together
         self.stats: dict[str, dict[str, Any]] = {}  # label -> final stats of engines that were stopped
         self.failure: str | None = None
+        self._polled = False  # inside ``polled``: the watchdog's signal does not raise
         self._queue_numbers: dict[str, int] = {}
         self._watchdog: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
@@ -116,10 +117,20 @@ class EngineSet:
         """While inside, the watchdog can raise EngineFailed in the main thread."""
 
         def raise_failure(signum: int, frame: FrameType | None) -> None:
-            if self.failure:
+            if self.failure and not self._polled:
                 raise EngineFailed(self.failure)
 
         return handled({ENGINE_FAILED_SIGNAL: raise_failure})
+
+    @contextmanager
+    def polled(self) -> Iterator[None]:
+        """While inside, a failure is not raised wherever the main thread happens to be: the caller polls
+        ``raise_if_failed`` (a workload, which then winds down and keeps what it recorded)."""
+        self._polled = True
+        try:
+            yield
+        finally:
+            self._polled = False
 
     def start_watchdog(self) -> None:
         if self.running and self._watchdog is None:

@@ -128,6 +128,7 @@ def _variant(loaded: LoadedScenario, v: ScoredVariant) -> VariantResult:
         impairment_engine=v.lab.impairment_engine,
         agents=v.workload.agents,
         harness=harness_lateness(v),
+        fault=v.workload.fault,
         distribution=mos_distribution(v.scores.calls, threshold, source),
     )
 
@@ -144,6 +145,23 @@ def browser_versions(variants: list[ScoredVariant]) -> dict[str, str]:
         }
     )
     return {"chromium": "; ".join(versions)} if versions else {}
+
+
+def fault_checks(variants: list[ScoredVariant]) -> list[CheckResult]:
+    """A failed check for each variant run whose workload stopped at a fault: its figures are partial."""
+    return [
+        CheckResult(
+            rule="run completed",
+            variant=v.variant,
+            call="all calls",
+            direction="all directions",
+            value=None,
+            passed=False,
+            message=f"{v.name}: the run stopped at a fault of the testbed, its figures are partial: {v.workload.fault}",
+        )
+        for v in variants
+        if v.workload.fault is not None
+    ]
 
 
 def build(loaded: LoadedScenario, run: RunInfo, variants: list[ScoredVariant], checks: list[CheckResult]) -> RunResult:

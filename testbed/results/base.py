@@ -40,5 +40,14 @@ class ResultFile(Record):
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=1, by_alias=True))
+        partial = path.with_name(f".{path.name}.partial")
+        try:  # whole or not at all: a full disk must not leave half a file for scoring to choke on
+            partial.write_text(self.model_dump_json(indent=1, by_alias=True))
+            partial.replace(path)
+        except OSError as exc:
+            if exc.filename is None:  # a write that failed after the open names no file: say which
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
+        finally:
+            partial.unlink(missing_ok=True)
         return path

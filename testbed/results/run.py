@@ -135,6 +135,7 @@ class VariantResult(Record):
     impairment_engine: EngineDescription | None
     agents: dict[str, dict[str, Any]]
     harness: HarnessLateness | None = None
+    fault: str | None = Field(None, description="the testbed fault that stopped this variant's workload early")
     distribution: MosDistribution | None = Field(
         default=None,
         description="MOS over every call direction of this variant run, 'below_threshold' against the scenario's "

@@ -172,6 +172,11 @@ class WorkloadRecord(ResultFile):
     agents: dict[str, dict[str, Any]] = Field(description="node -> CPU its agent and children used")
     endpoints: dict[str, dict[str, Any]] = Field(default_factory=dict, description="node/kind -> endpoint statistics")
     out_dir: str
+    fault: str | None = Field(
+        None,
+        description="why the workload stopped early: a testbed process died or a lab command failed (what was "
+        "recorded until then is kept; the run exits 4)",
+    )
     phases: dict[str, float] = Field(
         default_factory=dict,
         description="seconds per harness phase: lab_up, agents_ready (agents, endpoints prepared, taps), workload "

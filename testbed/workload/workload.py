@@ -36,8 +36,10 @@ from testbed.workload.calls import (
     signal_through_lab,
 )
 from testbed.workload.clips import configured_loss
+from testbed.workload.faults import agent_fault, child_fault
 from testbed.workload.hangup import DRAIN_S, end_calls
 from testbed.workload.live import LiveSampler
+from testbed.workload.observation import queue_targets, start_taps, stop_taps
 
 TRAFFIC_FIRST_PORT = 5100  # below the media range, so cross traffic never looks like media by port
 TICK = 0.05
@@ -81,6 +83,8 @@ class Workload:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="workload")
         self._futures: list[Future[None]] = []
         self._lock = threading.Lock()
+        self.fault: str | None = None  # the first fault (``workload.faults``): the workload stops there
+        self._stopping: set[tuple[str, str]] = set()  # (node, child) the workload itself asked to stop
 
     # ------------------------------------------------------------ planning
 
@@ -127,15 +131,16 @@ class Workload:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "calls").mkdir(exist_ok=True)
         (self.out_dir / "taps").mkdir(exist_ok=True)
-        sampler_targets = self._queue_targets()
+        sampler_targets = queue_targets(self.lab)
         prepare_speech(self.calls, self.out_dir / "speech")
-        with Agents(self.lab.nodes) as self.agents:
+        with self.lab.impairment_engines.polled(), Agents(self.lab.nodes) as self.agents:
             # every agent the workload will use, at once: none starts later, in the middle of the calls
             self.agents.start([*self._call_nodes(), *(n for t in self.traffic.values() for n in (t.to, t.from_))])
             service = self.lab.services.signalling
             if service is not None and self.calls:
                 signal_through_lab(self.agents, self.calls, service.url, service.ca_file)
-            taps, taps_starting = self._start_taps()  # the taps' start-up overlaps the endpoints' preparing
+            # the taps' start-up overlaps the endpoints' preparing
+            taps, taps_starting = start_taps(self.agents, self.lab, self._call_nodes(), self.out_dir)
             prepare(self.agents, self.calls)
             self.agents.promote_all()
             for future in taps_starting:
@@ -149,6 +154,8 @@ class Workload:
                 self.progress(f"workload: {len(self.calls)} call(s), {len(self.traffic)} traffic flow(s), {end:g}s")
                 with self._live(end):
                     self._loop()
+                if self.fault is not None:
+                    self._wind_down()
                 schedule_done = self._schedule_done or time.perf_counter()
                 self.phases["workload"] = schedule_done - ready
                 self.phases["drain"] = time.perf_counter() - schedule_done
@@ -157,10 +164,11 @@ class Workload:
                 for name in list(self.traffic_records):
                     if self.traffic_records[name].stopped_at is None:
                         self._stop_traffic(name)
-            tap_stats = self._stop_taps(taps)
-            usage = {node: client.call("usage") for node, client in self.agents.clients.items()}
-            endpoints = {node: client.call("endpoint_stats") for node, client in self.agents.clients.items()}
-        self.lab.check_engines()
+            tap_stats, lost = stop_taps(self.agents, taps, self.progress)
+            for problem in lost:
+                self._fail(problem)
+            usage, endpoints = self._ask_agents("usage"), self._ask_agents("endpoint_stats")
+        self._guard(self.lab.check_engines)
         self.phases["collect"] = time.perf_counter() - collecting
         shift = sampler_epoch - self.t0
         queues = [s.model_copy(update={"time": round(s.time + shift, 3)}) for s in sampler.samples]
@@ -181,6 +189,7 @@ class Workload:
                     f"{node}/{kind}": stats for node, kinds in endpoints.items() for kind, stats in kinds.items()
                 },
                 "out_dir": str(self.out_dir),
+                "fault": self.fault,
                 "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
             }
         )
@@ -201,22 +210,73 @@ class Workload:
                 ]
                 heapq.heapify(self._actions)
                 self._bounds.clear()
-            while self._actions and self._actions[0][0] <= now:
+            while self._actions and self._actions[0][0] <= now and self.fault is None:
                 at, _, what, action = heapq.heappop(self._actions)
-                action()
+                self._guard(action)
                 self._log(at, what)
             self._handle_events()
             for call in self.calls:
                 check_setup_timeout(call, time.time())
-            self.lab.check_engines()
+            self._guard(self.lab.check_engines)
+            self._check_agents()
+            for future in [f for f in self._futures if f.done()]:
+                self._futures.remove(future)
+                self._guard(future.result)  # a failed call action surfaces here, not silently
+            if self.fault is not None:
+                return
             if not self._actions and self._schedule_done is None:
                 self._schedule_done = time.perf_counter()  # the scenario's last action: what follows is drain
-            if not self._actions and all(future.done() for future in self._futures):
-                for future in self._futures:
-                    future.result()  # a bug in a call action surfaces here, not silently
+            if not self._actions and not self._futures:
                 return
             next_due = self._actions[0][0] if self._actions else now + TICK
             time.sleep(max(0.0, min(TICK, next_due - now)))
+
+    # ------------------------------------------------------------ faults
+
+    def _guard(self, step: Callable[[], object]) -> None:
+        """Run one step of the schedule; a LabError (a process gone, a lab command failed) is the fault."""
+        try:
+            step()
+        except LabError as exc:
+            self._fail(str(exc))
+
+    def _fail(self, message: str) -> None:
+        """Record the first fault: the schedule stops, what runs is wound down, the record is kept."""
+        with self._lock:
+            if self.fault is not None:
+                return
+            at = round(time.time() - self.t0, 3) if self.t0 else 0.0
+            self.fault = f"{message} (at {at:g} s of the workload)"
+        self._log(at, "fault", reason=message)
+        self.progress(f"fault: {self.fault}; stopping the workload, keeping what was recorded")
+
+    def _check_agents(self) -> None:
+        for node, client in self.agents.clients.items():
+            if not client.alive():
+                self._fail(agent_fault(node, client.process.poll()))
+
+    def _wind_down(self) -> None:
+        """After a fault: end every call still up (a side whose agent is gone is noted) and mark the calls
+        the fault cut short, so scoring reads what was recorded and says why the rest is missing."""
+        for future in self._futures:
+            future.exception()  # placing or ending calls: let those in flight finish first
+        gone = {node for node, client in self.agents.clients.items() if not client.alive()}
+        self._guard(lambda: self._end([call for call in self.calls if not call.ended]))
+        for call in self.calls:
+            call.fail("failed", f"not set up: {self.fault}")
+            if call.outcome == "connected" and {call.caller, call.callee} & gone:
+                call.outcome, call.reason = "error", f"cut short: {self.fault}"
+
+    def _ask_agents(self, cmd: str) -> dict[str, dict[str, Any]]:
+        """``cmd``'s answer from every agent still there (a dead agent's CPU and statistics are lost)."""
+        answers = {}
+        for node, client in self.agents.clients.items():
+            try:
+                answers[node] = client.call(cmd)
+            except AgentError as exc:
+                if self.fault is None:
+                    self._fail(str(exc))
+        return answers
 
     def _submit(self, function: Callable[..., None], *args: Any) -> None:
         """Call setup and hangup wait on agents: they run beside the schedule, not in its way."""
@@ -229,6 +289,8 @@ class Workload:
     def _handle_events(self) -> None:
         by_id = {c.id: c for c in self.calls}
         for node, _, message in self.agents.drain_events():
+            if message.get("event") == "child_exit" and (node, message.get("child", "")) not in self._stopping:
+                self._fail(child_fault(node, message.get("child", "?"), message.get("code")))
             if message.get("event") == "call" and message.get("call") in by_id:
                 call = by_id[message["call"]]
                 before = call.outcome
@@ -285,6 +347,7 @@ class Workload:
         if record is None or record.stopped_at is not None:
             return
         record.stopped_at = time.time()
+        self._stopping |= {(record.source, f"source-{name}"), (record.sink, f"sink-{name}")}
         for node, child, reports in (
             (record.source, f"source-{name}", record.source_reports),
             (record.sink, f"sink-{name}", record.sink_reports),
@@ -318,53 +381,6 @@ class Workload:
 
     def _call_nodes(self) -> list[str]:
         return sorted({n for c in self.calls for n in (c.caller, c.callee)})
-
-    def _start_taps(self) -> tuple[dict[str, str], list[Future[dict[str, Any]]]]:
-        """Ask for a tap on every interface of every call node; the futures resolve when each is ready."""
-        from testbed.media.tap import tap_command
-
-        taps = {}
-        starting = []  # every tap at once: each waits for its own ready line in its agent
-        for node in self._call_nodes():
-            for interface in self.lab.plan.node_interfaces(node):
-                prefix = str(self.out_dir / "taps" / f"{node}-{interface.ifname}")
-                starting.append(
-                    self.agents[node].request(
-                        "child_start",
-                        name=f"tap-{interface.ifname}",
-                        argv=tap_command(interface.ifname, prefix, python=self.lab.node(node).python),
-                    )
-                )
-                taps[f"{node}/{interface.ifname}"] = prefix
-        return taps, starting
-
-    def _stop_taps(self, taps: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """Stop every tap (all at once: each writes its records as it ends); each one's closing summary
-        (packets, the kernel's drop counter, CPU)."""
-        summaries: dict[str, dict[str, Any]] = {}
-        stopping = {
-            key: self.agents[key.split("/")[0]].request("child_stop", name=f"tap-{key.split('/')[1]}") for key in taps
-        }
-        for key, future in stopping.items():
-            try:
-                stopped = future.result(60.0)
-            except (AgentError, TimeoutError) as exc:
-                self.progress(f"tap {key}: {exc}")
-                continue
-            done = [r for r in stopped.get("reports", []) if r.get("event") == "done"]
-            if done:
-                summaries[key] = {k: v for k, v in done[-1].items() if k != "event"}
-        return summaries
-
-    def _queue_targets(self) -> list[tuple[str, Path, str]]:
-        """Every shaped or classified interface: the router's sides and every impaired link end."""
-        targets = set()
-        if self.lab.router is not None:
-            node, sides = self.lab.router
-            targets |= {(node, link) for link in sides.values()}
-        for link, ends in self.lab.links.items():
-            targets |= {(node, link) for node in ends}
-        return [(node, self.lab.node(node).netns_path, link) for node, link in sorted(targets)]
 
 
 def _by_time(calls: list[Call], when: Callable[[Call], float]) -> dict[float, list[Call]]:
