@@ -27,6 +27,11 @@ def describe_exit(code: int | None) -> str:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
+    if code > 128:  # a shell's or docker exec's way of saying a signal ended it
+        try:
+            return f"exit status {code}: killed by {signal.Signals(code - 128).name}"
+        except ValueError:
+            pass
     return f"exit status {code}"
 
 

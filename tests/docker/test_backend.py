@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -14,7 +15,7 @@ from testbed.lab import Lab
 from testbed.lab.backends.docker import RUN_LABEL
 from testbed.scenario.model import Scenario
 from tests.helpers import REPO
-from tests.helpers.lab import run_testbed, start_testbed, wait_for_line
+from tests.helpers.lab import rest_of_output, run_testbed, start_testbed, wait_for_line
 
 pytestmark = pytest.mark.docker
 
@@ -99,6 +100,27 @@ def test_failure_and_interrupt_leave_nothing(engine, registry, no_leftovers, tmp
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=120)
     assert process.returncode == 130
+    assert our_containers(engine, registry.history()) == []
+
+
+def test_a_container_stopped_mid_call_ends_the_run_with_exit_4(engine, registry, no_leftovers, tmp_path):
+    """`docker stop` of the gateway's container from outside: its agent dies with it, the run says so and
+    exits 4, what was recorded is kept and scored, and every container goes."""
+    scenario = tmp_path / "stopped.yaml"
+    scenario.write_text("name: stopped\nbackend: docker\ncalls: [{name: call, from: client, to: gateway, talk: 8s}]\n")
+    out = tmp_path / "out"
+    process = start_testbed("run", str(scenario), "--out", str(out), "--no-live")
+    wait_for_line(process, ": connected", timeout=120, stream="stderr")
+    time.sleep(2)
+    (gateway,) = [name for name in our_containers(engine, registry.history()) if name.endswith("-gateway")]
+    engine.containers.get(gateway).stop(timeout=0)
+    errors = rest_of_output(process, timeout=120, stream="stderr")
+    assert process.returncode == 4, errors
+    assert "the agent in node gateway died (exit status 137: killed by SIGKILL)" in errors, errors
+    assert "partial results in" in errors
+    scored = run_testbed("score", str(out), "--no-pesq", "--json", timeout=120)
+    assert scored.returncode == 4, scored.stderr
+    assert "the agent in node gateway died" in json.loads(scored.stdout)["variants"][0]["fault"]
     assert our_containers(engine, registry.history()) == []
 
 

@@ -151,8 +151,10 @@ def test_nothing_stays_after_a_failed_or_interrupted_run(registry, no_leftovers,
         os.kill(pid, signal.SIGKILL)
     errors = rest_of_output(process, timeout=90, stream="stderr")
     assert process.returncode != 0
-    if how == "coturn killed":
-        assert process.returncode == 4 and "coturn" in errors, errors
+    if how == "coturn killed":  # a fault: the calls' recorded media is kept, scoring reads it (test_faults)
+        assert process.returncode == 4 and "coturn" in errors and "partial results in" in errors, errors
+        workload = json.loads((tmp_path / "out" / "udp-blocked" / "workload.json").read_text())
+        assert "coturn" in workload["fault"] and (tmp_path / "out" / "run.json").exists()
     deadline = time.monotonic() + 5
     while set(turn_processes(registry.root)) - before and time.monotonic() < deadline:
         time.sleep(0.1)
