@@ -15,6 +15,7 @@ from testbed.lab import Lab
 from testbed.lab.backends.docker import RUN_LABEL
 from testbed.scenario.model import Scenario
 from tests.helpers import REPO
+from tests.helpers.concurrent import check_they_never_met, run_two_at_once
 from tests.helpers.lab import rest_of_output, run_testbed, start_testbed, wait_for_line
 
 pytestmark = pytest.mark.docker
@@ -147,3 +148,10 @@ def test_lab_updown_bench_runs(engine, registry):
     )
     assert result.returncode == 0, result.stderr
     assert "up+down  median" in result.stdout
+
+
+def test_two_docker_runs_at_once_never_meet(engine, registry, no_leftovers, tmp_path):
+    """As tests/lab/test_concurrent.py, with containers: both complete, and every container goes."""
+    results = run_two_at_once(tmp_path, "docker")
+    check_they_never_met(tmp_path, results, registry)
+    assert our_containers(engine, registry.history()) == []
