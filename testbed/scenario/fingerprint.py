@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from testbed.scenario.files import MAX_WAV_BYTES, InputFileError, read_input_file
 from testbed.scenario.load import LoadedScenario
 
 EXPERIMENT_SECTIONS = ("topology", "edge", "links", "calls", "traffic", "timeline", "variants")
@@ -27,16 +28,21 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _portable(value: Any) -> Any:
-    """The same data with absolute file paths replaced by the file's name and content hash."""
+def _portable(value: Any, file_field: bool = False) -> Any:
+    """The same data with the files it names (a link's ``trace``, a call's ``speech`` WAVs) replaced by the
+    file's name and content hash. Only those fields: any other string is text, never a file to read."""
     if isinstance(value, dict):
-        return {key: _portable(item) for key, item in value.items()}
+        return {
+            key: _portable(item, key == "trace" or (file_field and key in ("from", "to")) or key == "speech")
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_portable(item) for item in value]
-    if isinstance(value, str) and value.startswith("/"):
-        path = Path(value)
-        if path.is_file():
-            return f"file {path.name} {hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+    if file_field and isinstance(value, str) and value.startswith("/"):
+        try:
+            return f"file {Path(value).name} {hashlib.sha256(read_input_file(value, MAX_WAV_BYTES)).hexdigest()[:16]}"
+        except InputFileError:
+            return value  # validation read it; gone since: the path stands for it
     return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -318,10 +319,60 @@ class RouterTemplate(Strict):
         return self
 
 
+# tc's options that only change its output; the others read files (-batch, -conf, -name) or reach other
+# namespaces (-netns), and the objects left out run programs (exec) or never end (monitor)
+SCRIPT_OPTIONS = frozenset(
+    [
+        "-s",
+        "-stats",
+        "-statistics",
+        "-d",
+        "-details",
+        "-r",
+        "-raw",
+        "-p",
+        "-pretty",
+        "-i",
+        "-iec",
+        "-g",
+        "-graph",
+        "-j",
+        "-json",
+        "-t",
+        "-timestamp",
+        "-ts",
+        "-tshort",
+        "-o",
+        "-oneline",
+        "-N",
+        "-Numeric",
+    ]
+)
+SCRIPT_OBJECTS = ("qdisc", "class", "filter", "chain", "action", "actions")
+
+
 def _check_script(script: str) -> None:
     for number, command in script_commands(script):
-        if not command.startswith("tc "):
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise ValueError(f"script line {number}: {exc} ({command!r})") from None
+        if not argv or argv[0] != "tc":
             raise ValueError(f"script line {number}: only tc commands are allowed ({command!r})")
+        words = iter(argv[1:])
+        word = next(words, "")
+        while word.startswith("-"):
+            if word not in SCRIPT_OPTIONS:
+                raise ValueError(
+                    f"script line {number}: tc option {word!r} is not allowed in a script (it reads files or "
+                    f"reaches outside the router); allowed: {' '.join(sorted(SCRIPT_OPTIONS))}"
+                )
+            word = next(words, "")
+        if word not in SCRIPT_OBJECTS:
+            raise ValueError(
+                f"script line {number}: tc {word or '(nothing)'!s} is not allowed; a script configures "
+                f"{', '.join(SCRIPT_OBJECTS)} (written in full)"
+            )
         for name in _PLACEHOLDER.findall(command):
             if name not in SCRIPT_PLACEHOLDERS:
                 raise ValueError(

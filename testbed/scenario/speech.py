@@ -10,12 +10,15 @@ its ends become long pauses in every call).
 
 from __future__ import annotations
 
+import io
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from testbed.scenario.files import MAX_WAV_BYTES, InputFileError, read_input_file
 
 RATES = (8000, 16000)
 MIN_S, MAX_S = 4.0, 60.0
@@ -45,11 +48,11 @@ class Speech:
 
 def read_wav(path: Path) -> tuple[npt.NDArray[np.float64], int]:
     try:
-        with wave.open(str(path), "rb") as w:
+        with wave.open(io.BytesIO(read_input_file(path, MAX_WAV_BYTES)), "rb") as w:
             channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             data = w.readframes(frames)
-    except FileNotFoundError:
-        raise SpeechError("no such file") from None
+    except InputFileError as exc:
+        raise SpeechError(str(exc)) from None
     except (wave.Error, EOFError) as exc:
         raise SpeechError(f"not a PCM WAV file ({exc}); convert it to 16-bit PCM WAV") from None
     if width != 2:

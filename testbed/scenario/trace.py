@@ -9,11 +9,11 @@ from __future__ import annotations
 import bisect
 import csv
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.errors import InputError
+from testbed.scenario.files import InputFileError, read_input_text
 
 __all__ = ["MAX_TRACE_DELAY_MS", "TRACE_COLUMNS", "Trace", "TraceError", "TraceRow", "load_trace", "parse_trace"]
 
@@ -127,12 +127,10 @@ def _trace_value(where: str, name: str, cell: str) -> float:
     return value
 
 
-def load_trace(path: str | os.PathLike[str]) -> Trace:
+def load_trace(path: str | Path) -> Trace:
     """Read a trace CSV file (see ``parse_trace``); errors name the file, line, column and allowed range."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read the trace: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise TraceError(f"{path}: not a UTF-8 text file; a trace is CSV text") from None
+        text = read_input_text(path)
+    except InputFileError as exc:
+        raise TraceError(f"{path}: cannot read the trace: {exc}; a trace is a CSV text file") from None
     return parse_trace(text, str(path))

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from testbed.errors import ScenarioError
+from testbed.scenario.files import InputFileError, read_input_text
 
 Path_ = tuple[str | int, ...]
 
@@ -83,11 +84,9 @@ def _error(doc: YamlDocument, node: yaml.Node, message: str) -> ScenarioError:
 def load_yaml(path: Path) -> YamlDocument:
     """Parse ``path``; raises ScenarioError (exit 2) for unreadable files and YAML syntax errors."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([f"{path}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([f"{path}: cannot read: {exc}"]) from None
+        text = read_input_text(path)
+    except InputFileError as exc:
+        raise ScenarioError([f"{path}: {exc}"]) from None
     doc = YamlDocument(path=path, data=None)
     try:
         loader = yaml.SafeLoader(text)  # checks every character first: a control character fails here

@@ -518,7 +518,7 @@ def test_trace_file_errors(tmp_path):
         load_trace(tmp_path / "missing.csv")
     binary = tmp_path / "b.csv"
     binary.write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(TraceError, match=r"b.csv: not a UTF-8 text file"):
+    with pytest.raises(TraceError, match=r"b.csv: cannot read the trace: not UTF-8 text"):
         load_trace(binary)
     assert issubclass(TraceError, InputError)
     with pytest.raises(TraceError, match="no rows"):
