@@ -43,12 +43,15 @@ def remove_run(registry: Registry, record: RunRecord) -> Removal:
 
     newest_first = list(reversed(record.resources))
     nodes = [r for r in newest_first if r.kind != "files"]
-    if backend.creates_at_once > 1 and len(nodes) > 1:  # containers: side by side
-        with ThreadPoolExecutor(max_workers=backend.creates_at_once, thread_name_prefix="remove-node") as pool:
-            list(pool.map(remove, nodes))
-    else:
-        for resource in nodes:
-            remove(resource)
+    try:
+        if backend.creates_at_once > 1 and len(nodes) > 1:  # containers: side by side
+            with ThreadPoolExecutor(max_workers=backend.creates_at_once, thread_name_prefix="remove-node") as pool:
+                list(pool.map(remove, nodes))
+        else:
+            for resource in nodes:
+                remove(resource)
+    finally:
+        backend.close()
     for resource in newest_first:
         if resource.kind == "files":  # after the nodes whose processes may still write there
             remove(resource)

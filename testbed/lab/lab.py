@@ -16,7 +16,7 @@ from typing import Any
 
 from testbed.errors import CapabilityError, InputError, LabError
 from testbed.lab import edge, impair, links, qos, services, tunnels
-from testbed.lab.backends import Node, make_backend
+from testbed.lab.backends import Backend, Node, make_backend
 from testbed.lab.backends.base import create_nodes
 from testbed.lab.cleanup import remove_run
 from testbed.lab.engine.harness import EngineProcess
@@ -74,6 +74,7 @@ class Lab:
         # the links as they are now: the timeline's set_link changes them while the lab runs
         self.links: dict[str, dict[str, Impairment]] = {link: dict(ends) for link, ends in scenario.links.items()}
         self.nodes: dict[str, Node] = {}
+        self._backend: Backend | None = None  # closed at teardown (a docker engine client's connections)
         self.impairment_engines = EngineSet(impairment_engine or scenario.impairment_engine, self.nodes)
         self.router = qos.find_router(scenario)
         if router_template is None and self.router is not None:
@@ -165,6 +166,7 @@ class Lab:
         try:
             files = self._files_dir() if services.needed(self.scenario) else None
             backend = make_backend(self.backend_name, self.registry, [*self.shared_dirs, *([files] if files else [])])
+            self._backend = backend
             wanted = [*self.plan.nodes.items()]
             wanted += [(switch_name(s.name), "switch") for s in self.plan.segments.values() if s.switched]
             self.nodes.update(create_nodes(backend, self.run, wanted))
@@ -204,6 +206,9 @@ class Lab:
             except Exception:
                 pass  # sockets die with their namespaces anyway; removal matters more
             self.nodes.clear()
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
             record = self.registry.load(self.run.run_id) or self.run
             removal = remove_run(self.registry, record)
             if removal.failed:

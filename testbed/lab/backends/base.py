@@ -64,6 +64,10 @@ class Backend(Protocol):
         """Remove one registry resource of a dead run; True if something was removed."""
         ...
 
+    def close(self) -> None:
+        """Let go of what the backend holds open (an engine's connections); nodes it made stay as they are."""
+        ...
+
 
 def create_nodes(backend: Backend, run: RunRecord, wanted: Sequence[tuple[str, str]]) -> dict[str, Node]:
     """Create the (name, kind) nodes, ``backend.creates_at_once`` at a time. Each is recorded in the

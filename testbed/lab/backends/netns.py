@@ -54,6 +54,9 @@ class NetnsBackend:
     def namespace_name(run_id: str, node: str) -> str:
         return f"vtb-{run_id}-{node}"
 
+    def close(self) -> None:
+        """Nothing held open: each node's operations open and close their own netlink sockets."""
+
     def create_node(self, run: RunRecord, name: str, kind: str) -> NetnsNode:
         namespace = self.namespace_name(run.run_id, name)
         self.registry.add(run, Resource("netns", namespace, {"node": name, "kind": kind}))
