@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.lab.backends import make_backend
+from testbed.lab.backends import Backend, make_backend
 from testbed.lab.registry import Registry, Resource, RunRecord
 
 
@@ -19,17 +19,23 @@ class Removal:
     failed: list[str] = field(default_factory=list)
 
 
-def remove_run(registry: Registry, record: RunRecord) -> Removal:
-    """Remove every resource of ``record``, newest first; forget the record only if all are gone."""
+def remove_run(registry: Registry, record: RunRecord, backend: Backend | None = None) -> Removal:
+    """Remove every resource of ``record``, newest first; forget the record only if all are gone.
+    ``backend``: the one that made the run's nodes (a lab's own teardown), used and closed instead of a new
+    one (for docker, a second engine client and its ping)."""
     result = Removal(record.run_id)
+    if backend is not None and (backend.name != record.backend or not record.resources):
+        backend.close()
+        backend = None
     if not record.resources:
         registry.forget(record.run_id)
         return result
-    try:
-        backend = make_backend(record.backend, registry)
-    except Exception as exc:
-        result.failed.append(f"backend {record.backend}: {exc}")
-        return result
+    if backend is None:
+        try:
+            backend = make_backend(record.backend, registry)
+        except Exception as exc:
+            result.failed.append(f"backend {record.backend}: {exc}")
+            return result
 
     def remove(resource: Resource) -> None:
         try:

@@ -206,11 +206,9 @@ class Lab:
             except Exception:
                 pass  # sockets die with their namespaces anyway; removal matters more
             self.nodes.clear()
-            if self._backend is not None:
-                self._backend.close()
-                self._backend = None
             record = self.registry.load(self.run.run_id) or self.run
-            removal = remove_run(self.registry, record)
+            backend, self._backend = self._backend, None
+            removal = remove_run(self.registry, record, backend)  # closes the backend when done
             if removal.failed:
                 raise LabError(
                     f"teardown of run {record.run_id} incomplete ({'; '.join(removal.failed)}); run `testbed cleanup`"
